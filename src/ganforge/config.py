@@ -1,0 +1,52 @@
+"""Where the Hydra tree lives, and the checks that turn a bad config into one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ganforge.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _positive(cfg: DictConfig, key: str, kind: type = float, allow_zero: bool = False) -> None:
+    value = cfg
+    for part in key.split("."):
+        value = value.get(part) if value is not None else None
+    if value is None:
+        return
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if kind is int:
+        ok = ok and float(value).is_integer()
+    if not ok:
+        bound = "non-negative" if allow_zero else "positive"
+        raise ConfigError(f"{key} must be a {bound} {'integer' if kind is int else 'number'}, got {value!r}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject values that cannot train, before anything is built."""
+    for key in ("train.steps", "train.n_critic", "train.log_every", "train.num_fixed", "data.batch_size"):
+        _positive(cfg, key, int)
+    for key in ("train.sample_every", "train.ckpt_every"):
+        _positive(cfg, key, int, allow_zero=True)
+    for key in ("optim.lr_g", "optim.lr_d", "train.clip_grad_g", "train.clip_grad_d"):
+        _positive(cfg, key)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> Path | None:
+    """``None``, ``auto`` (the run dir's last.ckpt when there is one) or an existing file."""
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path == "auto":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        return last if last.is_file() else None
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such file ({path.resolve()})")
+    return path

@@ -1,0 +1,15 @@
+"""User-facing errors: raised before training starts, printed as one readable paragraph."""
+
+
+class GanforgeError(Exception):
+    """A mistake in the user's setup (config, data, paths) that no traceback would explain better."""
+
+    exit_code = 2
+
+
+class ConfigError(GanforgeError):
+    """An option or a combination of options that cannot work."""
+
+
+class DataError(GanforgeError):
+    """A dataset that is missing, empty or unreadable."""

@@ -1,0 +1,182 @@
+"""GANModule: one LightningModule that trains any generator/discriminator/loss combination.
+
+Manual optimization. One ``training_step`` is ``n_critic`` discriminator updates followed by one
+generator update; the loader batch carries the ``n_critic`` real batches (see
+``ganforge.data.base``). ``g_step`` counts generator updates: it is the training budget
+(``train.steps``) and the x-axis of every logged curve (``trainer/g_step``). Lightning's
+``global_step`` counts every optimizer step, i.e. ``(n_critic + 1)`` per training step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from ganforge.losses import GANLoss
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+def grad_norm(module: nn.Module) -> Tensor:
+    """L2 norm of all gradients of ``module`` (a device tensor: no host sync)."""
+    norms = [p.grad.detach().norm(2) for p in module.parameters() if p.grad is not None]
+    if not norms:
+        return torch.zeros(())
+    return torch.stack(norms).norm(2)
+
+
+class GANModule(pl.LightningModule):
+    """Alternating D/G training with manual optimization; see the module docstring."""
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: GANLoss,
+        optimizer_g: OptimizerFactory,
+        optimizer_d: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        steps: int = 1000,
+        n_critic: int = 1,
+        log_every: int = 50,
+        clip_grad_g: float | None = None,
+        clip_grad_d: float | None = None,
+        num_fixed: int = 64,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.loss = loss
+        self.optimizer_g, self.optimizer_d, self.scheduler = optimizer_g, optimizer_d, scheduler
+        self.total_steps = steps
+        self.n_critic = n_critic
+        self.log_every = log_every
+        self.clip_grad_g, self.clip_grad_d = clip_grad_g, clip_grad_d
+        self.seed = seed
+        self.z_dim: int = generator.z_dim
+        fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(seed))
+        self.register_buffer("fixed_z", fixed)
+        self.g_step = 0
+        self.last_metrics: dict[str, float] = {}
+        self._noise: torch.Generator | None = None
+        self._noise_state: Tensor | None = None
+
+    # --- optimizers ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        opt_g = self.optimizer_g(self.generator.parameters())
+        opt_d = self.optimizer_d(self.discriminator.parameters())
+        if self.scheduler is None:
+            return [opt_g, opt_d]
+        return [opt_g, opt_d], [self.scheduler(opt_g), self.scheduler(opt_d)]
+
+    # --- noise ----------------------------------------------------------------------------------
+    def sample_z(self, n: int) -> Tensor:
+        """Latent codes from the module's own seeded generator (saved in checkpoints)."""
+        if self._noise is None or self._noise.device != self.device:
+            self._noise = torch.Generator(device=self.device).manual_seed(self.seed + 1)
+            if self._noise_state is not None:
+                self._noise.set_state(self._noise_state)
+                self._noise_state = None
+        return torch.randn(n, self.z_dim, device=self.device, generator=self._noise)
+
+    @torch.no_grad()
+    def sample(self, z: Tensor | None = None) -> Tensor:
+        """Generator output in eval mode (fixed noise by default); the train/eval mode is restored."""
+        z = self.fixed_z if z is None else z
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator(z.to(self.device))
+        finally:
+            self.generator.train(was_training)
+
+    # --- the training step ----------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        real_all, _ = batch
+        opt_g, opt_d = self.optimizers()
+        will_log = (self.g_step + 1) % self.log_every == 0 or self.g_step + 1 >= self.total_steps
+
+        # n_critic discriminator updates, each on its own real batch
+        self.toggle_optimizer(opt_d)
+        for real in real_all.chunk(self.n_critic):
+            with torch.no_grad():
+                fake = self.generator(self.sample_z(real.shape[0]))
+            real_logits = self.discriminator(real)
+            fake_logits = self.discriminator(fake)
+            d_adv = self.loss.d_loss(real_logits, fake_logits)
+            d_loss = self.loss.discriminator_loss(self.discriminator, real_logits, fake_logits, real, fake)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            d_norm = grad_norm(self.discriminator) if will_log else None
+            if self.clip_grad_d:
+                self.clip_gradients(opt_d, gradient_clip_val=self.clip_grad_d, gradient_clip_algorithm="norm")
+            opt_d.step()
+            self.loss.clip_weights(self.discriminator)
+        self.untoggle_optimizer(opt_d)
+
+        # one generator update
+        self.toggle_optimizer(opt_g)
+        fake = self.generator(self.sample_z(real.shape[0]))
+        g_loss = self.loss.g_loss(self.discriminator(fake))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        g_norm = grad_norm(self.generator) if will_log else None
+        if self.clip_grad_g:
+            self.clip_gradients(opt_g, gradient_clip_val=self.clip_grad_g, gradient_clip_algorithm="norm")
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        for sched in self.lr_schedulers() or []:
+            sched.step()
+        self.g_step += 1
+
+        if will_log:
+            scalars = {
+                "train/d_loss": d_loss,
+                "train/d_adv": d_adv,
+                "train/g_loss": g_loss,
+                "train/d_real": real_logits.mean(),
+                "train/d_fake": fake_logits.mean(),
+                "train/grad_norm_d": d_norm,
+                "train/grad_norm_g": g_norm,
+            }
+            self._log_scalars(scalars, opt_g, opt_d)
+
+    def _log_scalars(self, scalars: dict[str, Tensor], opt_g: Any, opt_d: Any) -> None:
+        """One host sync for all scalars, then every logger gets them against the generator step."""
+        values = torch.stack([v.detach().float().to(self.device) for v in scalars.values()]).tolist()
+        metrics = dict(zip(scalars, values, strict=True))
+        metrics["train/lr_g"] = opt_g.param_groups[0]["lr"]
+        metrics["train/lr_d"] = opt_d.param_groups[0]["lr"]
+        metrics["trainer/g_step"] = self.g_step
+        self.last_metrics = metrics
+        if self.trainer.is_global_zero:
+            for logger in self.loggers:
+                logger.log_metrics(metrics, step=self.g_step)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.g_step >= self.total_steps:
+            self.trainer.should_stop = True
+
+    # --- checkpoint extras ----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        noise = self._noise.get_state() if self._noise is not None else self._noise_state
+        checkpoint["ganforge"] = {
+            "g_step": self.g_step,
+            "noise_rng": noise,
+            "last_metrics": self.last_metrics,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("ganforge", {})
+        self.g_step = int(state.get("g_step", 0))
+        self.last_metrics = dict(state.get("last_metrics", {}))
+        self._noise = None
+        self._noise_state = state.get("noise_rng")

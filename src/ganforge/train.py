@@ -1,0 +1,161 @@
+"""``ganforge-train``: compose the config, build data, nets, loss and optimizers, train, summarise."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ganforge.config import CONFIG_DIR, check_config, resolve_ckpt_path
+from ganforge.errors import GanforgeError
+from ganforge.loggers import build_loggers, finish_wandb
+from ganforge.module import GANModule
+
+QUIET_WARNINGS = (
+    r".*does not have many workers.*",
+    r".*Experiment logs directory .* exists and is not empty.*",
+    r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+)
+QUIET_INFO = ("litlogger", "`Trainer.fit` stopped")
+
+
+class _DropInfo(logging.Filter):
+    """Hides Lightning's info lines that mislead here (its stop message counts D+G optimizer steps)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in QUIET_INFO)
+
+
+def quiet_lightning() -> None:
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropInfo())
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
+    """The data module and the GANModule that ``cfg`` describes."""
+    datamodule = instantiate(cfg.data, draws_per_step=cfg.train.n_critic)
+    if hasattr(datamodule, "check"):
+        datamodule.check()
+    shape = datamodule.data_shape
+    module = GANModule(
+        generator=instantiate(cfg.model.generator, data_shape=shape),
+        discriminator=instantiate(cfg.model.discriminator, data_shape=shape),
+        loss=instantiate(cfg.loss),
+        optimizer_g=instantiate(cfg.optim.generator),
+        optimizer_d=instantiate(cfg.optim.discriminator),
+        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        steps=cfg.train.steps,
+        n_critic=cfg.train.n_critic,
+        log_every=cfg.train.log_every,
+        clip_grad_g=cfg.train.clip_grad_g,
+        clip_grad_d=cfg.train.clip_grad_d,
+        num_fixed=cfg.train.num_fixed,
+        seed=cfg.seed,
+    )
+    return datamodule, module
+
+
+def config_digest(cfg: DictConfig) -> str:
+    """A short hash of the resolved config: two runs with the same digest ran the same setup."""
+    text = OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the GAN described by ``cfg``; returns the run summary (also written as summary.json)."""
+    quiet_lightning()
+    check_config(cfg)
+    out = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, out)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule, module = build(cfg)
+
+    loggers = build_loggers(cfg.get("logger"))
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        max_steps=cfg.train.steps * (cfg.train.n_critic + 1),
+        logger=loggers or False,
+        callbacks=callbacks,
+    )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    summary: dict[str, Any] = {"status": "running", "output_dir": str(out)}
+    start = time.time()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        summary["status"] = "finished" if module.g_step >= cfg.train.steps else "stopped"
+    except BaseException as exc:
+        summary["status"] = "crashed"
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        summary.update(
+            g_steps=module.g_step,
+            d_steps=module.g_step * cfg.train.n_critic,
+            steps_target=cfg.train.steps,
+            wall_time_s=round(time.time() - start, 3),
+            last=module.last_metrics,
+            config_digest=config_digest(cfg),
+            resumed_from=str(ckpt_path) if ckpt_path else None,
+            checkpoint=str(out / "checkpoints" / "last.ckpt"),
+            samples=str(out / "samples"),
+        )
+        if trainer.is_global_zero:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def report(summary: dict[str, Any]) -> None:
+    """Where the outputs are, printed for a person."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ganforge run", show_header=False)
+    table.add_row("status", summary["status"])
+    table.add_row("generator steps", f"{summary['g_steps']} / {summary['steps_target']}")
+    table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
+    for key in ("train/d_loss", "train/g_loss"):
+        if key in summary["last"]:
+            table.add_row(key, f"{summary['last'][key]:.4f}")
+    table.add_row("outputs", summary["output_dir"])
+    table.add_row("checkpoint", summary["checkpoint"])
+    table.add_row("samples", summary["samples"])
+    Console(stderr=True).print(table)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Entry point of ``ganforge-train``: user mistakes exit with one line and code 2."""
+    try:
+        summary = train(cfg)
+    except GanforgeError as err:
+        print(f"ganforge-train: error: {err}", file=sys.stderr)
+        finish_wandb(exit_code=err.exit_code)
+        sys.exit(err.exit_code)
+    except BaseException:
+        finish_wandb(exit_code=1)
+        raise
+    finish_wandb(exit_code=0)
+    if HydraConfig.initialized() and pl.utilities.rank_zero_only.rank == 0:
+        report(summary)
+    metric = cfg.get("optimized_metric")
+    return summary["last"].get(metric) if metric else None
+
+
+if __name__ == "__main__":
+    main()
