@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from ganforge.data.base import mix_seed
 from ganforge.losses import GANLoss
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -65,8 +66,7 @@ class GANModule(pl.LightningModule):
         self.register_buffer("fixed_z", fixed)
         self.g_step = 0
         self.last_metrics: dict[str, float] = {}
-        self._noise: torch.Generator | None = None
-        self._noise_state: Tensor | None = None
+        self._rng_state: dict[str, Any] | None = None
 
     # --- optimizers ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -76,15 +76,25 @@ class GANModule(pl.LightningModule):
             return [opt_g, opt_d]
         return [opt_g, opt_d], [self.scheduler(opt_g), self.scheduler(opt_d)]
 
-    # --- noise ----------------------------------------------------------------------------------
+    # --- randomness ------------------------------------------------------------------------------
     def sample_z(self, n: int) -> Tensor:
-        """Latent codes from the module's own seeded generator (saved in checkpoints)."""
-        if self._noise is None or self._noise.device != self.device:
-            self._noise = torch.Generator(device=self.device).manual_seed(self.seed + 1)
-            if self._noise_state is not None:
-                self._noise.set_state(self._noise_state)
-                self._noise_state = None
-        return torch.randn(n, self.z_dim, device=self.device, generator=self._noise)
+        """Latent codes ~ N(0, I) from the global RNG (its state is saved in every checkpoint)."""
+        return torch.randn(n, self.z_dim, device=self.device)
+
+    def on_fit_start(self) -> None:
+        # each rank draws its own latents and penalty noise; weights were initialised before this
+        torch.manual_seed(mix_seed(self.seed, self.global_rank, 1))
+
+    def _restore_rng(self) -> None:
+        """Put back the RNG state saved with the checkpoint, right before the first resumed step.
+
+        Doing it here rather than on load means nothing Lightning draws while starting the loop
+        (dataloader seeds) shifts the stream: the resumed run draws what the straight run drew.
+        """
+        state, self._rng_state = self._rng_state, None
+        torch.set_rng_state(state["cpu"])
+        if state.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
 
     @torch.no_grad()
     def sample(self, z: Tensor | None = None) -> Tensor:
@@ -100,6 +110,8 @@ class GANModule(pl.LightningModule):
     # --- the training step ----------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         real_all, _ = batch
+        if self._rng_state is not None:
+            self._restore_rng()
         opt_g, opt_d = self.optimizers()
         will_log = (self.g_step + 1) % self.log_every == 0 or self.g_step + 1 >= self.total_steps
 
@@ -107,7 +119,7 @@ class GANModule(pl.LightningModule):
         self.toggle_optimizer(opt_d)
         for real in real_all.chunk(self.n_critic):
             with torch.no_grad():
-                fake = self.generator(self.sample_z(real.shape[0]))
+                fake = self.generator(self.sample_z(real_all.shape[0] // self.n_critic))
             real_logits = self.discriminator(real)
             fake_logits = self.discriminator(fake)
             d_adv = self.loss.d_loss(real_logits, fake_logits)
@@ -123,7 +135,7 @@ class GANModule(pl.LightningModule):
 
         # one generator update
         self.toggle_optimizer(opt_g)
-        fake = self.generator(self.sample_z(real.shape[0]))
+        fake = self.generator(self.sample_z(real_all.shape[0] // self.n_critic))
         g_loss = self.loss.g_loss(self.discriminator(fake))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
@@ -167,16 +179,13 @@ class GANModule(pl.LightningModule):
 
     # --- checkpoint extras ----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        noise = self._noise.get_state() if self._noise is not None else self._noise_state
-        checkpoint["ganforge"] = {
-            "g_step": self.g_step,
-            "noise_rng": noise,
-            "last_metrics": self.last_metrics,
-        }
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["ganforge"] = {"g_step": self.g_step, "rng": rng, "last_metrics": self.last_metrics}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("ganforge", {})
         self.g_step = int(state.get("g_step", 0))
         self.last_metrics = dict(state.get("last_metrics", {}))
-        self._noise = None
-        self._noise_state = state.get("noise_rng")
+        self._rng_state = state.get("rng")
