@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ganforge.errors import ConfigError
+from ganforge.errors import ConfigError, GanforgeError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -50,3 +54,16 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> Path | None:
     if not path.is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such file ({path.resolve()})")
     return path
+
+
+def make(cfg: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, letting our own user-facing errors through unwrapped."""
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, GanforgeError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise

@@ -14,10 +14,9 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ganforge.config import CONFIG_DIR, check_config, resolve_ckpt_path
+from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
 from ganforge.errors import GanforgeError
 from ganforge.loggers import build_loggers, finish_wandb
 from ganforge.module import GANModule
@@ -45,17 +44,17 @@ def quiet_lightning() -> None:
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
     """The data module and the GANModule that ``cfg`` describes."""
-    datamodule = instantiate(cfg.data, draws_per_step=cfg.train.n_critic)
+    datamodule = make(cfg.data, draws_per_step=cfg.train.n_critic)
     if hasattr(datamodule, "check"):
         datamodule.check()
     shape = datamodule.data_shape
     module = GANModule(
-        generator=instantiate(cfg.model.generator, data_shape=shape),
-        discriminator=instantiate(cfg.model.discriminator, data_shape=shape),
-        loss=instantiate(cfg.loss),
-        optimizer_g=instantiate(cfg.optim.generator),
-        optimizer_d=instantiate(cfg.optim.discriminator),
-        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        generator=make(cfg.model.generator, data_shape=shape),
+        discriminator=make(cfg.model.discriminator, data_shape=shape),
+        loss=make(cfg.loss),
+        optimizer_g=make(cfg.optim.generator),
+        optimizer_d=make(cfg.optim.discriminator),
+        scheduler=make(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         steps=cfg.train.steps,
         n_critic=cfg.train.n_critic,
         log_every=cfg.train.log_every,
@@ -83,8 +82,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule, module = build(cfg)
 
     loggers = build_loggers(cfg.get("logger"))
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    trainer: pl.Trainer = instantiate(
+    callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer: pl.Trainer = make(
         cfg.trainer,
         max_steps=cfg.train.steps * (cfg.train.n_critic + 1),
         logger=loggers or False,
@@ -126,6 +125,8 @@ def report(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="ganforge run", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
     table.add_row("status", summary["status"])
     table.add_row("generator steps", f"{summary['g_steps']} / {summary['steps_target']}")
     table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")

@@ -1,0 +1,67 @@
+"""The command line as a user meets it: help, config printing, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+
+def cli(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ganforge.train", *args]
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_the_config_groups(tmp_path):
+    res = cli("--help", cwd=tmp_path)
+    assert res.returncode == 0
+    for group in ("data:", "model:", "loss:", "optim:", "trainer:", "logger:", "callbacks:", "experiment:"):
+        assert group in res.stdout, group
+    for option in ("ring8", "grid25", "digits", "mnist", "cifar10", "image_folder", "wgan_gp", "hinge", "dcgan"):
+        assert option in res.stdout, option
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    res = cli("data=ring8", "model=mlp", "loss=wgan_gp", "train.steps=2000", "--cfg", "job", cwd=tmp_path)
+    assert res.returncode == 0
+    assert "ganforge.data.toy.RingDataModule" in res.stdout and "steps: 2000" in res.stdout
+    assert "gradient_penalty" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train.steps=0"], "train.steps must be a positive integer"),
+        (["train.n_critic=-1"], "train.n_critic must be a positive integer"),
+        (["optim.lr_d=0"], "optim.lr_d must be a positive number"),
+        (["ckpt_path=nowhere/last.ckpt"], "ckpt_path=nowhere/last.ckpt: no such file"),
+        (["data=cifar10"], "CIFAR-10: the dataset files are missing"),
+        (["data=digits", "data.resolution=20"], "model dcgan makes square images of 16/32/64 px"),
+        (["data=image_folder", "data.path=no/such/dir"], "no/such/dir"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
+    res = cli(*args, "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
+    assert len(errors) == 1 and message in errors[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()  # failed before training
+
+
+def test_unknown_group_option_is_hydras_message(tmp_path):
+    res = cli("loss=no_such_loss", cwd=tmp_path)
+    assert res.returncode != 0
+    assert "Could not find 'loss/no_such_loss'" in res.stderr
+
+
+def test_default_job_prints_where_outputs_are(tmp_path):
+    res = cli("train.steps=4", "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert str(tmp_path / "run") in res.stderr
+    assert (tmp_path / "run" / "summary.json").is_file()
