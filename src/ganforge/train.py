@@ -126,17 +126,17 @@ def report(summary: dict[str, Any]) -> None:
 
     table = Table(title="ganforge run", show_header=False)
     table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    table.add_column()
     table.add_row("status", summary["status"])
     table.add_row("generator steps", f"{summary['g_steps']} / {summary['steps_target']}")
     table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
     for key in ("train/d_loss", "train/g_loss"):
         if key in summary["last"]:
             table.add_row(key, f"{summary['last'][key]:.4f}")
-    table.add_row("outputs", summary["output_dir"])
-    table.add_row("checkpoint", summary["checkpoint"])
-    table.add_row("samples", summary["samples"])
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    console.print(table)
+    for key, label in (("output_dir", "outputs"), ("checkpoint", "checkpoint"), ("samples", "samples")):
+        console.print(f"[bold]{label:>10}[/bold]  {summary[key]}", soft_wrap=True, highlight=False)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
