@@ -22,7 +22,17 @@ def test_help_lists_the_config_groups(tmp_path):
     assert res.returncode == 0
     for group in ("data:", "model:", "loss:", "optim:", "trainer:", "logger:", "callbacks:", "experiment:"):
         assert group in res.stdout, group
-    for option in ("ring8", "grid25", "digits", "mnist", "cifar10", "image_folder", "wgan_gp", "hinge", "dcgan"):
+    for option in (
+        "ring8",
+        "grid25",
+        "digits",
+        "mnist",
+        "cifar10",
+        "image_folder",
+        "wgan_gp",
+        "hinge",
+        "dcgan",
+    ):
         assert option in res.stdout, option
 
 
@@ -43,6 +53,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
         (["data=cifar10"], "CIFAR-10: the dataset files are missing"),
         (["data=digits", "data.resolution=20"], "model dcgan makes square images of 16/32/64 px"),
         (["data=image_folder", "data.path=no/such/dir"], "no/such/dir"),
+        (["loss=wgan_gp"], "the penalties (gp) need a discriminator without batch norm"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):

@@ -15,18 +15,36 @@ ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "ganforge.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-        "train.steps=6", "train.n_critic=2", "train.log_every=2", "train.sample_every=3", "train.ckpt_every=3",
-        "logger=[csv]", f"hydra.run.dir={out}",
+        sys.executable,
+        "-m",
+        "ganforge.train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "train.steps=6",
+        "train.n_critic=2",
+        "train.log_every=2",
+        "train.sample_every=3",
+        "train.ckpt_every=3",
+        "logger=[csv]",
+        f"hydra.run.dir={out}",
     ]
     res = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     # one run dir, written once: rank 1 only adds Hydra's log of its own process
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == [
-        ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "checkpoints/last.ckpt",
-        "hparams.yaml", "metrics.csv", "samples/step_0000003.png", "samples/step_0000006.png",
-        "summary.json", "train.log", "train_ddp_process_1.log",
+        ".hydra/config.yaml",
+        ".hydra/hydra.yaml",
+        ".hydra/overrides.yaml",
+        "checkpoints/last.ckpt",
+        "hparams.yaml",
+        "metrics.csv",
+        "samples/step_0000003.png",
+        "samples/step_0000006.png",
+        "summary.json",
+        "train.log",
+        "train_ddp_process_1.log",
     ]
     assert list(tmp_path.iterdir()) == [out]  # no second timestamped dir from the relaunched rank
     summary = json.loads((out / "summary.json").read_text())

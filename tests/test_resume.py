@@ -20,7 +20,10 @@ def assert_same_training_state(a: dict, b: dict) -> None:
     for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
         for pid, state in opt_a["state"].items():
             for name, value in state.items():
-                assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][pid][name])), (pid, name)
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][pid][name])), (
+                    pid,
+                    name,
+                )
     assert a["global_step"] == b["global_step"]
     assert a["ganforge"]["g_step"] == b["ganforge"]["g_step"]
     assert torch.equal(a["ganforge"]["rng"]["cpu"], b["ganforge"]["rng"]["cpu"])
@@ -29,7 +32,10 @@ def assert_same_training_state(a: dict, b: dict) -> None:
 CASES = {
     "dcgan_digits": ["train.n_critic=1"],
     "mlp_ring8_ncritic3_sched": [
-        "data=ring8", "model=mlp", "loss=wgan_gp", "train.n_critic=3",
+        "data=ring8",
+        "model=mlp",
+        "loss=wgan_gp",
+        "train.n_critic=3",
         "+optim.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:3,gamma:0.5}",
     ],
 }
@@ -51,7 +57,12 @@ def test_crash_then_auto_resume_is_exact(run):
     """A run that dies after a mid-run checkpoint continues with ckpt_path=auto in its own dir, exactly."""
     _, straight = run("straight", "train.steps=8", "train.ckpt_every=3")
     with pytest.raises(RuntimeError, match="injected crash"):
-        run("crashed", "train.steps=8", "train.ckpt_every=3", "+callbacks.crash={_target_:helpers.CrashAt,step:7}")
+        run(
+            "crashed",
+            "train.steps=8",
+            "train.ckpt_every=3",
+            "+callbacks.crash={_target_:helpers.CrashAt,step:7}",
+        )
     crashed = straight.parent / "crashed"
     assert torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=False)["ganforge"]["g_step"] == 6
     assert json.loads((crashed / "summary.json").read_text())["status"] == "crashed"

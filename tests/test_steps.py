@@ -32,12 +32,23 @@ def test_g_and_d_update_counts(tmp_path, n_critic):
 def test_curves_use_the_generator_step(tmp_path):
     from ganforge.train import train
 
-    train(compose_cfg(tmp_path, "data=ring8", "model=mlp", "train.steps=12", "train.n_critic=3", "train.log_every=4"))
+    train(
+        compose_cfg(
+            tmp_path, "data=ring8", "model=mlp", "train.steps=12", "train.n_critic=3", "train.log_every=4"
+        )
+    )
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [4, 8, 12]
     assert [int(float(r["trainer/g_step"])) for r in rows] == [4, 8, 12]
-    for key in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/grad_norm_g", "train/grad_norm_d"):
+    for key in (
+        "train/d_loss",
+        "train/g_loss",
+        "train/d_real",
+        "train/d_fake",
+        "train/grad_norm_g",
+        "train/grad_norm_d",
+    ):
         assert all(r[key] != "" and torch.isfinite(torch.tensor(float(r[key]))) for r in rows), key
 
 
@@ -67,16 +78,28 @@ class RecordingModule(GANModule):
 def test_gradients_reach_only_the_network_being_updated(tmp_path, loss):
     import pytorch_lightning as pl
 
-    cfg = compose_cfg(tmp_path, "data=ring8", "model=mlp", f"loss={loss}", "train.steps=3", "train.n_critic=2")
+    cfg = compose_cfg(
+        tmp_path, "data=ring8", "model=mlp", f"loss={loss}", "train.steps=3", "train.n_critic=2"
+    )
     datamodule, base = build(cfg)
     module = RecordingModule(
-        base.generator, base.discriminator, base.loss, base.optimizer_g, base.optimizer_d,
-        steps=3, n_critic=2, log_every=1,
+        base.generator,
+        base.discriminator,
+        base.loss,
+        base.optimizer_g,
+        base.optimizer_d,
+        steps=3,
+        n_critic=2,
+        log_every=1,
     )
     g_before = [p.detach().clone() for p in module.generator.parameters()]
     trainer = pl.Trainer(
-        accelerator="cpu", max_steps=9, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        max_steps=9,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(module, datamodule=datamodule)
     # per training step: 2 D backward passes that touch only D, then 1 G pass that touches only G
@@ -89,13 +112,27 @@ def test_frozen_lr_freezes_only_that_network(tmp_path):
     import pytorch_lightning as pl
 
     for frozen in ("d", "g"):
-        cfg = compose_cfg(tmp_path / frozen, "data=ring8", "model=mlp", "optim=sgd", f"optim.lr_{frozen}=1e-30")
+        cfg = compose_cfg(
+            tmp_path / frozen, "data=ring8", "model=mlp", "optim=sgd", f"optim.lr_{frozen}=1e-30"
+        )
         datamodule, module = build(cfg)
         d0 = [p.detach().clone() for p in module.discriminator.parameters()]
         g0 = [p.detach().clone() for p in module.generator.parameters()]
         module.total_steps = 4
-        pl.Trainer(accelerator="cpu", max_steps=8, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False).fit(module, datamodule=datamodule)
-        d_same = all(torch.allclose(a, b, atol=0, rtol=1e-12) for a, b in zip(d0, module.discriminator.parameters(), strict=True))
-        g_same = all(torch.allclose(a, b, atol=0, rtol=1e-12) for a, b in zip(g0, module.generator.parameters(), strict=True))
+        pl.Trainer(
+            accelerator="cpu",
+            max_steps=8,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        ).fit(module, datamodule=datamodule)
+        d_same = all(
+            torch.allclose(a, b, atol=0, rtol=1e-12)
+            for a, b in zip(d0, module.discriminator.parameters(), strict=True)
+        )
+        g_same = all(
+            torch.allclose(a, b, atol=0, rtol=1e-12)
+            for a, b in zip(g0, module.generator.parameters(), strict=True)
+        )
         assert (d_same, g_same) == ((True, False) if frozen == "d" else (False, True))

@@ -116,7 +116,8 @@ def config(path: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for record in read_records(path):
         kind = record.WhichOneof("record_type")
-        updates = record.run.config.update if kind == "run" else record.config.update if kind == "config" else []
-        for item in updates:
+        if kind not in ("run", "config"):
+            continue
+        for item in (record.run.config if kind == "run" else record.config).update:
             out[item_key(item)] = json.loads(item.value_json)
     return out

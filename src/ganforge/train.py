@@ -15,9 +15,10 @@ import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
-from ganforge.errors import GanforgeError
+from ganforge.errors import ConfigError, GanforgeError
 from ganforge.loggers import build_loggers, finish_wandb
 from ganforge.module import GANModule
 
@@ -63,7 +64,20 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
         num_fixed=cfg.train.num_fixed,
         seed=cfg.seed,
     )
+    check_penalties(module)
     return datamodule, module
+
+
+def check_penalties(module: GANModule) -> None:
+    """Input-gradient penalties are per-sample; batch norm in D mixes samples and breaks them."""
+    if module.loss.penalties and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.discriminator.modules()
+    ):
+        names = ", ".join(module.loss.penalties)
+        raise ConfigError(
+            f"the penalties ({names}) need a discriminator without batch norm (Gulrajani et al. 2017); "
+            "set model.discriminator.norm=layer or none"
+        )
 
 
 def config_digest(cfg: DictConfig) -> str:
