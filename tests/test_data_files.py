@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import struct
 import zipfile
 from pathlib import Path
 from urllib.error import URLError
@@ -16,34 +15,12 @@ from PIL import Image
 from ganforge.data.folder import ImageFileDataset, ImageFolderDataModule
 from ganforge.data.torchvision_data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from ganforge.errors import DataError
+from helpers import fake_mnist
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
 # --- fixtures -----------------------------------------------------------------------------------
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array in the big-endian IDX format (magic 2051 for 3-D images, 2049 for labels)."""
-    magic = 0x0800 + array.ndim  # type code 8 = unsigned byte
-    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
-def fake_mnist(root: Path, folder: str = "MNIST", n: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """A tiny MNIST in torchvision's layout: root/<folder>/raw/{train,t10k}-{images,labels}-idx?-ubyte."""
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    images[0] = 0
-    images[1] = 255
-    labels = (np.arange(n) % 10).astype(np.uint8)
-    write_idx(raw / "train-images-idx3-ubyte", images)
-    write_idx(raw / "train-labels-idx1-ubyte", labels)
-    write_idx(raw / "t10k-images-idx3-ubyte", images[:10])
-    write_idx(raw / "t10k-labels-idx1-ubyte", labels[:10])
-    return images, labels
-
-
 def _image(size: tuple[int, int], mode: str, seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]

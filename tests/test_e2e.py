@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from ganforge.data.folder import ImageFolderDataModule  # noqa: F401  (the image_folder target)
+from helpers import fake_mnist
 
 LOSSES = ["minimax", "nonsaturating", "lsgan", "wgan", "wgan_gp", "hinge"]
 # data option -> extra overrides; the image folder is generated per session
@@ -17,8 +18,26 @@ DATA = {
     "grid25": [],
     "digits": [],
     "image_folder": ["data.resolution=16", "data.num_workers=0"],
+    "mnist": ["data.resolution=32"],
+    "fashion_mnist": [],
 }
-MODELS = {"ring8": ["mlp"], "grid25": ["mlp"], "digits": ["mlp", "dcgan"], "image_folder": ["mlp", "dcgan"]}
+MODELS = {
+    "ring8": ["mlp"],
+    "grid25": ["mlp"],
+    "digits": ["mlp", "dcgan"],
+    "image_folder": ["mlp", "dcgan"],
+    "mnist": ["mlp", "dcgan"],  # resized to 32 px
+    "fashion_mnist": ["mlp"],  # native 28 px
+}
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory):
+    """A tiny MNIST and Fashion-MNIST in torchvision's raw IDX layout."""
+    root = tmp_path_factory.mktemp("torchvision")
+    fake_mnist(root, "MNIST")
+    fake_mnist(root, "FashionMNIST")
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +60,12 @@ COMBOS = [(d, m, loss) for d in DATA for m in MODELS[d] for loss in LOSSES]
 
 
 @pytest.mark.parametrize(("data", "model", "loss"), COMBOS, ids=["-".join(c) for c in COMBOS])
-def test_combination_trains_and_writes_outputs(run, image_dir, data, model, loss):
-    extra = list(DATA[data]) + ([f"data.path={image_dir}"] if data == "image_folder" else [])
+def test_combination_trains_and_writes_outputs(run, image_dir, mnist_root, data, model, loss):
+    extra = list(DATA[data])
+    if data == "image_folder":
+        extra.append(f"data.path={image_dir}")
+    elif data in ("mnist", "fashion_mnist"):
+        extra.append(f"data.root={mnist_root}")
     if model == "dcgan" and loss == "wgan_gp":
         extra.append("model.discriminator.norm=layer")  # a gradient penalty needs a D without batch norm
     summary, out = run(
@@ -86,3 +109,24 @@ def test_wgan_clips_critic_weights(run):
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     d_params = [v for k, v in state.items() if k.startswith("discriminator.")]
     assert max(float(p.abs().max()) for p in d_params) <= 0.05 + 1e-7
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-test-jpg.zip"
+
+
+@pytest.mark.skipif(not SHARED.is_file(), reason="../shared/datasets/cifar10-test-jpg.zip is not present")
+def test_dcgan_on_real_cifar10_zip(run):
+    summary, out = run(
+        "cifar",
+        "data=image_folder",
+        f"data.path={SHARED}",
+        "data.num_workers=0",
+        "data.batch_size=16",
+        "model.discriminator.norm=layer",
+        "loss=wgan_gp",
+        "train.steps=2",
+        "train.n_critic=2",
+    )
+    assert summary["status"] == "finished"
+    with Image.open(out / "samples" / "step_0000002.png") as img:
+        assert img.mode == "RGB"
