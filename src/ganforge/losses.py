@@ -120,10 +120,14 @@ class GANLoss:
         self, discriminator: nn.Module, real_logits: Tensor, fake_logits: Tensor, real: Tensor, fake: Tensor
     ) -> Tensor:
         """The D objective plus every penalty."""
-        loss = self.d_loss(real_logits, fake_logits)
+        return self.d_loss(real_logits, fake_logits) + self.penalty(discriminator, real, fake)
+
+    def penalty(self, discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        """The sum of all penalties on D (a zero tensor when there are none)."""
+        total = torch.zeros((), device=real.device, dtype=real.dtype)
         for penalty in self.penalties.values():
-            loss = loss + penalty(discriminator, real, fake)
-        return loss
+            total = total + penalty(discriminator, real, fake)
+        return total
 
     @torch.no_grad()
     def clip_weights(self, discriminator: nn.Module) -> None:

@@ -113,17 +113,18 @@ class GANModule(pl.LightningModule):
         if self._rng_state is not None:
             self._restore_rng()
         opt_g, opt_d = self.optimizers()
+        batch_size = real_all.shape[0] // self.n_critic
         will_log = (self.g_step + 1) % self.log_every == 0 or self.g_step + 1 >= self.total_steps
 
         # n_critic discriminator updates, each on its own real batch
         self.toggle_optimizer(opt_d)
         for real in real_all.chunk(self.n_critic):
             with torch.no_grad():
-                fake = self.generator(self.sample_z(real_all.shape[0] // self.n_critic))
+                fake = self.generator(self.sample_z(batch_size))
             real_logits = self.discriminator(real)
             fake_logits = self.discriminator(fake)
             d_adv = self.loss.d_loss(real_logits, fake_logits)
-            d_loss = self.loss.discriminator_loss(self.discriminator, real_logits, fake_logits, real, fake)
+            d_loss = d_adv + self.loss.penalty(self.discriminator, real, fake)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             d_norm = grad_norm(self.discriminator) if will_log else None
@@ -135,7 +136,7 @@ class GANModule(pl.LightningModule):
 
         # one generator update
         self.toggle_optimizer(opt_g)
-        fake = self.generator(self.sample_z(real_all.shape[0] // self.n_critic))
+        fake = self.generator(self.sample_z(batch_size))
         g_loss = self.loss.g_loss(self.discriminator(fake))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
