@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from ganforge.module import GANModule
@@ -52,6 +53,18 @@ def test_curves_use_the_generator_step(tmp_path):
         assert all(r[key] != "" and torch.isfinite(torch.tensor(float(r[key]))) for r in rows), key
 
 
+def bare_trainer(max_steps: int) -> pl.Trainer:
+    """A Trainer with nothing but the loop: no loggers, checkpoints or progress bar."""
+    return pl.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
 class RecordingModule(GANModule):
     """Records, for every backward pass, which networks' parameters received gradient."""
 
@@ -76,8 +89,6 @@ class RecordingModule(GANModule):
 
 @pytest.mark.parametrize("loss", ["nonsaturating", "wgan_gp"])
 def test_gradients_reach_only_the_network_being_updated(tmp_path, loss):
-    import pytorch_lightning as pl
-
     cfg = compose_cfg(
         tmp_path, "data=ring8", "model=mlp", f"loss={loss}", "train.steps=3", "train.n_critic=2"
     )
@@ -93,15 +104,7 @@ def test_gradients_reach_only_the_network_being_updated(tmp_path, loss):
         log_every=1,
     )
     g_before = [p.detach().clone() for p in module.generator.parameters()]
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=9,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, datamodule=datamodule)
+    bare_trainer(max_steps=9).fit(module, datamodule=datamodule)
     # per training step: 2 D backward passes that touch only D, then 1 G pass that touches only G
     assert module.events == [{"discriminator"}, {"discriminator"}, {"generator"}] * 3
     assert all(not torch.equal(a, b) for a, b in zip(g_before, module.generator.parameters(), strict=True))
@@ -109,8 +112,6 @@ def test_gradients_reach_only_the_network_being_updated(tmp_path, loss):
 
 def test_frozen_lr_freezes_only_that_network(tmp_path):
     """With lr_d=0 the D weights never move while G trains (and vice versa)."""
-    import pytorch_lightning as pl
-
     for frozen in ("d", "g"):
         cfg = compose_cfg(
             tmp_path / frozen, "data=ring8", "model=mlp", "optim=sgd", f"optim.lr_{frozen}=1e-30"
@@ -119,14 +120,7 @@ def test_frozen_lr_freezes_only_that_network(tmp_path):
         d0 = [p.detach().clone() for p in module.discriminator.parameters()]
         g0 = [p.detach().clone() for p in module.generator.parameters()]
         module.total_steps = 4
-        pl.Trainer(
-            accelerator="cpu",
-            max_steps=8,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        ).fit(module, datamodule=datamodule)
+        bare_trainer(max_steps=8).fit(module, datamodule=datamodule)
         d_same = all(
             torch.allclose(a, b, atol=0, rtol=1e-12)
             for a, b in zip(d0, module.discriminator.parameters(), strict=True)

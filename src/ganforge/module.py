@@ -125,12 +125,7 @@ class GANModule(pl.LightningModule):
             fake_logits = self.discriminator(fake)
             d_adv = self.loss.d_loss(real_logits, fake_logits)
             d_loss = d_adv + self.loss.penalty(self.discriminator, real, fake)
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
-            d_norm = grad_norm(self.discriminator) if will_log else None
-            if self.clip_grad_d:
-                self.clip_gradients(opt_d, gradient_clip_val=self.clip_grad_d, gradient_clip_algorithm="norm")
-            opt_d.step()
+            d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log)
             self.loss.clip_weights(self.discriminator)
         self.untoggle_optimizer(opt_d)
 
@@ -138,12 +133,7 @@ class GANModule(pl.LightningModule):
         self.toggle_optimizer(opt_g)
         fake = self.generator(self.sample_z(batch_size))
         g_loss = self.loss.g_loss(self.discriminator(fake))
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss)
-        g_norm = grad_norm(self.generator) if will_log else None
-        if self.clip_grad_g:
-            self.clip_gradients(opt_g, gradient_clip_val=self.clip_grad_g, gradient_clip_algorithm="norm")
-        opt_g.step()
+        g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log)
         self.untoggle_optimizer(opt_g)
 
         for sched in self.lr_schedulers() or []:
@@ -161,6 +151,18 @@ class GANModule(pl.LightningModule):
                 "train/grad_norm_g": g_norm,
             }
             self._log_scalars(scalars, opt_g, opt_d)
+
+    def _update(
+        self, opt: Any, loss: Tensor, net: nn.Module, clip: float | None, measure: bool
+    ) -> Tensor | None:
+        """Backward, the gradient norm when it will be logged, clipping, then the optimizer step."""
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        norm = grad_norm(net) if measure else None
+        if clip:
+            self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        opt.step()
+        return norm
 
     def _log_scalars(self, scalars: dict[str, Tensor], opt_g: Any, opt_d: Any) -> None:
         """One host sync for all scalars, then every logger gets them against the generator step."""
