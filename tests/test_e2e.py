@@ -130,3 +130,14 @@ def test_dcgan_on_real_cifar10_zip(run):
     assert summary["status"] == "finished"
     with Image.open(out / "samples" / "step_0000002.png") as img:
         assert img.mode == "RGB"
+
+
+EXPERIMENTS = sorted(
+    p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_preset_composes_and_runs(run, name):
+    summary, _ = run(name, f"experiment={name}", "train.steps=2")
+    assert summary["status"] == "finished" and summary["g_steps"] == 2
