@@ -22,7 +22,9 @@ def sample_mixture(centers: Tensor, std: float, n: int, generator: torch.Generat
 class _MixtureStream(IterableDataset):
     """Batch ``k`` drawn from a generator seeded by ``(seed, rank, k)``: endless and resumable."""
 
-    def __init__(self, centers: Tensor, std: float, batch_size: int, seed: int, start: int, rank: int) -> None:
+    def __init__(
+        self, centers: Tensor, std: float, batch_size: int, seed: int, start: int, rank: int
+    ) -> None:
         super().__init__()
         self.centers, self.std, self.batch_size = centers, std, batch_size
         self.seed, self.start, self.rank = seed, start, rank
