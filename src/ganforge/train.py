@@ -46,8 +46,7 @@ def quiet_lightning() -> None:
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
     """The data module and the GANModule that ``cfg`` describes."""
     datamodule = make(cfg.data, draws_per_step=cfg.train.n_critic)
-    if hasattr(datamodule, "check"):
-        datamodule.check()
+    datamodule.check()  # missing or empty data fails here, before anything is built
     shape = datamodule.data_shape
     module = GANModule(
         generator=make(cfg.model.generator, data_shape=shape),
