@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helpers import train_run
+
+# One cache for the whole session (metrics classifier, reference features), also for subprocesses:
+# trained once, reused by every test, never the user's own cache.
+if "GANFORGE_CACHE_DIR" not in os.environ:
+    os.environ["GANFORGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="ganforge-cache-")
+    atexit.register(shutil.rmtree, os.environ["GANFORGE_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture

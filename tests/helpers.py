@@ -18,13 +18,15 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["logger=[csv]", "train.log_every=1", "train.sample_every=0", "train.ckpt_every=0"]
+FAST = ["logger=[csv]", "train.log_every=1", "train.sample_every=0", "train.ckpt_every=0", "metrics=[]"]
 
 
 def compose_cfg(out: Path, *overrides: str) -> DictConfig:
     """The real ``train`` config with ``overrides``, writing into ``out``."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-        return compose("train", overrides=[*FAST, f"paths.output_dir={out}", *overrides])
+        given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+        fast = [o for o in FAST if o.split("=", 1)[0] not in given]  # the caller's value wins
+        return compose("train", overrides=[*fast, f"paths.output_dir={out}", *overrides])
 
 
 def train_run(out: Path, *overrides: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,4 +76,7 @@ def test_default_job_prints_where_outputs_are(tmp_path):
     res = cli("train.steps=4", "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert str(tmp_path / "run") in res.stderr
-    assert (tmp_path / "run" / "summary.json").is_file()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert summary["last"]["val/fid"] >= 0  # the default job ends with FID on classifier features
+    assert summary["metrics"]["extractor"].startswith("clf")

@@ -67,6 +67,7 @@ class GANModule(pl.LightningModule):
         self.g_step = 0
         self.last_metrics: dict[str, float] = {}
         self._rng_state: dict[str, Any] | None = None
+        self.run_config: dict[str, Any] | None = None  # the resolved config, stored in checkpoints
 
     # --- optimizers ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -171,7 +172,7 @@ class GANModule(pl.LightningModule):
         metrics["train/lr_g"] = opt_g.param_groups[0]["lr"]
         metrics["train/lr_d"] = opt_d.param_groups[0]["lr"]
         metrics["trainer/g_step"] = self.g_step
-        self.last_metrics = metrics
+        self.last_metrics.update(metrics)  # keeps the latest val/* next to the training scalars
         if self.trainer.is_global_zero:
             for logger in self.loggers:
                 logger.log_metrics(metrics, step=self.g_step)
@@ -185,10 +186,16 @@ class GANModule(pl.LightningModule):
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["ganforge"] = {"g_step": self.g_step, "rng": rng, "last_metrics": self.last_metrics}
+        checkpoint["ganforge"] = {
+            "g_step": self.g_step,
+            "rng": rng,
+            "last_metrics": self.last_metrics,
+            "config": self.run_config,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("ganforge", {})
         self.g_step = int(state.get("g_step", 0))
         self.last_metrics = dict(state.get("last_metrics", {}))
         self._rng_state = state.get("rng")
+        self.run_config = state.get("config") or self.run_config

@@ -10,6 +10,14 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 
+def save_checkpoint(trainer: pl.Trainer, path: Path) -> None:
+    """``trainer.save_checkpoint`` to a temporary name, then an atomic rename (collective under DDP)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp, weights_only=False)  # rank 0 writes
+    if trainer.is_global_zero:
+        os.replace(tmp, path)
+
+
 class LastCheckpoint(Callback):
     """Saves ``last.ckpt`` every ``every`` generator steps and when training ends.
 
@@ -27,10 +35,7 @@ class LastCheckpoint(Callback):
         return self.dirpath / self.filename
 
     def save(self, trainer: pl.Trainer) -> None:
-        tmp = self.dirpath / f".{self.filename}.tmp"
-        trainer.save_checkpoint(tmp, weights_only=False)  # collective under DDP; rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        save_checkpoint(trainer, self.path)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         step = pl_module.g_step

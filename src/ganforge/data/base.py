@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import hashlib
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -177,6 +179,37 @@ class GANDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=self.collate_fn(),
         )
+
+    def labelled_source(self) -> GANDataModule:
+        """The data whose labels train the metrics classifier (itself; stacked data: its source)."""
+        return self
+
+    def items(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Samples (in [-1, 1]) and labels at ``indices`` of the dataset."""
+        if self.dataset is None:
+            self.setup("fit")
+        assert self.dataset is not None
+        if hasattr(self.dataset, "__getitems__"):
+            return self.dataset.__getitems__(list(indices))
+        xs, ys = zip(*(self.dataset[i] for i in indices), strict=True)
+        return torch.stack(xs), torch.as_tensor(ys)
+
+    def num_items(self) -> int:
+        if self.dataset is None:
+            self.setup("fit")
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def fingerprint(self) -> str:
+        """A short hash of the data: its class, shape, size and the bytes of 256 evenly spaced samples.
+
+        Caches of things derived from the data (classifier, reference statistics) are keyed by it.
+        """
+        n = self.num_items()
+        digest = hashlib.sha256(f"{type(self).__name__}|{self.data_shape}|{n}|{self.num_classes}".encode())
+        x, y = self.items(np.linspace(0, n - 1, min(n, 256)).astype(int).tolist())
+        digest.update(x.float().mul(127.5).round().to(torch.int16).numpy().tobytes())
+        digest.update(y.numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def real_batch(self, n: int, seed: int = 0) -> Tensor:
         """``n`` real samples (x only), drawn reproducibly: for plots and metrics."""
