@@ -9,9 +9,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ganforge import resolvers
 from ganforge.errors import ConfigError, GanforgeError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+resolvers.register()  # before any config of the tree is composed
 
 
 def _positive(cfg: DictConfig, key: str, kind: type = float, allow_zero: bool = False) -> None:

@@ -14,9 +14,11 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ganforge.callbacks.preemption import Preemption, exit_after_preemption, lightning_plugins
 from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.loggers import build_loggers, finish_wandb
@@ -26,6 +28,7 @@ QUIET_WARNINGS = (
     r".*does not have many workers.*",
     r".*Experiment logs directory .* exists and is not empty.*",
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r".*The `srun` command is available on your system but is not used.*",  # local runs on a Slurm host
 )
 QUIET_INFO = ("litlogger", "`Trainer.fit` stopped")
 
@@ -101,6 +104,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         max_steps=cfg.train.steps * (cfg.train.n_critic + 1),
         logger=loggers or False,
         callbacks=callbacks,
+        plugins=lightning_plugins(),
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -110,6 +114,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         summary["status"] = "finished" if module.g_step >= cfg.train.steps else "stopped"
+        for cb in callbacks:
+            if isinstance(cb, Preemption) and cb.stopped_at is not None and summary["status"] == "stopped":
+                summary.update(status="preempted", preemption=cb.report())
     except BaseException as exc:
         summary["status"] = "crashed"
         summary["error"] = f"{type(exc).__name__}: {exc}"
@@ -160,15 +167,36 @@ def main(cfg: DictConfig) -> float | None:
     except GanforgeError as err:
         print(f"ganforge-train: error: {err}", file=sys.stderr)
         finish_wandb(exit_code=err.exit_code)
+        if in_multirun():  # the sweep records this job as failed and runs the others
+            raise
         sys.exit(err.exit_code)
     except BaseException:
         finish_wandb(exit_code=1)
         raise
-    finish_wandb(exit_code=0)
-    if HydraConfig.initialized() and pl.utilities.rank_zero_only.rank == 0:
+    preempted = summary["status"] == "preempted"
+    finish_wandb(exit_code=0, preempting=preempted)
+    rank = pl.utilities.rank_zero_only.rank
+    if HydraConfig.initialized() and rank == 0:
         report(summary)
-    metric = cfg.get("optimized_metric")
-    return summary["last"].get(metric) if metric else None
+    if preempted:
+        exit_after_preemption(summary["preemption"], rank)
+    return optimized_value(cfg.get("optimized_metric"), summary)
+
+
+def in_multirun() -> bool:
+    """Whether this is one job of a Hydra multirun (a sweep)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def optimized_value(metric: str | None, summary: dict[str, Any]) -> float | None:
+    """The final value of ``metric`` (``optimized_metric``), what sweepers such as Optuna minimize."""
+    if not metric:
+        return None
+    value = summary["last"].get(metric)
+    if value is None:
+        logged = ", ".join(sorted(summary["last"])) or "nothing"
+        print(f"ganforge-train: warning: optimized_metric={metric} not logged ({logged})", file=sys.stderr)
+    return value
 
 
 if __name__ == "__main__":
