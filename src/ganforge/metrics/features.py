@@ -127,10 +127,10 @@ class FeatureLayer(nn.Module):
     taken as features already computed (the cached real-data features) and passed through.
     """
 
-    def __init__(self, extractor: FeatureExtractorBase, layer: str, rgb: bool, num_features: int) -> None:
+    def __init__(self, extractor: nn.Module, index: int, rgb: bool, num_features: int) -> None:
         super().__init__()
         self.extractor = extractor
-        self.index = list(extractor.get_requested_features_list()).index(layer)
+        self.index = index  # position of the layer in the extractor's output tuple
         self.rgb = rgb
         self.num_features = num_features
 
@@ -140,3 +140,26 @@ class FeatureLayer(nn.Module):
         if self.rgb and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         return self.extractor(x)[self.index]
+
+
+def write_random_inception_weights(path: str | Path, seed: int = 0) -> Path:
+    """A weights file of the FID Inception architecture with *random* values.
+
+    For timing the extractor and testing the Inception code path where the real weights cannot
+    be downloaded; the numbers it gives are not FID values.
+    """
+    from torch_fidelity import feature_extractor_inceptionv3 as tfi
+
+    cls, download = tfi.FeatureExtractorInceptionV3, tfi.load_state_dict_from_url
+    load = cls.load_state_dict
+    tfi.load_state_dict_from_url = lambda *args, **kwargs: {}  # nothing to download: random init
+    cls.load_state_dict = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = cls(INCEPTION, ["2048"])
+    finally:
+        tfi.load_state_dict_from_url, cls.load_state_dict = download, load  # type: ignore[method-assign]
+    path = Path(path)
+    torch.save(model.state_dict(), path)
+    return path

@@ -4,8 +4,9 @@ the torchmetrics objects that measure generated samples during training (DDP-saf
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,11 @@ class MetricSettings:
     seed: int = 0
     every: int = 500
     monitor: str | None = None
-    kid: dict[str, Any] = field(default_factory=dict)
-    prc: dict[str, Any] = field(default_factory=dict)
-    inception_score: dict[str, Any] = field(default_factory=dict)
-    modes: dict[str, Any] = field(default_factory=dict)
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    isc_splits: int = 10
+    prc_neighborhood: int = 3
+    modes_num_samples: int = 2500
     classifier: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -59,16 +61,10 @@ class MetricSettings:
         """None when the config selects no metrics (``metrics=[]``)."""
         if not cfg:
             return None
-        cfg = dict(cfg)
-        names = [name for name in KNOWN if name in cfg]
-        options = {k: dict(cfg.get(k) or {}) for k in ("kid", "prc", "modes", "classifier")}
-        options["inception_score"] = dict(cfg.get("is") or {})
-        plain = {
-            k: cfg[k]
-            for k in ("num_samples", "batch_size", "extractor", "weights_path", "seed", "every", "monitor")
-            if k in cfg
-        }
-        return cls(names=names or None, **plain, **options)
+        names = [name for name in KNOWN if cfg.get(name)]
+        known = {f.name for f in fields(cls)} - {"names", "classifier"}
+        plain = {k: v for k, v in dict(cfg).items() if k in known}
+        return cls(names=names or None, classifier=dict(cfg.get("classifier") or {}), **plain)
 
 
 def is_mixture(datamodule: GANDataModule) -> bool:
@@ -288,33 +284,42 @@ class MetricSuite:
 
         def layer(metric: str) -> FeatureLayer:
             name = self.layer_of[metric]
-            return FeatureLayer(module, name, rgb, width[name])
+            return FeatureLayer(module, layers.index(name), rgb, width[name])
 
         n_real = len(next(iter(real.values())))
+        with warnings.catch_warnings():  # "will save all extracted features": bounded by num_samples here
+            warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+            self._build_metrics(share, real, layer, n_real, device)
+
+    def _build_metrics(
+        self,
+        share: dict[str, Tensor],
+        real: dict[str, Tensor],
+        layer: Callable,
+        n_real: int,
+        device: torch.device,
+    ) -> None:
+        s = self.settings
         if "fid" in self.names:
             fid = FrechetInceptionDistance(feature=layer("fid"), reset_real_features=False).to(device)
             fid.update(share[self.layer_of["fid"]], real=True)
             self.metrics["fid"] = fid
         if "kid" in self.names:
-            size = min(int(s.kid.get("subset_size", 1000)), s.num_samples, n_real)
+            size = min(s.kid_subset_size, s.num_samples, n_real)
             kid = KernelInceptionDistance(
                 feature=layer("kid"),
-                subsets=int(s.kid.get("subsets", 100)),
+                subsets=s.kid_subsets,
                 subset_size=size,
                 reset_real_features=False,
             ).to(device)
             kid.update(share[self.layer_of["kid"]], real=True)
             self.metrics["kid"] = kid
         if "is" in self.names:
-            self.metrics["is"] = InceptionScore(
-                feature=layer("is"), splits=int(s.inception_score.get("splits", 10))
-            ).to(device)
+            self.metrics["is"] = InceptionScore(feature=layer("is"), splits=s.isc_splits).to(device)
         if "prc" in self.names:
-            self.metrics["prc"] = PrecisionRecall(
-                real[self.layer_of["prc"]], int(s.prc.get("neighborhood", 3))
-            ).to(device)
+            self.metrics["prc"] = PrecisionRecall(real[self.layer_of["prc"]], s.prc_neighborhood).to(device)
         if "modes" in self.names:
-            self.metrics["modes"] = ModeCoverage(dm.num_classes).to(device)
+            self.metrics["modes"] = ModeCoverage(self.datamodule.num_classes).to(device)
 
     def _share(self, n: int, rank: int, world: int) -> int:
         return n // world + (1 if rank < n % world else 0)
@@ -336,11 +341,7 @@ class MetricSuite:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(mix_seed(s.seed, rank, 2))
             n_img = self._share(s.num_samples, rank, world) if self.names != ["modes"] else 0
-            n_modes = (
-                self._share(int(s.modes.get("num_samples", 2500)), rank, world)
-                if "modes" in self.names
-                else 0
-            )
+            n_modes = self._share(s.modes_num_samples, rank, world) if "modes" in self.names else 0
             gen = torch.Generator().manual_seed(mix_seed(s.seed, rank, 1))
             for start in range(0, max(n_img, n_modes), s.batch_size):
                 n = min(s.batch_size, max(n_img, n_modes) - start)

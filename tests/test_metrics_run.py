@@ -1,0 +1,205 @@
+"""Metrics in real runs: val/* logged and best.ckpt kept, the reference cache reused, mode metrics on
+toy and stacked data, clear errors, and the ganforge-eval / ganforge-sample commands."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from ganforge.errors import ConfigError
+from ganforge.metrics.features import INCEPTION_FILE, write_random_inception_weights
+
+ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+SMALL = ["metrics.num_samples=300", "metrics.batch_size=300"]
+
+
+class TrainModeProbe(pl.Callback):
+    """Records whether G is in train mode at every step end (after the metrics callback ran)."""
+
+    seen: list[bool] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        TrainModeProbe.seen.append(pl_module.generator.training)
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def command(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", f"ganforge.{name}", *args]
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_training_logs_val_metrics_and_keeps_best_checkpoint(run):
+    TrainModeProbe.seen = []
+    summary, out = run(
+        "digits",
+        "metrics=default",
+        *SMALL,
+        "metrics.every=5",
+        "train.steps=10",
+        "train.ckpt_every=5",
+        "+callbacks.probe._target_=test_metrics_run.TrainModeProbe",
+    )
+    assert summary["status"] == "finished"
+    val = [r for r in rows(out / "metrics.csv") if r.get("val/fid")]
+    assert [int(r["trainer/g_step"]) for r in val] == [5, 10]  # every 5 steps; the end is step 10
+    fids = [float(r["val/fid"]) for r in val]
+    assert all(f > 0 for f in fids) and all(float(r["val/kid"]) == float(r["val/kid"]) for r in val)
+    assert summary["best"]["val/fid"] == min(fids)
+    assert summary["best_step"] == [5, 10][fids.index(min(fids))]
+    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=False)
+    assert best["ganforge"]["g_step"] == summary["best_step"]
+    assert summary["last"]["val/fid"] == fids[-1]
+    assert all(TrainModeProbe.seen) and len(TrainModeProbe.seen) == 10  # G back in train mode
+
+
+def test_reference_features_come_from_the_cache_on_a_second_run(run):
+    overrides = ("metrics=[fid]", *SMALL, "metrics.seed=7", "train.steps=2")  # a reference set of its own
+    first, _ = run("first", *overrides)
+    second, _ = run("second", *overrides)
+    assert first["metrics"]["reference_cached"] is False
+    assert second["metrics"]["reference_cached"] is True
+    assert second["metrics"]["classifier_cached"] is True
+    cache = Path(os.environ["GANFORGE_CACHE_DIR"]) / "fidelity"
+    assert len(list(cache.glob("*-s7-*features-features.pt"))) == 1
+
+
+def test_ring_reports_mode_coverage(run):
+    summary, out = run("ring", "data=ring8", "model=mlp", "metrics=default", "train.steps=5")
+    last = summary["last"]
+    assert set(summary["best"]) == {"val/modes", "val/hq_frac", "val/reverse_kl"}
+    assert 0 <= last["val/modes"] <= 8 and 0 <= last["val/hq_frac"] <= 1
+    assert 0 <= last["val/reverse_kl"] <= np.log(8) + 1e-9
+    assert (out / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_stacked_digits_train_with_modes_and_fid(run):
+    summary, _ = run(
+        "stacked", "data=stacked", "metrics=default", *SMALL, "metrics.modes_num_samples=400", "train.steps=3"
+    )
+    last = summary["last"]
+    assert {"val/fid", "val/modes", "val/reverse_kl"} <= set(last)
+    assert 1 <= last["val/modes"] <= 400 and "val/hq_frac" not in last
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data=ring8", "model=mlp", "metrics=[fid]"], "need image data"),
+        (["metrics=[modes]"], "needs data with known modes"),
+        (["metrics=[fid]", "metrics.extractor=resnet"], "choose classifier, inception or auto"),
+        (
+            ["metrics=[fid]", "metrics.extractor=inception", "metrics.weights_path=/no/such/file.pth"],
+            "no such file",
+        ),
+    ],
+)
+def test_metric_mistakes_fail_before_training(run, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        run("bad", *overrides)
+
+
+def test_missing_inception_weights_fail_before_training(tmp_path):
+    env_home = {"TORCH_HOME": str(tmp_path / "torch")}
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ganforge.train",
+            "metrics=[fid]",
+            "metrics.extractor=inception",
+            "logger=[csv]",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        cwd=tmp_path,
+        env={**ENV, **env_home},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2
+    errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
+    assert len(errors) == 1 and INCEPTION_FILE in errors[0] and "metrics.weights_path=" in errors[0]
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.csv").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A short digits run with a checkpoint to evaluate and sample from."""
+    from helpers import train_run
+
+    out = tmp_path_factory.mktemp("trained")
+    train_run(out, "train.steps=3")
+    return out / "checkpoints" / "last.ckpt"
+
+
+def test_eval_writes_a_table_and_eval_json(trained, tmp_path):
+    res = command(
+        "eval", f"ckpt_path={trained}", "metrics=[fid,kid,is,prc]", "metrics.num_samples=300", cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads((trained.parent / "eval.json").read_text())
+    assert set(result["metrics"]) >= {"val/fid", "val/kid", "val/is", "val/precision", "val/recall"}
+    assert result["num_samples"] == 300 and result["seed"] == 0 and result["extractor"].startswith("clf")
+    assert result["g_step"] == 3 and "val/fid" in res.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written where it was launched
+
+
+def test_eval_with_inception_weights_from_a_local_file(trained, tmp_path):
+    """The Inception path end to end, with a weights file of the right architecture (random values)."""
+    weights = write_random_inception_weights(tmp_path / "inception.pth")
+    out = tmp_path / "eval.json"
+    res = command(
+        "eval",
+        f"ckpt_path={trained}",
+        "metrics=[fid]",
+        "metrics.extractor=inception",
+        f"metrics.weights_path={weights}",
+        "metrics.num_samples=12",
+        "metrics.batch_size=12",
+        f"out={out}",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["extractor"] == "inception" and result["metrics"]["val/fid"] >= 0
+
+
+def test_eval_of_a_corrupt_checkpoint_is_one_line(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    res = command("eval", f"ckpt_path={bad}", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith("ganforge-eval: error:")
+    assert str(bad) in res.stderr
+
+
+def test_sample_png_grid_and_npz(trained, tmp_path):
+    res = command("sample", f"ckpt_path={trained}", "n=16", f"out={tmp_path}/grid.png", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with Image.open(tmp_path / "grid.png") as image:
+        assert image.size == (4 * 16 + 5 * 2, 4 * 16 + 5 * 2)  # 4x4 grid of 16 px with 2 px padding
+    res = command(
+        "sample", f"ckpt_path={trained}", "n=5", "format=npz", "seed=3", f"out={tmp_path}/s.npz", cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = np.load(tmp_path / "s.npz")
+    assert data["samples"].shape == (5, 1, 16, 16) and np.abs(data["samples"]).max() <= 1
+    again = command(
+        "sample", f"ckpt_path={trained}", "n=5", "format=npz", "seed=3", f"out={tmp_path}/t.npz", cwd=tmp_path
+    )
+    assert again.returncode == 0
+    assert np.array_equal(np.load(tmp_path / "t.npz")["samples"], data["samples"])  # the seed fixes them
