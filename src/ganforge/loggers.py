@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
@@ -42,3 +43,40 @@ def finish_wandb(exit_code: int = 0, preempting: bool = False) -> None:
             wandb.finish(exit_code=exit_code)
         except Exception as exc:  # noqa: BLE001
             warnings.warn(f"wandb.finish failed: {exc}", stacklevel=2)
+
+
+def hydra_choices() -> dict[str, Any]:
+    """``{"choice/loss": "hinge", "choice/data": "ring8", ...}``: the group options this run used.
+
+    The resolved config names losses and nets by class path (``loss.d_loss._target_``); logged
+    next to it as flat hyperparameters, these let W&B filter and group runs by option name.
+    Empty outside a Hydra app (e.g. under ``hydra.compose``).
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return {}
+    choices = OmegaConf.to_container(HydraConfig.get().runtime.choices)
+    assert isinstance(choices, dict)
+    return {
+        f"choice/{group}": ",".join(map(str, option)) if isinstance(option, list) else option
+        for group, option in sorted(choices.items())
+        if group != "hydra" and not str(group).startswith("hydra/")
+    }
+
+
+def wandb_location(loggers: list[Logger]) -> dict[str, Any] | None:
+    """Where the W&B run of these loggers lives: its local dir (what ``wandb sync`` takes) and URL."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            run = logger.experiment
+            try:
+                local = str(Path(run.dir).parent)
+                url = None if run.settings.mode == "offline" else run.url
+            except Exception:  # noqa: BLE001 - a disabled or mocked run has neither
+                return None
+            return {"dir": local, "url": url, "mode": run.settings.mode}
+    return None

@@ -18,10 +18,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ganforge.callbacks.health import health_issues
 from ganforge.callbacks.preemption import Preemption, exit_after_preemption, lightning_plugins
 from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
 from ganforge.errors import ConfigError, GanforgeError
-from ganforge.loggers import build_loggers, finish_wandb
+from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
 from ganforge.module import GANModule
 
 QUIET_WARNINGS = (
@@ -106,8 +107,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks=callbacks,
         plugins=lightning_plugins(),
     )
+    hparams = {**OmegaConf.to_container(cfg, resolve=True), **hydra_choices()}  # + choice/<group>
     for logger in trainer.loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(hparams)
 
     summary: dict[str, Any] = {"status": "running", "output_dir": str(out)}
     start = time.time()
@@ -132,6 +134,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             resumed_from=str(ckpt_path) if ckpt_path else None,
             checkpoint=str(out / "checkpoints" / "last.ckpt"),
             samples=str(out / "samples"),
+            wandb=wandb_location(trainer.loggers),
+            health=health_issues(callbacks),
         )
         if trainer.is_global_zero:
             out.mkdir(parents=True, exist_ok=True)
@@ -150,13 +154,20 @@ def report(summary: dict[str, Any]) -> None:
     table.add_row("status", summary["status"])
     table.add_row("generator steps", f"{summary['g_steps']} / {summary['steps_target']}")
     table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
-    for key in ("train/d_loss", "train/g_loss"):
-        if key in summary["last"]:
-            table.add_row(key, f"{summary['last'][key]:.4f}")
+    last, best = summary["last"], summary.get("best") or {}
+    for key in ("train/d_loss", "train/g_loss", *sorted(k for k in {*last, *best} if k.startswith("val/"))):
+        final = f"{last[key]:.4g}" if key in last else "-"
+        table.add_row(key, final + (f"  (best {best[key]:.4g})" if key in best else ""))
+    if summary.get("health"):
+        table.add_row("warnings", ", ".join(summary["health"]), style="yellow")
     console = Console(stderr=True)
     console.print(table)
-    for key, label in (("output_dir", "outputs"), ("checkpoint", "checkpoint"), ("samples", "samples")):
-        console.print(f"[bold]{label:>10}[/bold]  {summary[key]}", soft_wrap=True, highlight=False)
+    wandb = summary.get("wandb") or {}
+    paths = [("output_dir", "outputs"), ("checkpoint", "checkpoint"), ("samples", "samples")]
+    for key, label in [*paths, ("wandb", "W&B run")]:
+        value = summary.get(key) if key != "wandb" else wandb.get("url") or wandb.get("dir")
+        if value:
+            console.print(f"[bold]{label:>10}[/bold]  {value}", soft_wrap=True, highlight=False)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

@@ -1,0 +1,219 @@
+"""ganforge-compare: a real 3-job sweep (one job crashes) compared by the Hydra callback and the CLI;
+runs in progress, diverged runs, skipped dirs and metric directions on run dirs built here."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from ganforge import compare
+from ganforge.callbacks.hydra_compare import CompareOnMultirunEnd
+from helpers import ROOT
+
+PLOTS = ("comparison_losses.png", "comparison_metrics.png", "comparison_samples.png")
+# train.steps=20 reaches CrashAt(18); 12 and 16 finish before it
+SWEEP = [
+    "model=mlp",
+    "data=ring8",
+    "logger=[csv]",
+    "train.steps=12,16,20",
+    "train.log_every=2",
+    "train.sample_every=10",
+    "+callbacks.crash._target_=helpers.CrashAt",
+    "+callbacks.crash.step=18",
+]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``python -m ganforge.train -m`` with three tiny jobs, the last of which crashes."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    sweep_dir = tmp / "multirun"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",  # tiny nets: threads only contend
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "ganforge.train", "-m", *SWEEP, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    return sweep_dir, proc
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_png(path: Path) -> None:
+    assert path.is_file(), path
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.width >= 300 and image.height >= 200, image.size
+        assert len(set(image.convert("L").getdata())) > 10  # more than a blank canvas
+
+
+@pytest.mark.slow
+def test_sweep_end_writes_comparison_even_with_a_failed_job(sweep):
+    sweep_dir, proc = sweep
+    assert proc.returncode != 0, "a crashed job fails the sweep"
+    assert "injected crash" in proc.stderr
+    rows = {r["run"]: r for r in read_csv(sweep_dir / "comparison.csv")}
+    assert set(rows) == {"0", "1", "2"}
+    assert {k: r["status"] for k, r in rows.items()} == {"0": "finished", "1": "finished", "2": "crashed"}
+    assert {k: r["train.steps"] for k, r in rows.items()} == {"0": "12", "1": "16", "2": "20"}
+    assert {k: r["g_steps"] for k, r in rows.items()} == {"0": "12", "1": "16", "2": "18"}
+    # only the override that differs is a column, not the common ones nor the whole config
+    header = list(next(iter(rows.values())))
+    assert "train.steps" in header
+    assert not {"model", "data", "logger", "train.log_every", "callbacks.crash.step", "seed"} & set(header)
+    md = (sweep_dir / "comparison.md").read_text()
+    for name in PLOTS[:1] + PLOTS[2:]:
+        check_png(sweep_dir / name)
+        assert f"]({name})" in md
+
+
+@pytest.mark.slow
+def test_runs_log_their_group_choices(sweep):
+    sweep_dir, _ = sweep
+    hparams = yaml.safe_load((sweep_dir / "0" / "hparams.yaml").read_text())
+    assert hparams["choice/loss"] == "nonsaturating"
+    assert hparams["choice/model"] == "mlp"
+    assert hparams["choice/data"] == "ring8"
+    assert not any(k.startswith("choice/hydra") for k in hparams)
+
+
+@pytest.mark.slow
+def test_cli_table_sorted_by_metric(sweep, tmp_path, capsys):
+    sweep_dir, _ = sweep
+    out = tmp_path / "cmp"
+    assert compare.main([str(sweep_dir), "--metric", "train/g_loss", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "train.steps" in printed and "crashed" in printed and "finished" in printed
+    rows = read_csv(out / "comparison.csv")
+    best = [float(r["train/g_loss best"]) for r in rows]
+    assert best == sorted(best)  # losses are lower-is-better
+    for name in PLOTS[:1] + PLOTS[2:]:
+        check_png(out / name)
+
+
+# --- run dirs built here -------------------------------------------------------------------------------
+def make_run(
+    path: Path,
+    overrides: list[str],
+    rows: list[dict[str, float]],
+    status: str | None = "finished",
+    steps: int = 100,
+) -> Path:
+    """A run dir as ganforge-train leaves it: .hydra, metrics.csv, samples, summary.json (if status)."""
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"train": {"steps": steps}, "seed": 1}))
+    keys = sorted({k for r in rows for k in r} | {"step", "trainer/g_step"})
+    with open(path / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "step": row["trainer/g_step"]})
+    (path / "samples").mkdir()
+    noise = Image.effect_noise((64, 64), 60).convert("RGB")  # stands in for a sample grid
+    noise.save(path / "samples" / f"step_{rows[-1]['trainer/g_step']:07d}.png")
+    if status is not None:
+        last = {k: v for r in rows for k, v in r.items()}
+        summary = {"status": status, "g_steps": rows[-1]["trainer/g_step"], "steps_target": steps}
+        summary.update(wall_time_s=12.5, last=last)
+        (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+def curve(n: int, fid: list[float] | None = None, nan_at: int | None = None) -> list[dict[str, float]]:
+    rows = []
+    for i in range(1, n + 1):
+        d = math.nan if nan_at is not None and i >= nan_at else 1.0 / i
+        rows.append({"trainer/g_step": i * 10, "train/d_loss": d, "train/g_loss": 2.0 - d})
+    for i, value in enumerate(fid or []):  # val/* rows of their own, as the metrics callback logs them
+        rows.append({"trainer/g_step": (i + 1) * 10 * n // len(fid), "val/fid": value, "val/is": 10 - value})
+    rows.sort(key=lambda r: r["trainer/g_step"])
+    return rows
+
+
+def test_statuses_partial_files_and_skipped_dirs(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root / "a", ["loss=hinge", "optim.lr_d=1e-4"], curve(10, fid=[50, 30]))
+    running = make_run(root / "b", ["loss=hinge", "optim.lr_d=2e-4"], curve(6, fid=[40]), status=None)
+    with open(running / "metrics.csv", "a") as f:
+        f.write("0.5,0.3,")  # a row being written right now
+    make_run(root / "c", ["loss=lsgan", "optim.lr_d=1e-4"], curve(8, nan_at=7), status="crashed")
+    make_run(root / "d", ["loss=lsgan", "optim.lr_d=1e-4"], curve(8, nan_at=7), status="diverged")
+    (root / "e" / ".hydra").mkdir(parents=True)  # a job that never started training
+    (root / "e" / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (tmp_path / "empty").mkdir()
+
+    result = compare.compare(
+        [root, tmp_path / "empty", tmp_path / "missing"], out=tmp_path / "out", show=False
+    )
+    comp = result["comparison"]
+    status = {r.name: r.status for r in comp.runs}
+    assert status == {"a": "finished", "b": "running", "c": "diverged", "d": "diverged"}
+    assert [r.name for r in comp.runs][:2] == ["a", "b"]  # best val/fid first: 30 < 40; no fid last
+    assert comp.keys == ["loss", "optim.lr_d"]
+    assert comp.metric == "val/fid" and comp.metrics == ["val/fid", "val/is"]
+    run_b = next(r for r in comp.runs if r.name == "b")
+    assert run_b.steps == 60 and run_b.final("train/d_loss") == pytest.approx(1 / 6)
+    skipped = {p.name: why for p, why in comp.skipped}
+    assert set(skipped) == {"e", "empty", "missing"}
+    assert "not started" in skipped["e"] and "does not exist" in skipped["missing"]
+    md = (tmp_path / "out" / "comparison.md").read_text()
+    assert "## Skipped" in md and "missing" in md
+    for name in PLOTS:
+        check_png(tmp_path / "out" / name)
+
+
+def test_metric_direction_decides_the_order(tmp_path):
+    make_run(tmp_path / "r1", ["seed=1"], curve(4, fid=[20, 10]))  # best fid 10, best is 0
+    make_run(tmp_path / "r2", ["seed=2"], curve(4, fid=[30, 5]))  # best fid 5, best is 5
+    make_run(tmp_path / "r3", ["seed=3"], curve(4, fid=[8, 9]))  # best fid 8, best is 2
+    by_fid = compare.build_comparison([tmp_path], "val/fid")
+    assert [r.name for r in by_fid.runs] == ["r2", "r3", "r1"]
+    by_is = compare.build_comparison([tmp_path], "val/is")
+    assert [r.name for r in by_is.runs] == ["r2", "r3", "r1"]
+    assert by_is.runs[0].best("val/is") == 5 and by_is.runs[0].final("val/is") == 5
+    assert by_fid.runs[-1].best("val/fid") == 10 and by_fid.runs[-1].final("val/fid") == 10
+
+
+def test_hydra_callback_writes_on_multirun_end_and_never_raises(tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    make_run(tmp_path / "0", ["loss=hinge"], curve(5))
+    make_run(tmp_path / "1", ["loss=wgan"], curve(5))
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    callback = CompareOnMultirunEnd()
+    callback.on_multirun_end(config)
+    assert [r["loss"] for r in read_csv(tmp_path / "comparison.csv")] == ["hinge", "wgan"]
+    assert (tmp_path / "comparison_losses.png").is_file()
+
+    (tmp_path / "0" / "metrics.csv").write_text("not,a\ncsv")  # damaged: still no exception
+    (tmp_path / "0" / "summary.json").write_text("{")
+    callback.write(tmp_path)
+    callback.write(tmp_path / "missing")
+    assert "no runs" in caplog.text
