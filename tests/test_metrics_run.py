@@ -159,9 +159,29 @@ def test_eval_writes_a_table_and_eval_json(trained, tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written where it was launched
 
 
-def test_eval_with_inception_weights_from_a_local_file(trained, tmp_path):
-    """The Inception path end to end, with a weights file of the right architecture (random values)."""
-    weights = write_random_inception_weights(tmp_path / "inception.pth")
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory) -> Path:
+    """A weights file of the FID Inception architecture (random values: the code path, not FID values)."""
+    return write_random_inception_weights(tmp_path_factory.mktemp("inception") / "inception.pth")
+
+
+def test_training_with_inception_features(run, inception_weights):
+    summary, _ = run(
+        "inception",
+        "metrics=[fid,is]",
+        "metrics.extractor=inception",
+        f"metrics.weights_path={inception_weights}",
+        "metrics.num_samples=8",
+        "metrics.batch_size=8",
+        "train.steps=2",
+    )
+    assert summary["metrics"]["extractor"] == "inception" and summary["metrics"]["rgb"] is True
+    assert summary["last"]["val/fid"] >= 0 and summary["last"]["val/is"] >= 1
+
+
+def test_eval_with_inception_weights_from_a_local_file(trained, tmp_path, inception_weights):
+    """The Inception path of ganforge-eval (torch-fidelity's calculate_metrics), grayscale → RGB."""
+    weights = inception_weights
     out = tmp_path / "eval.json"
     res = command(
         "eval",
@@ -203,3 +223,37 @@ def test_sample_png_grid_and_npz(trained, tmp_path):
     )
     assert again.returncode == 0
     assert np.array_equal(np.load(tmp_path / "t.npz")["samples"], data["samples"])  # the seed fixes them
+
+
+def test_ddp_ranks_share_the_samples_and_only_rank_0_logs(tmp_path):
+    """2 CPU processes: rank 0 prepares the cache, both generate half, the states are reduced."""
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ganforge.train",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "train.steps=4",
+            "metrics=[fid,prc]",
+            "metrics.every=2",
+            "metrics.num_samples=301",
+            "metrics.batch_size=100",
+            "logger=[csv]",
+            "train.sample_every=0",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    val = [r for r in rows(out / "metrics.csv") if r.get("val/fid")]
+    assert [int(r["trainer/g_step"]) for r in val] == [2, 4]  # logged once per evaluation
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["last"]["val/fid"] == float(val[-1]["val/fid"]) > 0
+    assert 0 <= summary["last"]["val/precision"] <= 1 and (out / "checkpoints" / "best.ckpt").is_file()

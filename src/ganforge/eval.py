@@ -17,7 +17,7 @@ from torch_fidelity.generative_model_base import GenerativeModelBase
 
 from ganforge.config import CONFIG_DIR
 from ganforge.errors import GanforgeError
-from ganforge.metrics.features import to_uint8
+from ganforge.metrics.features import extractor_input
 from ganforge.metrics.suite import (
     IMAGE_METRICS,
     MetricSettings,
@@ -60,8 +60,7 @@ class GeneratorInput(GenerativeModelBase):
         return 0
 
     def forward(self, z: Tensor) -> Tensor:
-        x = to_uint8(self.module.sample(z))
-        return x.expand(-1, 3, -1, -1) if self.rgb and x.shape[1] == 1 else x
+        return extractor_input(self.module.sample(z), self.rgb)
 
 
 def evaluate(

@@ -33,6 +33,14 @@ def to_uint8(x: Tensor) -> Tensor:
     return x.detach().float().add(1).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def extractor_input(x: Tensor, rgb: bool) -> Tensor:
+    """Images (uint8, or float in [-1, 1]; batched or not) as an extractor takes them: uint8, and
+    grayscale repeated to 3 channels when the extractor is an RGB network (Inception)."""
+    x = x if x.dtype == torch.uint8 else to_uint8(x)
+    channels = x.shape[-3]
+    return x.expand(*x.shape[:-3], 3, *x.shape[-2:]) if rgb and channels == 1 else x
+
+
 class ClassifierExtractor(FeatureExtractorBase):
     """torch-fidelity's view of the domain classifier: ``features`` (penultimate) and ``logits``.
 
@@ -137,9 +145,7 @@ class FeatureLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 2 and x.is_floating_point():
             return x
-        if self.rgb and x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return self.extractor(x)[self.index]
+        return self.extractor(extractor_input(x, self.rgb))[self.index]
 
 
 def write_random_inception_weights(path: str | Path, seed: int = 0) -> Path:

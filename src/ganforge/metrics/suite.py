@@ -26,6 +26,7 @@ from ganforge.metrics.features import (
     INCEPTION,
     Extractor,
     FeatureLayer,
+    extractor_input,
     inception_weights,
     to_uint8,
 )
@@ -128,8 +129,7 @@ class RealImages(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> Tensor:
-        x = to_uint8(self.datamodule.items([self.indices[i]])[0][0])
-        return x.expand(3, -1, -1).contiguous() if self.rgb and x.shape[0] == 1 else x
+        return extractor_input(self.datamodule.items([self.indices[i]])[0][0], self.rgb).contiguous()
 
 
 def build_extractor(
@@ -246,6 +246,7 @@ class MetricSuite:
         self.metrics: dict[str, Metric] = {}
         self.extractor_module: torch.nn.Module | None = None
         self.layers: list[str] = []
+        self.rgb = False
         self.layer_of: dict[str, str] = {}
         self.info: dict[str, Any] = {}
 
@@ -280,7 +281,7 @@ class MetricSuite:
         }
         share = {k: v[rank::world].to(device) for k, v in real.items()}
         width = {layer: feats.shape[1] for layer, feats in real.items()}
-        rgb = extractor.info["rgb"]
+        rgb = self.rgb = extractor.info["rgb"]
 
         def layer(metric: str) -> FeatureLayer:
             name = self.layer_of[metric]
@@ -358,7 +359,7 @@ class MetricSuite:
             index, hq = assign_modes(fake[:modes_left], dm.centers, dm.std)
             self.metrics["modes"].update(index, hq)
             return
-        feats = self.extractor_module(to_uint8(fake))
+        feats = self.extractor_module(extractor_input(fake, self.rgb))
         feats = dict(zip(self.layers, feats, strict=True))
         if img_left > 0:
             for name in ("fid", "kid"):
