@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ganforge.callbacks.health import health_issues
+from ganforge.callbacks.metrics import MetricsCallback
 from ganforge.callbacks.preemption import Preemption, exit_after_preemption, lightning_plugins
 from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
 from ganforge.errors import ConfigError, GanforgeError
@@ -97,9 +98,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, out)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in checkpoints: eval, sample
+    callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    for callback in callbacks:  # e.g. metrics that cannot work on this data: fail before any logger starts
+        if hasattr(callback, "check"):
+            callback.check(datamodule)
 
     loggers = build_loggers(cfg.get("logger"))
-    callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer: pl.Trainer = make(
         cfg.trainer,
         max_steps=cfg.train.steps * (cfg.train.n_critic + 1),
@@ -130,6 +135,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             steps_target=cfg.train.steps,
             wall_time_s=round(time.time() - start, 3),
             last=module.last_metrics,
+            **metrics_summary(callbacks),
             config_digest=config_digest(cfg),
             resumed_from=str(ckpt_path) if ckpt_path else None,
             checkpoint=str(out / "checkpoints" / "last.ckpt"),
@@ -141,6 +147,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             out.mkdir(parents=True, exist_ok=True)
             (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def metrics_summary(callbacks: list[Any]) -> dict[str, Any]:
+    """``best`` metric values, the step of ``best.ckpt`` and how the metrics were measured."""
+    for callback in callbacks:
+        if isinstance(callback, MetricsCallback) and callback.suite is not None:
+            return {"best": callback.best, "best_step": callback.best_step, "metrics": callback.suite.info}
+    return {}
 
 
 def report(summary: dict[str, Any]) -> None:
