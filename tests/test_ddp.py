@@ -27,6 +27,7 @@ def test_ddp_two_cpu_processes(tmp_path):
         "train.sample_every=3",
         "train.ckpt_every=3",
         "logger=[csv]",
+        "metrics=[]",  # metrics under DDP: tests/test_metrics_run.py
         f"hydra.run.dir={out}",
     ]
     res = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
