@@ -39,13 +39,12 @@ class GANProgressBar(RichProgressBar):
         self.log_fraction = log_fraction
         self._shown: tuple[Any, ...] | None = None
         self._next_line = 0
-
-    def _is_terminal(self) -> bool:
-        return bool(self._console is not None and self._console.is_terminal)
+        self._terminal = False
 
     def _init_progress(self, trainer: pl.Trainer) -> None:
         super()._init_progress(trainer)
-        if self.progress is not None and not self._is_terminal():
+        self._terminal = bool(self._console is not None and self._console.is_terminal)  # asked once
+        if self.progress is not None and not self._terminal:
             self.progress.live.transient = True  # a log file gets the plain lines only, not the bar too
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
@@ -67,7 +66,7 @@ class GANProgressBar(RichProgressBar):
             return
         self.progress.update(self.train_progress_bar_id, completed=pl_module.g_step)
         self._update_metrics(trainer, pl_module)
-        if not self._is_terminal() and pl_module.g_step >= self._next_line:
+        if not self._terminal and pl_module.g_step >= self._next_line:
             self._print_line(pl_module)
             self._next_line += self._line_every(pl_module)
         self.refresh()
