@@ -54,7 +54,7 @@ def test_healthy_short_run_is_quiet(run):
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         summary, _ = run(
-            "healthy", *TOY, "train.steps=150", "callbacks.health.every=50", "callbacks.health.warmup=50"
+            "healthy", *TOY, "train.steps=100", "callbacks.health.every=50", "callbacks.health.warmup=50"
         )
     assert health_warnings(record) == []
     assert summary["health"] == []

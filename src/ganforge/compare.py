@@ -54,7 +54,8 @@ class Run:
 
     @property
     def status(self) -> str:
-        """finished / stopped / crashed / diverged / running (no summary.json yet, or "running")."""
+        """summary.json's status (finished, stopped, preempted, crashed), ``running`` without one,
+        ``diverged`` when the last D or G loss is NaN/Inf (or the summary says so)."""
         status = (self.summary or {}).get("status", "running")
         if status != "running" and any(not math.isfinite(v) for v in self.last_losses().values()):
             return "diverged"
@@ -136,34 +137,40 @@ def _float(value: Any) -> float:
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     """Every column of a CSVLogger ``metrics.csv`` as (generator step, value) pairs, empty cells skipped.
 
-    Tolerates files being written: a truncated last line or unparsable cells are ignored.
+    Tolerates files being written: a last line without its newline and unparsable cells are ignored.
     """
     series: dict[str, list[tuple[int, float]]] = {}
-    if not path.is_file():
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
         return series
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            step = next((row[k] for k in STEP_KEYS if row.get(k) not in (None, "")), None)
-            try:
-                x = int(float(step))  # type: ignore[arg-type]
-            except (TypeError, ValueError):
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()  # still being written
+    for row in csv.DictReader(lines):
+        step = next((row[k] for k in STEP_KEYS if row.get(k) not in (None, "")), None)
+        x = _float(step)
+        if not math.isfinite(x):
+            continue
+        for key, cell in row.items():
+            if key is None or key in NOT_METRICS or cell in (None, ""):
                 continue
-            for key, cell in row.items():
-                if key is None or key in NOT_METRICS or cell in (None, ""):
-                    continue
-                try:
-                    series.setdefault(key, []).append((x, float(cell)))
-                except ValueError:
-                    continue
+            value = _float(cell)
+            if not math.isnan(value) or cell.strip().lower() == "nan":
+                series.setdefault(key, []).append((int(x), value))
     for values in series.values():
         values.sort(key=lambda p: p[0])
     return series
 
 
 def _yaml(path: Path) -> Any:
+    """A YAML file as plain containers; None when missing or unreadable (a run is never an error)."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else None
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else None
+    except Exception:  # noqa: BLE001 - damaged or half-written
+        return None
 
 
 def parse_overrides(lines: Iterable[str]) -> dict[str, str]:
@@ -601,6 +608,7 @@ def print_table(comp: Comparison, file: Any = None) -> None:
     styles = {
         "finished": "green",
         "stopped": "yellow",
+        "preempted": "yellow",
         "crashed": "red",
         "diverged": "magenta",
         "running": "cyan",
