@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -296,9 +297,14 @@ def pick_metric(runs: Sequence[Run], metric: str | None) -> str | None:
     return next((n for n in PREFERRED if n in names), names[0] if names else None)
 
 
+def natural_key(text: str) -> list[Any]:
+    """Sort key that puts ``2`` before ``10`` (job numbers, dates)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
+
+
 def sort_runs(runs: list[Run], metric: str | None) -> list[Run]:
     """Best first by ``metric`` (runs without it last), then by name."""
-    runs = sorted(runs, key=lambda r: r.name)
+    runs = sorted(runs, key=lambda r: natural_key(r.name))
     if metric is None:
         return runs
     with_value = [r for r in runs if r.best(metric) is not None and not math.isnan(r.best(metric))]  # type: ignore[arg-type]
@@ -460,7 +466,7 @@ def _figure(n_panels: int, n_runs: int) -> tuple[Any, list[Any], float]:
     plt = _pyplot()
     cols = min(3, n_panels)
     rows = math.ceil(n_panels / cols)
-    legend_in = 0.22 * math.ceil(n_runs / 2) + 0.3
+    legend_in = 0.18 * math.ceil(n_runs / 2) + 0.25
     height = 3.6 * rows + legend_in
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, height), dpi=100, squeeze=False)
     for ax in axes.flat[n_panels:]:
@@ -539,7 +545,8 @@ def plot_samples(runs: Sequence[Run], path: Path) -> Path | None:
         ax.axis("off")
     for ax, run in zip(axes.flat, shown, strict=False):
         grid = run.latest_samples()
-        title = "\n".join(textwrap.wrap(run.label, 38)[:3])
+        label = run.label if run.label == run.name else f"{run.name}: {run.label}"
+        title = "\n".join(textwrap.wrap(label, 38)[:3])
         if grid is None:
             ax.text(0.5, 0.5, "no samples yet", ha="center", va="center", color="gray")
             ax.set_title(f"{title}\n{run.status}", fontsize=8)

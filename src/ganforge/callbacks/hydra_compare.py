@@ -44,7 +44,7 @@ class CompareOnMultirunEnd(Callback):
 
     def _at_exit(self) -> None:
         if not self._done and self._sweep_dir is not None:
-            log.warning("ganforge-compare: the sweep ended early (a job failed); comparing the runs it left")
+            log.warning("ganforge-compare: the sweep ended early (a job failed or was stopped)")
             self.write(self._sweep_dir)
 
     def write(self, sweep_dir: Path) -> Path | None:
