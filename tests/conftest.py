@@ -29,3 +29,11 @@ def run(tmp_path: Path):
         return train_run(out, *overrides), out
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def local_ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 2-process local DDP run of ``ddp_runs.DDP_ARGS``, trained once per session."""
+    from ddp_runs import run_local_ddp
+
+    return run_local_ddp(tmp_path_factory.mktemp("local_ddp") / "run")

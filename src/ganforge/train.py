@@ -20,7 +20,13 @@ from torch import nn
 
 from ganforge.callbacks.health import health_issues
 from ganforge.callbacks.metrics import MetricsCallback
-from ganforge.callbacks.preemption import Preemption, exit_after_preemption, lightning_plugins
+from ganforge.callbacks.preemption import (
+    Preemption,
+    exit_after_preemption,
+    lightning_plugins,
+    requeued_ckpt_path,
+)
+from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
 from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
@@ -95,7 +101,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     quiet_lightning()
     check_config(cfg)
     out = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, out)
+    ckpt_path = resolve_ckpt_path(requeued_ckpt_path(cfg.ckpt_path, out), out)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in checkpoints: eval, sample

@@ -2,10 +2,10 @@
 
 ganforge, not Lightning or submitit, owns the requeue signal (``SIGUSR2``, which the submitit
 launcher asks Slurm to send ``signal_delay_s`` before the time limit). The handler only sets a
-flag; the run stops at the next generator-step boundary that all ranks agree on, so the checkpoint
-(written by :class:`~ganforge.callbacks.checkpoint.LastCheckpoint` when training ends) holds whole
-steps. After the W&B run is closed, :func:`exit_after_preemption` requeues the Slurm job (rank 0)
-and exits; the requeued job resumes from ``last.ckpt`` in the same run dir (``ckpt_path=auto``).
+flag; at the next generator-step boundary that all ranks agree on, ``last.ckpt`` is written at
+once (through :class:`~ganforge.callbacks.checkpoint.LastCheckpoint`, before any end-of-training
+work) and training stops. After the W&B run is closed, :func:`exit_after_preemption` requeues the
+Slurm job (rank 0) and exits; the requeued job resumes from ``last.ckpt`` in the same run dir.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -54,12 +55,14 @@ class Preemption(Callback):
         self.received: signal.Signals | None = None
         self.stopped_at: int | None = None
         self._previous: dict[signal.Signals, Any] = {}
+        self._checkpoint: LastCheckpoint | None = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.received = signal.Signals(signum)  # only a flag: the step in flight completes first
 
     def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
-        if not any(isinstance(cb, LastCheckpoint) for cb in trainer.callbacks):
+        self._checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
+        if self._checkpoint is None:
             warnings.warn("Preemption without LastCheckpoint: a stopped run saves nothing", stacklevel=2)
         if threading.current_thread() is threading.main_thread():
             for sig in self.signals:
@@ -83,6 +86,8 @@ class Preemption(Callback):
                 self.received = self.signals[0]
             log.warning(f"{self.received.name}: stopping after generator step {step}, writing last.ckpt")
             self.stopped_at = step
+            if self._checkpoint is not None:
+                self._checkpoint.save(trainer)  # now: end-of-training work (metrics) may outlast the warning
             trainer.should_stop = True
 
     def report(self) -> dict[str, Any]:
@@ -100,6 +105,15 @@ def will_requeue(max_requeues: int | None) -> bool:
         return False
     restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     return max_requeues is None or restarts < max_requeues
+
+
+def requeued_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``auto`` in a requeued Slurm job whose run dir has a ``last.ckpt`` (it continues); else ``ckpt_path``.
+
+    Whatever ``ckpt_path`` the job was submitted with, its second start must continue its own run.
+    """
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    return "auto" if requeued and (output_dir / "checkpoints" / "last.ckpt").is_file() else ckpt_path
 
 
 def lightning_plugins() -> list[Any]:

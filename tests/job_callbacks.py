@@ -1,0 +1,33 @@
+"""Callbacks that the preemption tests add to a job (``+callbacks.<name>={_target_:job_callbacks...}``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+
+
+class Throttle(pl.Callback):
+    """Sleeps ``seconds`` after each step until the job is requeued, leaving time to signal it mid-run."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if int(os.environ.get("SLURM_RESTART_COUNT") or 0) == 0:
+            time.sleep(self.seconds)
+
+
+class SignalAt(pl.Callback):
+    """Sends this process ``signal`` (a name) once, after generator step ``step``."""
+
+    def __init__(self, step: int, signal: str = "SIGUSR2") -> None:
+        self.step = step
+        self.signal = signal
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if pl_module.g_step == self.step:
+            os.kill(os.getpid(), signal.Signals[self.signal])

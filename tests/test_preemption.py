@@ -1,0 +1,96 @@
+"""Preemption without Slurm: SIGUSR2 stops at a step boundary with last.ckpt; the resumed run is exact.
+
+Also: a requeued job resumes from its own last.ckpt, the requeue call, and metrics.csv across a resume.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddp_runs import metrics_rows
+from ganforge.callbacks.preemption import exit_after_preemption, requeued_ckpt_path
+from ganforge.loggers import finish_wandb
+from test_resume import assert_same_training_state
+from wandb_records import read_records
+
+TINY = ("data=ring8", "model=mlp", "metrics=[]", "train.steps=20")
+
+
+def ckpt(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+
+
+def wandb_run_ids(run_dir: Path) -> list[str]:
+    files = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    return [r.run.run_id for f in files for r in read_records(f) if r.WhichOneof("record_type") == "run"]
+
+
+def test_signal_stops_at_a_step_boundary_and_the_resumed_run_is_exact(run):
+    _, straight = run("straight", *TINY)
+    signal_at = "+callbacks.signal={_target_:job_callbacks.SignalAt,step:7}"
+    try:
+        summary, out = run("preempted", *TINY, "logger=[csv,wandb]", signal_at)
+    finally:
+        finish_wandb()
+    # the signal arrived during step 7's callbacks; the run stopped after a whole step
+    assert summary["status"] == "preempted"
+    stopped = summary["preemption"]["g_step"]
+    assert stopped in (7, 8) and summary["preemption"] == {
+        "signal": "SIGUSR2",
+        "g_step": stopped,
+        "requeue": False,
+    }
+    assert ckpt(out)["ganforge"]["g_step"] == stopped
+    assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL  # the handler lives only while training
+    try:
+        summary, out = run("preempted", *TINY, "logger=[csv,wandb]", "ckpt_path=auto")
+    finally:
+        finish_wandb()
+    assert summary["status"] == "finished" and summary["resumed_from"].endswith("last.ckpt")
+    assert_same_training_state(ckpt(straight), ckpt(out))
+    assert metrics_rows(out) == metrics_rows(straight)  # every step once, the same values
+    ids = wandb_run_ids(out)
+    assert len(ids) == 2 and ids[0] == ids[1]  # the resumed run continues the same W&B run
+
+
+def test_metrics_csv_after_a_crash_has_each_step_once(run):
+    crash = "+callbacks.crash={_target_:helpers.CrashAt,step:7}"
+    with pytest.raises(RuntimeError, match="injected crash"):
+        run("crashed", *TINY, "train.steps=8", "train.ckpt_every=3", crash)
+    # rows 1..7 were written, the checkpoint is at step 6: the resumed run rewrites row 7
+    _, out = run("crashed", *TINY, "train.steps=8", "train.ckpt_every=3", "ckpt_path=auto")
+    assert [int(row["step"]) for row in metrics_rows(out)] == list(range(1, 9))
+
+
+def test_a_requeued_job_resumes_from_its_own_checkpoint(tmp_path, monkeypatch):
+    (tmp_path / "checkpoints").mkdir()
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert requeued_ckpt_path("other.ckpt", tmp_path) == "other.ckpt"
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert requeued_ckpt_path("other.ckpt", tmp_path) == "other.ckpt"  # no last.ckpt yet
+    (tmp_path / "checkpoints" / "last.ckpt").touch()
+    assert requeued_ckpt_path("other.ckpt", tmp_path) == "auto"
+    assert requeued_ckpt_path(None, tmp_path) == "auto"
+
+
+def test_exit_after_preemption_requeues_the_slurm_job(tmp_path, monkeypatch, capsys):
+    calls = tmp_path / "calls"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    scontrol.chmod(scontrol.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    report = {"signal": "SIGUSR2", "g_step": 7, "requeue": True}
+    with pytest.raises(SystemExit) as exit_info:
+        exit_after_preemption(report, rank=1)  # not rank 0: exits without requeueing
+    assert exit_info.value.code == 128 + signal.SIGUSR2 and not calls.exists()
+    with pytest.raises(SystemExit):
+        exit_after_preemption(report, rank=0)
+    assert calls.read_text() == "requeue 4242\n"
+    assert "preempted at generator step 7; requeued job 4242" in capsys.readouterr().err
