@@ -27,7 +27,6 @@ from ganforge.callbacks.preemption import (
     requeued_ckpt_path,
 )
 from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
-from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
 from ganforge.module import GANModule
