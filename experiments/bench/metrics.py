@@ -44,7 +44,7 @@ def bench(extractor: str, num_samples: int, weights: str | None, cache: Path, de
     values = suite.measure(generator, 100, device)
     fid_s = time.perf_counter() - start
     return {
-        "extractor": extractor if weights or extractor != "inception" else "inception (random weights)",
+        "extractor": extractor,
         "num_samples": num_samples,
         "reference_samples": suite.info["reference_samples"],
         "prepare_s": round(prepare_s, 2),
@@ -66,14 +66,15 @@ def main() -> None:
     parser.add_argument("--extractors", default="classifier,inception")
     parser.add_argument("--inception-weights", default=None, help="the real FID Inception weights file")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--cache-dir", default=None, help="reuse a classifier cache (default: a fresh one)")
     args = parser.parse_args()
     num_samples = 200 if args.quick else args.num_samples
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp)
-        weights = args.inception_weights or str(
-            write_random_inception_weights(cache / "inception-random.pth")
-        )
+        cache = Path(args.cache_dir or tmp)
+        weights = args.inception_weights
+        if "inception" in args.extractors and not weights:
+            weights = str(write_random_inception_weights(Path(tmp) / "inception-random.pth"))
         for extractor in args.extractors.split(","):
             result = bench(
                 extractor, num_samples, weights if extractor == "inception" else None, cache, device
