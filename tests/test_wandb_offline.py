@@ -29,6 +29,7 @@ from wandb_records import (
     history,
     iter_payloads,
     read_records,
+    summary,
 )
 
 STEPS, LOG_EVERY = 30, 5
@@ -140,6 +141,7 @@ def wandb_run(tmp_path_factory) -> tuple[Path, Path]:
             f"train.log_every={LOG_EVERY}",
             "train.sample_every=0",
             "logger=[csv,wandb]",
+            "metrics.every=10",
             f"hydra.run.dir={run_dir}",
             *TINY,
         ],
@@ -202,3 +204,14 @@ def test_run_is_finished(wandb_run):
     exit_at = kinds.index("exit")
     assert records[exit_at].exit.exit_code == 0
     assert exit_at > max(i for i, k in enumerate(kinds) if k == "history")
+
+
+@pytest.mark.slow
+def test_summary_holds_the_best_value_of_each_metric(wandb_run):
+    """val/* in the run summary (the runs table) is the best so far, not the last value."""
+    _, path = wandb_run
+    rows = [row for row in history(path) if "val/modes" in row]
+    assert [row["trainer/g_step"] for row in rows] == [10, 20, 30]
+    final = summary(path)
+    assert final["val/modes"] == max(row["val/modes"] for row in rows)
+    assert final["val/reverse_kl"] == min(row["val/reverse_kl"] for row in rows)

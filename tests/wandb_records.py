@@ -121,3 +121,13 @@ def config(path: str | Path) -> dict[str, Any]:
         for item in (record.run.config if kind == "run" else record.config).update:
             out[item_key(item)] = json.loads(item.value_json)
     return out
+
+
+def summary(path: str | Path) -> dict[str, Any]:
+    """The run summary: the updates of every summary record, applied in order (last value wins)."""
+    out: dict[str, Any] = {}
+    for record in read_records(path):
+        if record.WhichOneof("record_type") == "summary":
+            for item in record.summary.update:
+                out[item_key(item)] = json.loads(item.value_json)
+    return out
