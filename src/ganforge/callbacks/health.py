@@ -90,7 +90,11 @@ class HealthCheck(Callback):
             return
         self._last_checked = step
         last = dict(getattr(pl_module, "last_metrics", {}) or {})
-        bad = [k for k, v in last.items() if isinstance(v, float) and not math.isfinite(v)]
+        bad = [
+            k
+            for k, v in last.items()
+            if k.startswith("train/") and isinstance(v, float) and not math.isfinite(v)
+        ]
         if bad:
             self.warn(
                 "nonfinite",

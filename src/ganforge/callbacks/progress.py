@@ -8,6 +8,7 @@ is no live bar: one plain line is printed every ``log_fraction`` of the run inst
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 import pytorch_lightning as pl
@@ -50,11 +51,12 @@ class GANProgressBar(RichProgressBar):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if self.is_disabled or self.progress is None:
             return
+        # start at the resumed step, so that steps/s and the ETA count only this run's steps
+        total, done = pl_module.total_steps, pl_module.g_step
         if self.train_progress_bar_id is None:
-            self.train_progress_bar_id = self._add_task(pl_module.total_steps, "train")
-        self.progress.update(
-            self.train_progress_bar_id, completed=pl_module.g_step, total=pl_module.total_steps
-        )
+            self.train_progress_bar_id = self.progress.add_task("train", total=total, completed=done)
+        else:
+            self.progress.reset(self.train_progress_bar_id, total=total, completed=done, description="train")
         self._next_line = self._line_every(pl_module) * (pl_module.g_step // self._line_every(pl_module) + 1)
         self.refresh()
 
@@ -75,7 +77,8 @@ class GANProgressBar(RichProgressBar):
         """One plain progress line for logs that are not terminals."""
         task = self.train_progress_bar
         speed = f"{task.speed:.1f} steps/s" if task.speed else ""
-        eta = f"ETA {task.time_remaining:.0f} s" if task.time_remaining is not None else ""
+        left = task.time_remaining
+        eta = f"ETA {timedelta(seconds=round(left))}" if left is not None else ""
         metrics = "  ".join(f"{k}={v}" for k, v in self.get_metrics(None, pl_module).items())  # type: ignore[arg-type]
         parts = [f"train {pl_module.g_step}/{pl_module.total_steps}", speed, eta, metrics]
         assert self._console is not None
