@@ -226,7 +226,7 @@ def find_runs(dirs: Sequence[Path], exclude: Path | None = None) -> tuple[list[P
         if depth >= MAX_DEPTH:
             return 0
         children = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        children.sort(key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+        children.sort(key=lambda p: natural_key(p.name))
         return sum(walk(child, depth + 1) for child in children)
 
     for d in dirs:
@@ -253,7 +253,17 @@ def _actual(run: Run, key: str) -> str:
         if not isinstance(node, dict) or part not in node:
             return "-"
         node = node[part]
-    return json.dumps(node) if isinstance(node, (dict, list)) else str(node)
+    if isinstance(node, dict):  # a group selected as a list (logger=[csv,wandb]): its members
+        return "[" + ",".join(node) + "]"
+    return json.dumps(node) if isinstance(node, list) else str(node)
+
+
+def _same(value: str) -> str:
+    """A value written so that ``2e-4`` and ``0.0002`` (override vs. config) compare equal."""
+    try:
+        return repr(float(value))
+    except ValueError:
+        return value.strip().replace(" ", "")
 
 
 def differing_overrides(runs: Sequence[Run]) -> list[str]:
@@ -261,7 +271,7 @@ def differing_overrides(runs: Sequence[Run]) -> list[str]:
     keys = list(dict.fromkeys(k for run in runs for k in run.overrides))
     differing = []
     for key in keys:
-        values = {run.overrides.get(key, _actual(run, key)) for run in runs}
+        values = {_same(run.overrides.get(key, _actual(run, key))) for run in runs}
         if len(values) > 1:
             differing.append(key)
     return differing
@@ -307,11 +317,10 @@ def sort_runs(runs: list[Run], metric: str | None) -> list[Run]:
     runs = sorted(runs, key=lambda r: natural_key(r.name))
     if metric is None:
         return runs
-    with_value = [r for r in runs if r.best(metric) is not None and not math.isnan(r.best(metric))]  # type: ignore[arg-type]
-    without = [r for r in runs if r not in with_value]
+    best = {id(r): r.best(metric) for r in runs}  # never NaN (directions.best skips it)
     sign = 1 if mode(metric) == "min" else -1
-    with_value.sort(key=lambda r: sign * r.best(metric))  # type: ignore[operator]
-    return with_value + without
+    with_value = sorted((r for r in runs if best[id(r)] is not None), key=lambda r: sign * best[id(r)])
+    return with_value + [r for r in runs if best[id(r)] is None]
 
 
 def _fmt(value: float | None) -> str:
@@ -404,22 +413,18 @@ def build_comparison(
         _name_runs(runs, keys)
     metric = pick_metric(runs, metric)
     metrics = sorted({n for r in runs for n in r.metric_names() if n.startswith("val/")})
-    if metric and metric not in metrics:
-        metrics.insert(0, metric)
-    elif metric:
-        metrics.remove(metric)
-        metrics.insert(0, metric)
+    if metric:  # the chosen one first, also when it is not a val/* metric
+        metrics = [metric, *(m for m in metrics if m != metric)]
     return Comparison(sort_runs(runs, metric), keys, metric, metrics, skipped)
 
 
 # --- plots -------------------------------------------------------------------------------------------
-def _pyplot() -> Any:
-    import matplotlib
+def _figure_grid(rows: int, cols: int, width: float, height: float) -> tuple[Any, Any]:
+    """A matplotlib Figure and its axes grid, without pyplot (no global backend or figure state)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def smooth(values: Sequence[float], weight: float | None = None) -> list[float]:
@@ -446,8 +451,9 @@ def _robust_ylim(ax: Any, values: list[float]) -> None:
 
 
 def _colors(n: int) -> list[Any]:
-    plt = _pyplot()
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
 
@@ -456,6 +462,7 @@ def _legend(fig: Any, runs: Sequence[Run], colors: Sequence[Any]) -> None:
 
     handles = [Line2D([], [], color=c, lw=2) for c in colors]
     labels = [f"{r.name}: {r.label}" if r.label != r.name else r.name for r in runs]
+    labels = [text if len(text) <= 90 else text[:89] + "…" for text in labels]
     fig.legend(handles, labels, loc="lower center", ncol=min(2, len(runs)), fontsize=8, frameon=False)
 
 
@@ -463,12 +470,11 @@ def _figure(n_panels: int, n_runs: int) -> tuple[Any, list[Any], float]:
     """Panels, three to a row, with room below for the legend (one line per two runs)."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
     cols = min(3, n_panels)
     rows = math.ceil(n_panels / cols)
     legend_in = 0.18 * math.ceil(n_runs / 2) + 0.25
     height = 3.6 * rows + legend_in
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, height), dpi=100, squeeze=False)
+    fig, axes = _figure_grid(rows, cols, 5.2 * cols, height)
     for ax in axes.flat[n_panels:]:
         ax.axis("off")
     for ax in axes.flat:
@@ -480,7 +486,6 @@ def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
     """D and G loss of every run against the generator step: smoothed lines, the raw values faint."""
     if not any(r.series.get(k) for r in runs for k in LOSSES):
         return None
-    plt = _pyplot()
     fig, axes, bottom = _figure(2, len(runs))
     colors = _colors(len(runs))
     for ax, key in zip(axes, LOSSES, strict=True):
@@ -500,7 +505,6 @@ def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
     _legend(fig, runs, colors)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -509,7 +513,6 @@ def plot_metrics(runs: Sequence[Run], metrics: Sequence[str], path: Path) -> Pat
     metrics = [m for m in metrics if any(r.series.get(m) for r in runs)]
     if not metrics:
         return None
-    plt = _pyplot()
     fig, axes, bottom = _figure(len(metrics), len(runs))
     colors = _colors(len(runs))
     for ax, name in zip(axes, metrics, strict=True):
@@ -524,7 +527,6 @@ def plot_metrics(runs: Sequence[Run], metrics: Sequence[str], path: Path) -> Pat
     _legend(fig, runs, colors)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -537,10 +539,9 @@ def plot_samples(runs: Sequence[Run], path: Path) -> Path | None:
     shown = list(runs[:MONTAGE_MAX])
     if not any(r.latest_samples() for r in shown):
         return None
-    plt = _pyplot()
     cols = min(4, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.9 * rows), dpi=100, squeeze=False)
+    fig, axes = _figure_grid(rows, cols, 3.4 * cols, 3.9 * rows)
     for ax in axes.flat:
         ax.axis("off")
     for ax, run in zip(axes.flat, shown, strict=False):
@@ -557,7 +558,6 @@ def plot_samples(runs: Sequence[Run], path: Path) -> Path | None:
         ax.set_title(f"{title}\nstep {step}, {run.status}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
