@@ -217,3 +217,11 @@ def test_hydra_callback_writes_on_multirun_end_and_never_raises(tmp_path, caplog
     callback.write(tmp_path)
     callback.write(tmp_path / "missing")
     assert "no runs" in caplog.text
+
+
+def test_only_real_differences_are_columns(tmp_path):
+    make_run(tmp_path / "a", ["train.steps=1e2", "loss=hinge"], curve(3), steps=100)
+    make_run(tmp_path / "b", ["loss=lsgan"], curve(3), steps=100)  # steps 100 from its config
+    comp = compare.build_comparison([tmp_path])
+    assert comp.keys == ["loss"]
+    assert [r.label for r in comp.runs] == ["loss=hinge", "loss=lsgan"]
