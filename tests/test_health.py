@@ -18,6 +18,15 @@ from ganforge.losses import GANLoss, minimax_d, nonsaturating_g, wgan_d, wgan_g
 TOY = ("data=ring8", "model=mlp", "metrics=[]")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets gain nothing from threads, which only contend on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class ConstantGenerator(nn.Module):
     """Ignores z: every sample is the same learnable point (total mode collapse)."""
 
