@@ -11,7 +11,11 @@ from typing import Any
 
 import pytest
 
-from helpers import train_run
+# Tiny nets on a small machine: one intra-op thread per process beats threads fighting over the
+# cores (set before torch is imported; subprocesses and DDP ranks inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from helpers import train_run  # noqa: E402
 
 # One cache for the whole session (metrics classifier, reference features), also for subprocesses:
 # trained once, reused by every test, never the user's own cache.

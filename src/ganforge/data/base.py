@@ -9,10 +9,9 @@ the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
-
-import hashlib
 
 import numpy as np
 import pytorch_lightning as pl
