@@ -48,12 +48,19 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> Path | None:
     """``None``, ``auto`` (the run dir's last.ckpt when there is one) or an existing file."""
     if ckpt_path in (None, ""):
         return None
+    from ganforge.restore import read_checkpoint
+
     if ckpt_path == "auto":
-        last = output_dir / "checkpoints" / "last.ckpt"
-        return last if last.is_file() else None
-    path = Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such file ({path.resolve()})")
+        path = output_dir / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            return None
+    else:
+        path = Path(ckpt_path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={ckpt_path}: no such file ({path.resolve()})")
+    ckpt = read_checkpoint(path)  # a truncated or foreign file fails here, in one line, not in Lightning
+    if "ganforge" not in ckpt:
+        raise ConfigError(f"ckpt_path={path}: a Lightning checkpoint, but not one written by ganforge-train")
     return path
 
 

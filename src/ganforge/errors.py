@@ -13,3 +13,9 @@ class ConfigError(GanforgeError):
 
 class DataError(GanforgeError):
     """A dataset that is missing, empty or unreadable."""
+
+
+class DivergedError(GanforgeError):
+    """Training produced NaN/Inf for too long and rolling back did not help (exit code 3)."""
+
+    exit_code = 3

@@ -68,6 +68,7 @@ class GANModule(pl.LightningModule):
         self.last_metrics: dict[str, float] = {}
         self._rng_state: dict[str, Any] | None = None
         self.run_config: dict[str, Any] | None = None  # the resolved config, stored in checkpoints
+        self.guard: Any = None  # a DivergenceGuard installs itself here (callbacks/guard.py)
 
     # --- optimizers ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -156,14 +157,20 @@ class GANModule(pl.LightningModule):
     def _update(
         self, opt: Any, loss: Tensor, net: nn.Module, clip: float | None, measure: bool
     ) -> Tensor | None:
-        """Backward, the gradient norm when it will be logged, clipping, then the optimizer step."""
+        """Backward, the gradient norm when it will be logged or guarded, clipping, then the optimizer
+        step (skipped when the divergence guard finds the loss or the gradient non-finite)."""
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        norm = grad_norm(net) if measure else None
+        norm = grad_norm(net) if measure or self.guard is not None else None
+        if self.guard is not None and not self.guard.accept(loss, norm, self._name(net), self.g_step + 1):
+            return norm
         if clip:
             self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
         opt.step()
         return norm
+
+    def _name(self, net: nn.Module) -> str:
+        return "generator" if net is self.generator else "discriminator"
 
     def _log_scalars(self, scalars: dict[str, Tensor], opt_g: Any, opt_d: Any) -> None:
         """One host sync for all scalars, then every logger gets them against the generator step."""

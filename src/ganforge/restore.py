@@ -20,6 +20,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"ckpt_path={path}: no such file")
+    if file.stat().st_size == 0:
+        raise ConfigError(f"ckpt_path={path}: an empty file, not a checkpoint")
     try:
         ckpt = torch.load(file, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:

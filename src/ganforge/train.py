@@ -18,6 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ganforge.callbacks.guard import DivergenceGuard
 from ganforge.callbacks.health import health_issues
 from ganforge.callbacks.metrics import MetricsCallback
 from ganforge.callbacks.preemption import (
@@ -27,7 +28,7 @@ from ganforge.callbacks.preemption import (
     requeued_ckpt_path,
 )
 from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
-from ganforge.errors import ConfigError, GanforgeError
+from ganforge.errors import ConfigError, DivergedError, GanforgeError
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
 from ganforge.module import GANModule
 
@@ -130,7 +131,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if isinstance(cb, Preemption) and cb.stopped_at is not None and summary["status"] == "stopped":
                 summary.update(status="preempted", preemption=cb.report())
     except BaseException as exc:
-        summary["status"] = "crashed"
+        summary["status"] = "diverged" if isinstance(exc, DivergedError) else "crashed"
         summary["error"] = f"{type(exc).__name__}: {exc}"
         raise
     finally:
@@ -147,6 +148,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             samples=str(out / "samples"),
             wandb=wandb_location(trainer.loggers),
             health=health_issues(callbacks),
+            guard=next((cb.report() for cb in callbacks if isinstance(cb, DivergenceGuard)), None),
         )
         if trainer.is_global_zero:
             out.mkdir(parents=True, exist_ok=True)

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 
+log = logging.getLogger(__name__)
 
-def save_checkpoint(trainer: pl.Trainer, path: Path) -> None:
-    """``trainer.save_checkpoint`` to a temporary name, then an atomic rename (collective under DDP)."""
+
+def weights_finite(module: torch.nn.Module) -> bool:
+    """Whether every parameter and buffer of ``module`` is finite (one host sync)."""
+    tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True
+
+
+def save_checkpoint(trainer: pl.Trainer, path: Path) -> bool:
+    """``trainer.save_checkpoint`` to a temporary name, then an atomic rename (collective under DDP).
+
+    Weights with NaN/Inf are never written: the previous file stays. Returns whether it wrote.
+    """
+    if not weights_finite(trainer.lightning_module):
+        log.warning("not writing %s: the weights hold NaN/Inf (keeping the previous checkpoint)", path.name)
+        return False
     tmp = path.with_name(f".{path.name}.tmp")
     trainer.save_checkpoint(tmp, weights_only=False)  # rank 0 writes
     if trainer.is_global_zero:
         os.replace(tmp, path)
+    return True
 
 
 class LastCheckpoint(Callback):

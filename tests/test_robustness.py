@@ -1,0 +1,142 @@
+"""Faults injected into real runs: NaN at step k (skip, roll back, or stop with exit code 3, never a
+NaN checkpoint) and corrupt or foreign checkpoints given as ckpt_path (one line, exit code 2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from ganforge.callbacks.checkpoint import weights_finite
+from ganforge.errors import ConfigError, DivergedError
+
+ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+TOY = ("data=ring8", "model=mlp", "train.steps=30", "train.ckpt_every=10")
+
+
+class NaNBatchAt(pl.Callback):
+    """Turns the real batch of generator step ``step`` into NaN: one step of bad D updates."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if pl_module.g_step + 1 == self.step:
+            batch[0].fill_(float("nan"))
+
+
+class PoisonDAt(pl.Callback):
+    """Sets a weight of D to NaN after generator step ``step``: every later update is bad."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if pl_module.g_step == self.step:
+            with torch.no_grad():
+                next(pl_module.discriminator.parameters()).view(-1)[0] = float("nan")
+
+
+def test_a_nan_batch_skips_its_updates_and_training_goes_on(run):
+    summary, out = run(
+        "nan",
+        *TOY,
+        "train.n_critic=2",
+        "+callbacks.nan._target_=test_robustness.NaNBatchAt",
+        "+callbacks.nan.step=7",
+    )
+    assert summary["status"] == "finished" and summary["g_steps"] == 30
+    assert summary["guard"]["skipped_updates"] == {"discriminator": 2, "generator": 0}
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_lasting_nan_rolls_back_to_the_last_checkpoint_with_lower_lr(run):
+    summary, out = run(
+        "rollback",
+        *TOY,
+        "+callbacks.poison._target_=test_robustness.PoisonDAt",
+        "+callbacks.poison.step=15",
+        "callbacks.guard.max_bad_steps=3",
+    )
+    assert summary["status"] == "finished" and summary["g_steps"] == 30
+    assert len(summary["guard"]["rollbacks"]) == 1 and summary["guard"]["rollbacks"][0]["to_step"] == 10
+    assert summary["last"]["train/lr_d"] == pytest.approx(2e-4 * 0.5)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["ganforge"]["g_step"] == 30
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_nan_that_rollbacks_cannot_fix_stops_with_exit_code_3(tmp_path):
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ganforge.train",
+            *TOY,
+            "logger=[csv]",
+            "metrics=[]",
+            "callbacks.guard.max_bad_steps=2",
+            "callbacks.guard.max_rollbacks=0",
+            "+callbacks.poison._target_=test_robustness.PoisonDAt",
+            "+callbacks.poison.step=12",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=tmp_path,
+        env={**ENV, "PYTHONPATH": os.path.dirname(__file__)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 3, res.stderr[-3000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
+    assert len(errors) == 1 and "discriminator" in errors[0] and "generator step 13" in errors[0]
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["ganforge"]["g_step"] == 10  # the NaN weights of the end of training were not written
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_weights_finite():
+    net = torch.nn.Linear(2, 2)
+    assert weights_finite(net)
+    with torch.no_grad():
+        net.bias[0] = float("inf")
+    assert not weights_finite(net)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "an empty file"),
+        (b"\x80\x04garbage that is no pickle", "not a readable checkpoint"),
+        ("truncated", "not a readable checkpoint"),
+        ("foreign", "not one written by ganforge-train"),
+    ],
+)
+def test_bad_checkpoints_are_one_line_errors(run, tmp_path, content, message):
+    path = tmp_path / "bad.ckpt"
+    if content == "truncated":
+        _, out = run("good", *TOY[:2], "train.steps=2")
+        data = (out / "checkpoints" / "last.ckpt").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif content == "foreign":
+        torch.save({"state_dict": {}, "epoch": 0}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as info:
+        run("resume", *TOY[:2], f"ckpt_path={path}")
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_diverged_error_exit_code():
+    assert DivergedError.exit_code == 3
