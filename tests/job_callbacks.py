@@ -22,12 +22,13 @@ class Throttle(pl.Callback):
 
 
 class SignalAt(pl.Callback):
-    """Sends this process ``signal`` (a name) once, after generator step ``step``."""
+    """Sends this process ``signal`` (a name) after generator step ``step``; on rank ``rank`` only if set."""
 
-    def __init__(self, step: int, signal: str = "SIGUSR2") -> None:
+    def __init__(self, step: int, signal: str = "SIGUSR2", rank: int | None = None) -> None:
         self.step = step
         self.signal = signal
+        self.rank = rank
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
-        if pl_module.g_step == self.step:
+        if pl_module.g_step == self.step and self.rank in (None, trainer.global_rank):
             os.kill(os.getpid(), signal.Signals[self.signal])

@@ -5,9 +5,12 @@ Also: a requeued job resumes from its own last.ckpt, the requeue call, and metri
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,13 @@ from test_resume import assert_same_training_state
 from wandb_records import read_records
 
 TINY = ("data=ring8", "model=mlp", "metrics=[]", "train.steps=20")
+ENV = {
+    **os.environ,
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p),
+}
 
 
 def ckpt(run_dir: Path) -> dict:
@@ -57,6 +67,27 @@ def test_signal_stops_at_a_step_boundary_and_the_resumed_run_is_exact(run):
     assert metrics_rows(out) == metrics_rows(straight)  # every step once, the same values
     ids = wandb_run_ids(out)
     assert len(ids) == 2 and ids[0] == ids[1]  # the resumed run continues the same W&B run
+
+
+def test_ddp_ranks_agree_on_the_step_to_stop_at(tmp_path):
+    """Only rank 0 gets the signal; both ranks stop at the next agreement step (every 10) and save."""
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ganforge.train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+    ]
+    cmd += [*TINY, "logger=[csv]", "train.log_every=1", f"hydra.run.dir={out}"]
+    cmd += ["+callbacks.signal={_target_:job_callbacks.SignalAt,step:3,rank:0}"]
+    res = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 128 + signal.SIGUSR2, res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "preempted" and summary["preemption"]["g_step"] == 10
+    assert ckpt(out)["ganforge"]["g_step"] == 10
+    assert [int(row["step"]) for row in metrics_rows(out)] == list(range(1, 11))
 
 
 def test_metrics_csv_after_a_crash_has_each_step_once(run):
