@@ -35,7 +35,7 @@ class Preemption(Callback):
     """Stops training cleanly when one of ``signals`` arrives; see the module docstring.
 
     Args:
-        signals: signal names (``SIGUSR2``, ``SIGTERM``, ...) that mean "stop and save".
+        signals: names of the signals that mean "stop and save" (``SIGUSR2``: Slurm's warning).
         requeue: under Slurm, requeue the job after stopping (else only stop).
         max_requeues: no requeue once the job has been requeued this many times (``None``: no limit).
         sync_every: with several ranks, how often (in generator steps) they agree on stopping.
