@@ -9,6 +9,8 @@ generator update; the loader batch carries the ``n_critic`` real batches (see
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +18,10 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from ganforge.augment import DiffAugment, InstanceNoise
 from ganforge.data.base import mix_seed
+from ganforge.ema import ema_beta, ema_update
+from ganforge.errors import ConfigError
 from ganforge.losses import GANLoss
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -29,6 +34,13 @@ def grad_norm(module: nn.Module) -> Tensor:
     if not norms:
         return torch.zeros(())
     return torch.stack(norms).norm(2)
+
+
+def extrapolates(factory: OptimizerFactory) -> bool:
+    """Whether an optimizer factory (a class or a partial of one) makes an extragradient optimizer."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    return hasattr(factory, "extrapolate")
 
 
 class GANModule(pl.LightningModule):
@@ -49,6 +61,10 @@ class GANModule(pl.LightningModule):
         clip_grad_d: float | None = None,
         num_fixed: int = 64,
         seed: int = 0,
+        ema_decay: float | None = None,
+        ema_warmup: bool = True,
+        augment: DiffAugment | None = None,
+        instance_noise: InstanceNoise | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -68,6 +84,21 @@ class GANModule(pl.LightningModule):
         self.last_metrics: dict[str, float] = {}
         self._rng_state: dict[str, Any] | None = None
         self.run_config: dict[str, Any] | None = None  # the resolved config, stored in checkpoints
+        # training tricks: EMA of G (samples and metrics use it), what D sees, extragradient
+        self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
+        self.ema_generator: nn.Module | None = None
+        if ema_decay is not None:
+            if not 0.0 < ema_decay < 1.0:
+                raise ConfigError(f"train.ema.decay must be in (0, 1), got {ema_decay}")
+            self.ema_generator = copy.deepcopy(generator).requires_grad_(False)
+        self.augment, self.instance_noise = augment, instance_noise
+        self.extragradient = extrapolates(optimizer_g)
+        if self.extragradient != extrapolates(optimizer_d):
+            raise ConfigError("extragradient must update both networks: use optim=extragradient for G and D")
+        if self.extragradient and n_critic != 1:
+            raise ConfigError(
+                f"optim=extragradient extrapolates G and D together: needs train.n_critic=1, got {n_critic}"
+            )
         self.guard: Any = None  # a DivergenceGuard installs itself here (callbacks/guard.py)
 
     # --- optimizers ---------------------------------------------------------------------------
@@ -102,12 +133,13 @@ class GANModule(pl.LightningModule):
     def sample(self, z: Tensor | None = None) -> Tensor:
         """Generator output in eval mode (fixed noise by default); the train/eval mode is restored."""
         z = self.fixed_z if z is None else z
-        was_training = self.generator.training
-        self.generator.eval()
+        net = self.generator if self.ema_generator is None else self.ema_generator  # EMA weights when on
+        was_training = net.training
+        net.eval()
         try:
-            return self.generator(z.to(self.device))
+            return net(z.to(self.device))
         finally:
-            self.generator.train(was_training)
+            net.train(was_training)
 
     # --- the training step ----------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -118,25 +150,27 @@ class GANModule(pl.LightningModule):
         batch_size = real_all.shape[0] // self.n_critic
         will_log = (self.g_step + 1) % self.log_every == 0 or self.g_step + 1 >= self.total_steps
 
-        # n_critic discriminator updates, each on its own real batch
-        self.toggle_optimizer(opt_d)
-        for real in real_all.chunk(self.n_critic):
-            with torch.no_grad():
-                fake = self.generator(self.sample_z(batch_size))
-            real_logits = self.discriminator(real)
-            fake_logits = self.discriminator(fake)
-            d_adv = self.loss.d_loss(real_logits, fake_logits)
-            d_loss = d_adv + self.loss.penalty(self.discriminator, real, fake)
-            d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log)
-            self.loss.clip_weights(self.discriminator)
-        self.untoggle_optimizer(opt_d)
+        if self.extragradient:
+            d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm = self._extragradient_step(
+                real_all, opt_g, opt_d, will_log
+            )
+        else:
+            # n_critic discriminator updates, each on its own real batch
+            self.toggle_optimizer(opt_d)
+            for real in real_all.chunk(self.n_critic):
+                d_loss, d_adv, real_logits, fake_logits = self._d_objective(real, self.sample_z(batch_size))
+                d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log)
+                self.loss.clip_weights(self.discriminator)
+            self.untoggle_optimizer(opt_d)
 
-        # one generator update
-        self.toggle_optimizer(opt_g)
-        fake = self.generator(self.sample_z(batch_size))
-        g_loss = self.loss.g_loss(self.discriminator(fake))
-        g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log)
-        self.untoggle_optimizer(opt_g)
+            # one generator update
+            self.toggle_optimizer(opt_g)
+            g_loss = self._g_objective(real, self.sample_z(batch_size))
+            g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log)
+            self.untoggle_optimizer(opt_g)
+        if self.ema_generator is not None:
+            beta = ema_beta(self.ema_decay, self.g_step + 1, self.ema_warmup)
+            ema_update(self.ema_generator, self.generator, beta)
 
         for sched in self.lr_schedulers() or []:
             sched.step()
@@ -154,8 +188,56 @@ class GANModule(pl.LightningModule):
             }
             self._log_scalars(scalars, opt_g, opt_d)
 
+    def d_view(self, x: Tensor) -> Tensor:
+        """What D sees of a batch: DiffAugment, then instance noise, when on (both differentiable)."""
+        if self.augment is not None:
+            x = self.augment(x)
+        if self.instance_noise is not None:
+            x = self.instance_noise(x, self.g_step)
+        return x
+
+    def _d_objective(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """D loss with penalties, without them, and D's logits on the real and the fake batch."""
+        with torch.no_grad():
+            fake = self.generator(z)
+        real, fake = self.d_view(real), self.d_view(fake)
+        real_logits = self.discriminator(real)
+        fake_logits = self.discriminator(fake)
+        d_adv = self.loss.d_loss(real_logits, fake_logits)
+        return d_adv + self.loss.penalty(self.discriminator, real, fake), d_adv, real_logits, fake_logits
+
+    def _g_objective(self, real: Tensor, z: Tensor) -> Tensor:
+        """G loss; the relativistic losses also see D's logits on ``real`` (no gradient flows there)."""
+        fake_logits = self.discriminator(self.d_view(self.generator(z)))
+        real_logits = None
+        if self.loss.needs_real_logits:
+            with torch.no_grad():
+                real_logits = self.discriminator(self.d_view(real))
+        return self.loss.generator_loss(fake_logits, real_logits)
+
+    def _extragradient_step(self, real: Tensor, opt_g: Any, opt_d: Any, will_log: bool) -> tuple[Any, ...]:
+        """Extragradient (Gidel et al. 2019): both networks extrapolate from their gradients at θ_t, then
+        both update θ_t with the gradients at the extrapolated point (same real batch and latents)."""
+        z_d, z_g = self.sample_z(real.shape[0]), self.sample_z(real.shape[0])
+        for extrapolating in (True, False):
+            self.toggle_optimizer(opt_d)
+            d_loss, d_adv, real_logits, fake_logits = self._d_objective(real, z_d)
+            d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log, step=False)
+            self.untoggle_optimizer(opt_d)
+            self.toggle_optimizer(opt_g)
+            g_loss = self._g_objective(real, z_g)
+            g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log, step=False)
+            self.untoggle_optimizer(opt_g)
+            for opt in (opt_d, opt_g):
+                if extrapolating:
+                    opt.optimizer.extrapolate()
+                else:
+                    opt.step()
+            self.loss.clip_weights(self.discriminator)
+        return d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm
+
     def _update(
-        self, opt: Any, loss: Tensor, net: nn.Module, clip: float | None, measure: bool
+        self, opt: Any, loss: Tensor, net: nn.Module, clip: float | None, measure: bool, step: bool = True
     ) -> Tensor | None:
         """Backward, the gradient norm when it will be logged or guarded, clipping, then the optimizer
         step (skipped when the divergence guard finds the loss or the gradient non-finite)."""
@@ -166,7 +248,8 @@ class GANModule(pl.LightningModule):
             return norm
         if clip:
             self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-        opt.step()
+        if step:
+            opt.step()
         return norm
 
     def _name(self, net: nn.Module) -> str:

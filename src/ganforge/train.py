@@ -18,6 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ganforge.augment import DiffAugment, InstanceNoise
 from ganforge.callbacks.guard import DivergenceGuard
 from ganforge.callbacks.health import health_issues
 from ganforge.callbacks.metrics import MetricsCallback
@@ -73,9 +74,23 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
         clip_grad_d=cfg.train.clip_grad_d,
         num_fixed=cfg.train.num_fixed,
         seed=cfg.seed,
+        **tricks(cfg, shape),
     )
     check_penalties(module)
     return datamodule, module
+
+
+def tricks(cfg: DictConfig, data_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The training tricks of ``cfg.train`` as GANModule arguments (EMA, DiffAugment, instance noise)."""
+    ema = cfg.train.get("ema") or {}
+    noise = cfg.train.get("instance_noise") or {}
+    policy = cfg.train.get("diffaugment")
+    return {
+        "ema_decay": ema.get("decay"),
+        "ema_warmup": bool(ema.get("warmup", True)),
+        "augment": DiffAugment(policy, data_shape) if policy else None,
+        "instance_noise": InstanceNoise(noise["std"], noise["anneal_steps"]) if noise.get("std") else None,
+    }
 
 
 def check_penalties(module: GANModule) -> None:
