@@ -41,11 +41,13 @@ FIDELITY_KEYS = {
 
 
 class GeneratorInput(GenerativeModelBase):
-    """A trained generator as torch-fidelity's input: latents in, uint8 images out."""
+    """A trained generator as torch-fidelity's input: latents in, uint8 images out. Conditional
+    generators get labels drawn uniformly from ``seed`` (here: torch-fidelity's own draw needs np.int)."""
 
-    def __init__(self, module: Any, rgb: bool) -> None:
+    def __init__(self, module: Any, rgb: bool, seed: int = 0) -> None:
         super().__init__()
         self.module, self.rgb = module, rgb
+        self.labels = torch.Generator().manual_seed(seed)
 
     @property
     def z_size(self) -> int:
@@ -60,7 +62,9 @@ class GeneratorInput(GenerativeModelBase):
         return 0
 
     def forward(self, z: Tensor) -> Tensor:
-        return extractor_input(self.module.sample(z), self.rgb)
+        n, classes = len(z), getattr(self.module, "num_classes", 0)
+        y = torch.randint(classes, (n,), generator=self.labels) if classes else None
+        return extractor_input(self.module.sample(z, y), self.rgb)
 
 
 def evaluate(
@@ -83,7 +87,7 @@ def evaluate(
         order = torch.randperm(datamodule.num_items(), generator=torch.Generator().manual_seed(settings.seed))
         rgb = extractor.info["rgb"]
         result = torch_fidelity.calculate_metrics(
-            input1=GeneratorInput(module, rgb),
+            input1=GeneratorInput(module, rgb, settings.seed),
             input1_model_num_samples=settings.num_samples,
             input2=RealImages(datamodule, order[:n_real].tolist(), rgb),
             input2_cache_name=reference_name(settings, datamodule, extractor, n_real),
@@ -110,7 +114,7 @@ def evaluate(
             MetricSettings(**{**settings.__dict__, "names": ["modes"]}), datamodule, cache_dir
         )
         suite.prepare(dev)
-        values.update(suite.measure(module.sample, module.z_dim, dev))
+        values.update(suite.measure(module.sample, module.z_dim, dev, num_classes=module.num_classes))
     return {
         "checkpoint": str(ckpt_path),
         "g_step": module.g_step,

@@ -108,6 +108,12 @@ def needs_real(g_loss: Callable[..., Tensor]) -> bool:
     return bool(getattr(g_loss, "needs_real", False))
 
 
+# --- auxiliary classifier (ACGAN, Odena et al. 2017) ----------------------------------------
+def acgan_class_loss(class_logits: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy of D's class logits against the labels: real labels for D, sampled ones for G."""
+    return F.cross_entropy(class_logits, labels)
+
+
 # --- penalties -------------------------------------------------------------------------------
 def _input_grad_norm(discriminator: nn.Module, x: Tensor) -> Tensor:
     """Per-sample L2 norm of dD(x)/dx, kept in the graph so the penalty trains D."""

@@ -22,7 +22,7 @@ from ganforge.augment import DiffAugment, InstanceNoise
 from ganforge.data.base import mix_seed
 from ganforge.ema import ema_beta, ema_update
 from ganforge.errors import ConfigError
-from ganforge.losses import GANLoss
+from ganforge.losses import GANLoss, acgan_class_loss
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -41,6 +41,18 @@ def extrapolates(factory: OptimizerFactory) -> bool:
     while isinstance(factory, functools.partial):
         factory = factory.func
     return hasattr(factory, "extrapolate")
+
+
+class WithLabels(nn.Module):
+    """A conditional D seen as ``D(x)`` (what penalties call): labels bound, adversarial logit only."""
+
+    def __init__(self, discriminator: nn.Module, y: Tensor) -> None:
+        super().__init__()
+        self.discriminator, self.y = discriminator, y
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.discriminator(x, self.y)
+        return out[0] if isinstance(out, tuple) else out
 
 
 class GANModule(pl.LightningModule):
@@ -65,6 +77,8 @@ class GANModule(pl.LightningModule):
         ema_warmup: bool = True,
         augment: DiffAugment | None = None,
         instance_noise: InstanceNoise | None = None,
+        num_classes: int = 0,
+        acgan_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -78,8 +92,19 @@ class GANModule(pl.LightningModule):
         self.clip_grad_g, self.clip_grad_d = clip_grad_g, clip_grad_d
         self.seed = seed
         self.z_dim: int = generator.z_dim
-        fixed = torch.randn(num_fixed, self.z_dim, generator=torch.Generator().manual_seed(seed))
+        self.num_classes = num_classes  # > 0: conditional, G(z, y) and D(x, y)
+        self.acgan_weight = acgan_weight  # weight of the class loss when D also classifies (ACGAN)
+        self.grid_columns: int | None = None  # conditional: one grid row per class, same latents per column
+        gen, fixed_y = torch.Generator().manual_seed(seed), None
+        if num_classes:
+            self.grid_columns = max(1, num_fixed // num_classes)
+            fixed = torch.randn(self.grid_columns, self.z_dim, generator=gen).repeat(num_classes, 1)
+            fixed_y = torch.arange(num_classes).repeat_interleave(self.grid_columns)
+        else:
+            fixed = torch.randn(num_fixed, self.z_dim, generator=gen)
         self.register_buffer("fixed_z", fixed)
+        self.register_buffer("fixed_y", fixed_y)
+        self._class_losses: dict[str, Tensor] = {}  # ACGAN's class losses of the last step, for logging
         self.g_step = 0
         self.last_metrics: dict[str, float] = {}
         self._rng_state: dict[str, Any] | None = None
@@ -114,6 +139,18 @@ class GANModule(pl.LightningModule):
         """Latent codes ~ N(0, I) from the global RNG (its state is saved in every checkpoint)."""
         return torch.randn(n, self.z_dim, device=self.device)
 
+    def sample_labels(self, n: int) -> Tensor | None:
+        """Class labels drawn uniformly from the global RNG (None for unconditional models)."""
+        return torch.randint(self.num_classes, (n,), device=self.device) if self.num_classes else None
+
+    def generate(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.generator(z) if y is None else self.generator(z, y)
+
+    def discriminate(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(adversarial logits, class logits of an ACGAN discriminator or None)."""
+        out = self.discriminator(x) if y is None else self.discriminator(x, y)
+        return out if isinstance(out, tuple) else (out, None)
+
     def on_fit_start(self) -> None:
         # each rank draws its own latents and penalty noise; weights were initialised before this
         torch.manual_seed(mix_seed(self.seed, self.global_rank, 1))
@@ -130,20 +167,27 @@ class GANModule(pl.LightningModule):
             torch.cuda.set_rng_state_all(state["cuda"])
 
     @torch.no_grad()
-    def sample(self, z: Tensor | None = None) -> Tensor:
-        """Generator output in eval mode (fixed noise by default); the train/eval mode is restored."""
-        z = self.fixed_z if z is None else z
+    def sample(self, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        """Generator output in eval mode (fixed noise by default); the train/eval mode is restored.
+
+        Conditional models take labels ``y`` (fixed noise: one row per class); without them the
+        labels cycle through the classes.
+        """
+        if z is None:
+            z, y = self.fixed_z, self.fixed_y
+        elif self.num_classes and y is None:
+            y = torch.arange(len(z)) % self.num_classes
         net = self.generator if self.ema_generator is None else self.ema_generator  # EMA weights when on
         was_training = net.training
         net.eval()
         try:
-            return net(z.to(self.device))
+            return net(z.to(self.device)) if y is None else net(z.to(self.device), y.to(self.device))
         finally:
             net.train(was_training)
 
     # --- the training step ----------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        real_all, _ = batch
+        real_all, labels_all = batch
         if self._rng_state is not None:
             self._restore_rng()
         opt_g, opt_d = self.optimizers()
@@ -152,20 +196,23 @@ class GANModule(pl.LightningModule):
 
         if self.extragradient:
             d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm = self._extragradient_step(
-                real_all, opt_g, opt_d, will_log
+                real_all, opt_g, opt_d, will_log, labels_all
             )
         else:
             # n_critic discriminator updates, each on its own real batch
             self.toggle_optimizer(opt_d)
-            for real in real_all.chunk(self.n_critic):
-                d_loss, d_adv, real_logits, fake_logits = self._d_objective(real, self.sample_z(batch_size))
+            for real, y in zip(real_all.chunk(self.n_critic), labels_all.chunk(self.n_critic), strict=True):
+                z, y_fake = self.sample_z(batch_size), self.sample_labels(batch_size)
+                y_real = y if self.num_classes else None
+                d_loss, d_adv, real_logits, fake_logits = self._d_objective(real, z, y_real, y_fake)
                 d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log)
                 self.loss.clip_weights(self.discriminator)
             self.untoggle_optimizer(opt_d)
 
             # one generator update
             self.toggle_optimizer(opt_g)
-            g_loss = self._g_objective(real, self.sample_z(batch_size))
+            z, y_fake = self.sample_z(batch_size), self.sample_labels(batch_size)
+            g_loss = self._g_objective(real, z, y_real, y_fake)
             g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log)
             self.untoggle_optimizer(opt_g)
         if self.ema_generator is not None:
@@ -185,6 +232,7 @@ class GANModule(pl.LightningModule):
                 "train/d_fake": fake_logits.mean(),
                 "train/grad_norm_d": d_norm,
                 "train/grad_norm_g": g_norm,
+                **self._class_losses,
             }
             self._log_scalars(scalars, opt_g, opt_d)
 
@@ -196,36 +244,56 @@ class GANModule(pl.LightningModule):
             x = self.instance_noise(x, self.g_step)
         return x
 
-    def _d_objective(self, real: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """D loss with penalties, without them, and D's logits on the real and the fake batch."""
+    def _d_objective(
+        self, real: Tensor, z: Tensor, y_real: Tensor | None = None, y_fake: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """D loss with penalties (and ACGAN's class loss), without them, and D's logits on the real and
+        the fake batch; ``y_*``: the labels of conditional models."""
         with torch.no_grad():
-            fake = self.generator(z)
+            fake = self.generate(z, y_fake)
         real, fake = self.d_view(real), self.d_view(fake)
-        real_logits = self.discriminator(real)
-        fake_logits = self.discriminator(fake)
+        real_logits, real_classes = self.discriminate(real, y_real)
+        fake_logits, _ = self.discriminate(fake, y_fake)
         d_adv = self.loss.d_loss(real_logits, fake_logits)
-        return d_adv + self.loss.penalty(self.discriminator, real, fake), d_adv, real_logits, fake_logits
+        critic = self.discriminator if y_real is None else WithLabels(self.discriminator, y_real)
+        d_loss = d_adv + self.loss.penalty(critic, real, fake)
+        if real_classes is not None:  # ACGAN: D also classifies the real batch
+            class_loss = acgan_class_loss(real_classes, y_real)
+            self._class_losses["train/d_cls"] = class_loss.detach()
+            d_loss = d_loss + self.acgan_weight * class_loss
+        return d_loss, d_adv, real_logits, fake_logits
 
-    def _g_objective(self, real: Tensor, z: Tensor) -> Tensor:
+    def _g_objective(
+        self, real: Tensor, z: Tensor, y_real: Tensor | None = None, y_fake: Tensor | None = None
+    ) -> Tensor:
         """G loss; the relativistic losses also see D's logits on ``real`` (no gradient flows there)."""
-        fake_logits = self.discriminator(self.d_view(self.generator(z)))
+        fake_logits, fake_classes = self.discriminate(self.d_view(self.generate(z, y_fake)), y_fake)
         real_logits = None
         if self.loss.needs_real_logits:
             with torch.no_grad():
-                real_logits = self.discriminator(self.d_view(real))
-        return self.loss.generator_loss(fake_logits, real_logits)
+                real_logits = self.discriminate(self.d_view(real), y_real)[0]
+        g_loss = self.loss.generator_loss(fake_logits, real_logits)
+        if fake_classes is not None:  # ACGAN: G makes samples that D classifies as their labels
+            class_loss = acgan_class_loss(fake_classes, y_fake)
+            self._class_losses["train/g_cls"] = class_loss.detach()
+            g_loss = g_loss + self.acgan_weight * class_loss
+        return g_loss
 
-    def _extragradient_step(self, real: Tensor, opt_g: Any, opt_d: Any, will_log: bool) -> tuple[Any, ...]:
+    def _extragradient_step(
+        self, real: Tensor, opt_g: Any, opt_d: Any, will_log: bool, labels: Tensor | None = None
+    ) -> tuple[Any, ...]:
         """Extragradient (Gidel et al. 2019): both networks extrapolate from their gradients at θ_t, then
         both update θ_t with the gradients at the extrapolated point (same real batch and latents)."""
         z_d, z_g = self.sample_z(real.shape[0]), self.sample_z(real.shape[0])
+        y_real = labels if self.num_classes else None
+        y_d, y_g = self.sample_labels(real.shape[0]), self.sample_labels(real.shape[0])
         for extrapolating in (True, False):
             self.toggle_optimizer(opt_d)
-            d_loss, d_adv, real_logits, fake_logits = self._d_objective(real, z_d)
+            d_loss, d_adv, real_logits, fake_logits = self._d_objective(real, z_d, y_real, y_d)
             d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log, step=False)
             self.untoggle_optimizer(opt_d)
             self.toggle_optimizer(opt_g)
-            g_loss = self._g_objective(real, z_g)
+            g_loss = self._g_objective(real, z_g, y_real, y_g)
             g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log, step=False)
             self.untoggle_optimizer(opt_g)
             for opt in (opt_d, opt_g):

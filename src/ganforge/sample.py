@@ -45,7 +45,8 @@ def write_samples(
         real = datamodule.real_batch(n, seed=seed)
         save_scatter(x, real, path, f"step {module.g_step}, {n} samples")
     else:
-        save_image(x, path, nrow=nrow or int(math.ceil(math.sqrt(n))), normalize=True, value_range=(-1, 1))
+        nrow = nrow or module.num_classes or int(math.ceil(math.sqrt(n)))  # conditional: a column per class
+        save_image(x, path, nrow=nrow, normalize=True, value_range=(-1, 1))
     return path
 
 

@@ -32,6 +32,7 @@ from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
 from ganforge.errors import ConfigError, DivergedError, GanforgeError
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
 from ganforge.module import GANModule
+from ganforge.nets.build import build_networks
 
 QUIET_WARNINGS = (
     r".*does not have many workers.*",
@@ -60,9 +61,10 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
     datamodule = make(cfg.data, draws_per_step=cfg.train.n_critic)
     datamodule.check()  # missing or empty data fails here, before anything is built
     shape = datamodule.data_shape
+    generator, discriminator, num_classes = build_networks(cfg.model, datamodule)
     module = GANModule(
-        generator=make(cfg.model.generator, data_shape=shape),
-        discriminator=make(cfg.model.discriminator, data_shape=shape),
+        generator=generator,
+        discriminator=discriminator,
         loss=make(cfg.loss),
         optimizer_g=make(cfg.optim.generator),
         optimizer_d=make(cfg.optim.discriminator),
@@ -74,6 +76,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
         clip_grad_d=cfg.train.clip_grad_d,
         num_fixed=cfg.train.num_fixed,
         seed=cfg.seed,
+        num_classes=num_classes,
+        acgan_weight=cfg.model.get("acgan_weight", 1.0),
         **tricks(cfg, shape),
     )
     check_penalties(module)

@@ -73,7 +73,12 @@ class MetricsCallback(Callback):
             return {}
         self._last_step = step
         values = self.suite.measure(
-            pl_module.sample, pl_module.z_dim, pl_module.device, trainer.global_rank, trainer.world_size
+            pl_module.sample,
+            pl_module.z_dim,
+            pl_module.device,
+            trainer.global_rank,
+            trainer.world_size,
+            num_classes=getattr(pl_module, "num_classes", 0),
         )
         self.latest = values
         pl_module.last_metrics.update(values)

@@ -38,8 +38,8 @@ def save_scatter(fake: Tensor, real: Tensor, path: Path, title: str) -> None:
 class SampleGrid(Callback):
     """Every ``every`` generator steps and at the end, draw the generator's output on fixed noise.
 
-    Images: a grid of the module's ``fixed_z`` samples. 2D points: ``num_points`` samples from
-    a fixed seed scattered over as many real points.
+    Images: a grid of the module's ``fixed_z`` samples (conditional models: one row per class).
+    2D points: ``num_points`` samples from a fixed seed scattered over as many real points.
     """
 
     def __init__(self, dirpath: str, every: int = 500, num_points: int = 1000) -> None:
@@ -74,9 +74,8 @@ class SampleGrid(Callback):
             image = None
         else:
             fake = pl_module.sample().float().cpu()
-            image = make_grid(
-                fake, nrow=int(math.ceil(math.sqrt(len(fake)))), normalize=True, value_range=(-1, 1)
-            )
+            nrow = getattr(pl_module, "grid_columns", None) or int(math.ceil(math.sqrt(len(fake))))
+            image = make_grid(fake, nrow=nrow, normalize=True, value_range=(-1, 1))
             save_image(image, path)
         self._log(trainer, path, image, step)
         return path

@@ -333,9 +333,11 @@ class MetricSuite:
         device: torch.device,
         rank: int = 0,
         world: int = 1,
+        num_classes: int = 0,
     ) -> dict[str, float]:
         """Generate this rank's samples from fixed seeds, update, reduce and return ``val/*`` values.
 
+        Conditional generators (``num_classes`` > 0) get labels drawn uniformly, fixed by the seed too.
         The global RNG is left untouched, so measuring does not change the training run.
         """
         s = self.settings
@@ -346,7 +348,11 @@ class MetricSuite:
             gen = torch.Generator().manual_seed(mix_seed(s.seed, rank, 1))
             for start in range(0, max(n_img, n_modes), s.batch_size):
                 n = min(s.batch_size, max(n_img, n_modes) - start)
-                fake = sample(torch.randn(n, z_dim, generator=gen).to(device))
+                z = torch.randn(n, z_dim, generator=gen).to(device)
+                if num_classes:
+                    fake = sample(z, torch.randint(num_classes, (n,), generator=gen).to(device))
+                else:
+                    fake = sample(z)
                 self._update(fake, n_img - start, n_modes - start)
             values = self._compute()
             for metric in self.metrics.values():

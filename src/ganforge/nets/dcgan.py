@@ -8,63 +8,90 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
-from ganforge.nets.layers import dcgan_init, maybe_sn
+from ganforge.nets.conditional import DiscriminatorHead, generator_norm
+from ganforge.nets.layers import (
+    LabelledSequential,
+    MinibatchStd,
+    check_norm,
+    dcgan_init,
+    maybe_sn,
+    norm_layer,
+)
 
 RESOLUTIONS = (16, 32, 64)
 
 
-def _stages(data_shape: Sequence[int]) -> int:
-    """Number of 2x resolution changes between 4x4 and the image size."""
+def stages(data_shape: Sequence[int], model: str = "dcgan") -> int:
+    """Number of 2x resolution changes between 4x4 and the (square) image size."""
     if len(data_shape) != 3 or data_shape[1] != data_shape[2] or data_shape[1] not in RESOLUTIONS:
         raise ConfigError(
-            f"model dcgan makes square images of {'/'.join(map(str, RESOLUTIONS))} px, but the data has "
+            f"model {model} makes square images of {'/'.join(map(str, RESOLUTIONS))} px, but the data has "
             f"shape {tuple(data_shape)}; set data.resolution to one of those (or use model=mlp)"
         )
     return int(math.log2(data_shape[1] // 4))
 
 
 class DCGANGenerator(nn.Module):
-    """z (1x1) → 4x4 → ... → image: ConvTranspose + BatchNorm + ReLU, tanh output."""
+    """z (1x1) → 4x4 → ... → image: ConvTranspose + norm + ReLU, tanh output.
 
-    def __init__(self, data_shape: Sequence[int], z_dim: int = 100, width: int = 64) -> None:
+    ``norm``: batch (the paper), layer, instance or none; with ``num_classes`` > 0 every norm is
+    conditional on the class (``G(z, y)``); ``spectral_norm`` wraps every conv.
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        z_dim: int = 100,
+        width: int = 64,
+        norm: str = "batch",
+        spectral_norm: bool = False,
+        num_classes: int = 0,
+    ) -> None:
         super().__init__()
+        check_norm(norm, "model.generator")
         self.z_dim = z_dim
-        n = _stages(data_shape)
+        self.num_classes = num_classes
+        n = stages(data_shape)
         ch = width * 2 ** (n - 1)
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False),
-            nn.BatchNorm2d(ch),
-            nn.ReLU(True),
-        ]
-        for _ in range(n - 1):
-            layers += [
-                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(ch // 2),
-                nn.ReLU(True),
-            ]
-            ch //= 2
-        layers += [nn.ConvTranspose2d(ch, data_shape[0], 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        layers: list[nn.Module] = []
+        c_in = z_dim
+        for i in range(n):
+            stride, pad = (1, 0) if i == 0 else (2, 1)  # 1x1 → 4x4, then doubling
+            conv = nn.ConvTranspose2d(c_in, ch, 4, stride, pad, bias=norm == "none")
+            layers.append(maybe_sn(conv, spectral_norm))
+            normal = generator_norm(norm, ch, num_classes)
+            layers += [normal] if normal is not None else []
+            layers.append(nn.ReLU(True))
+            c_in, ch = ch, ch // 2
+        layers += [maybe_sn(nn.ConvTranspose2d(c_in, data_shape[0], 4, 2, 1), spectral_norm), nn.Tanh()]
+        self.net = LabelledSequential(*layers)
         dcgan_init(self)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z.view(z.shape[0], -1, 1, 1))
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.net(z.view(z.shape[0], -1, 1, 1), y)
 
 
 class DCGANDiscriminator(nn.Module):
     """image → ... → 4x4 → logit: strided Conv + norm + LeakyReLU(0.2), no norm on the first layer.
 
-    ``norm`` is ``batch`` (the DCGAN paper), ``layer`` or ``none``; ``spectral_norm`` wraps
-    every conv (SNGAN's choice, usually with ``norm=none``).
+    ``norm`` is batch (the paper), layer, instance or none; ``spectral_norm`` wraps every layer
+    (SNGAN's choice, usually with ``norm=none``); ``minibatch_std`` adds the minibatch-std channel
+    at 4x4. With ``num_classes`` > 0 it is ``D(x, y)``: a projection or ACGAN head (``cond``).
     """
 
     def __init__(
-        self, data_shape: Sequence[int], width: int = 64, norm: str = "batch", spectral_norm: bool = False
+        self,
+        data_shape: Sequence[int],
+        width: int = 64,
+        norm: str = "batch",
+        spectral_norm: bool = False,
+        minibatch_std: bool = False,
+        num_classes: int = 0,
+        cond: str = "projection",
     ) -> None:
         super().__init__()
-        if norm not in ("batch", "layer", "none"):
-            raise ConfigError(f"model.discriminator.norm must be batch, layer or none, got {norm!r}")
-        n = _stages(data_shape)
+        check_norm(norm, "model.discriminator")
+        n = stages(data_shape)
         ch = width
         layers: list[nn.Module] = [
             maybe_sn(nn.Conv2d(data_shape[0], ch, 4, 2, 1), spectral_norm),
@@ -72,15 +99,16 @@ class DCGANDiscriminator(nn.Module):
         ]
         for _ in range(n - 1):
             layers.append(maybe_sn(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=norm == "none"), spectral_norm))
-            if norm == "batch":
-                layers.append(nn.BatchNorm2d(ch * 2))
-            elif norm == "layer":
-                layers.append(nn.GroupNorm(1, ch * 2))
+            normal = norm_layer(norm, ch * 2)
+            layers += [normal] if normal is not None else []
             layers.append(nn.LeakyReLU(0.2, True))
             ch *= 2
-        layers.append(maybe_sn(nn.Conv2d(ch, 1, 4, 1, 0), spectral_norm))
+        if minibatch_std:
+            layers.append(MinibatchStd())
+            ch += 1
         self.net = nn.Sequential(*layers)
+        self.head = DiscriminatorHead(ch * 16, num_classes, cond, spectral_norm)  # = a 4x4 conv to 1
         dcgan_init(self)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).flatten()
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        return self.head(self.net(x).flatten(1), y)

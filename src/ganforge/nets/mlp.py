@@ -7,18 +7,31 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ganforge.nets.layers import activation, maybe_sn
+from ganforge.errors import ConfigError
+from ganforge.nets.layers import activation, check_norm, maybe_sn, norm_layer
+
+MLP_NORMS = ("none", "batch", "layer")
 
 
-def _mlp(sizes: Sequence[int], act: str, sn: bool = False) -> list[nn.Module]:
+def _mlp(sizes: Sequence[int], act: str, sn: bool = False, norm: str = "none") -> list[nn.Module]:
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=False):
-        layers += [maybe_sn(nn.Linear(fan_in, fan_out), sn), activation(act)]
+        layers.append(maybe_sn(nn.Linear(fan_in, fan_out), sn))
+        normal = norm_layer(norm, fan_out, dims=0)
+        layers += [normal] if normal is not None else []
+        layers.append(activation(act))
     return layers
 
 
+def _check_norm(norm: str, where: str) -> None:
+    check_norm(norm, where)
+    if norm not in MLP_NORMS:
+        raise ConfigError(f"{where}.norm={norm} needs images; the MLP takes {', '.join(MLP_NORMS)}")
+
+
 class MLPGenerator(nn.Module):
-    """z → hidden layers → data; tanh output for images (in [-1, 1]), linear for points."""
+    """z → hidden layers → data; tanh output for images (in [-1, 1]), linear for points; ``norm``: none,
+    batch or layer (per hidden layer)."""
 
     def __init__(
         self,
@@ -26,12 +39,14 @@ class MLPGenerator(nn.Module):
         z_dim: int = 64,
         hidden: Sequence[int] = (128, 128),
         act: str = "leaky_relu",
+        norm: str = "none",
     ) -> None:
         super().__init__()
+        _check_norm(norm, "model.generator")
         self.z_dim = z_dim
         self.data_shape = tuple(data_shape)
         out = math.prod(self.data_shape)
-        layers = _mlp([z_dim, *hidden], act) + [nn.Linear(([z_dim, *hidden])[-1], out)]
+        layers = _mlp([z_dim, *hidden], act, norm=norm) + [nn.Linear(([z_dim, *hidden])[-1], out)]
         if len(self.data_shape) == 3:
             layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
@@ -41,7 +56,7 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """data → hidden layers → one logit per sample."""
+    """data → hidden layers → one logit per sample; ``norm``: none, batch or layer (per hidden layer)."""
 
     def __init__(
         self,
@@ -49,11 +64,13 @@ class MLPDiscriminator(nn.Module):
         hidden: Sequence[int] = (128, 128),
         act: str = "leaky_relu",
         spectral_norm: bool = False,
+        norm: str = "none",
     ) -> None:
         super().__init__()
+        _check_norm(norm, "model.discriminator")
         sizes = [math.prod(data_shape), *hidden]
         self.net = nn.Sequential(
-            *_mlp(sizes, act, spectral_norm), maybe_sn(nn.Linear(sizes[-1], 1), spectral_norm)
+            *_mlp(sizes, act, spectral_norm, norm), maybe_sn(nn.Linear(sizes[-1], 1), spectral_norm)
         )
 
     def forward(self, x: Tensor) -> Tensor:
