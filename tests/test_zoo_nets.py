@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from ganforge.errors import ConfigError
+from ganforge.module import GANModule
 from ganforge.nets.conditional import ConditionalNorm
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.nets.layers import MinibatchStd
@@ -231,6 +232,8 @@ def test_conditional_samples_cover_every_class(tmp_path):
     assert torch.equal(module.fixed_z[:3], module.fixed_z[3:6])  # the same latents in every row
     assert module.sample().shape == (30, 1, 16, 16)
     assert module.sample(torch.randn(7, module.z_dim)).shape == (7, 1, 16, 16)  # labels cycle
+    many = GANModule(module.generator, module.discriminator, None, None, None, num_fixed=8, num_classes=1000)
+    assert many.grid_columns is None and many.fixed_y.tolist()[::7] == [0, 999]  # stacked digits: spread
 
 
 @pytest.mark.parametrize(

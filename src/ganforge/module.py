@@ -96,12 +96,13 @@ class GANModule(pl.LightningModule):
         self.acgan_weight = acgan_weight  # weight of the class loss when D also classifies (ACGAN)
         self.grid_columns: int | None = None  # conditional: one grid row per class, same latents per column
         gen, fixed_y = torch.Generator().manual_seed(seed), None
-        if num_classes:
-            self.grid_columns = max(1, num_fixed // num_classes)
+        if num_classes and num_classes <= num_fixed:
+            self.grid_columns = num_fixed // num_classes
             fixed = torch.randn(self.grid_columns, self.z_dim, generator=gen).repeat(num_classes, 1)
             fixed_y = torch.arange(num_classes).repeat_interleave(self.grid_columns)
-        else:
+        else:  # more classes than samples (stacked digits): num_fixed classes spread over the range
             fixed = torch.randn(num_fixed, self.z_dim, generator=gen)
+            fixed_y = torch.linspace(0, num_classes - 1, num_fixed).long() if num_classes else None
         self.register_buffer("fixed_z", fixed)
         self.register_buffer("fixed_y", fixed_y)
         self._class_losses: dict[str, Tensor] = {}  # ACGAN's class losses of the last step, for logging
