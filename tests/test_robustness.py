@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import CSVLogger
 
 from ganforge.callbacks.checkpoint import weights_finite
 from ganforge.errors import ConfigError, DivergedError
@@ -140,3 +141,32 @@ def test_bad_checkpoints_are_one_line_errors(run, tmp_path, content, message):
 
 def test_diverged_error_exit_code():
     assert DivergedError.exit_code == 3
+
+
+class FullDiskLogger(CSVLogger):
+    """A CSV logger whose writes fail from the ``fail_after``-th call on, as on a full disk."""
+
+    def __init__(self, fail_after: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fail_after, self.calls = fail_after, 0
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.calls += 1
+        if self.calls >= self.fail_after:
+            raise OSError(28, "No space left on device")
+        super().log_metrics(metrics, step)
+
+
+def test_a_logger_that_fails_mid_run_is_dropped_and_training_goes_on(run, tmp_path):
+    with pytest.warns(UserWarning, match="FullDiskLogger failed and is disabled.*No space left"):
+        summary, out = run(
+            "full_disk",
+            *TOY,
+            "+logger.full._target_=test_robustness.FullDiskLogger",
+            f"+logger.full.save_dir={tmp_path}/full",
+            "metrics=[modes]",
+            "metrics.every=10",
+        )
+    assert summary["status"] == "finished" and summary["g_steps"] == 30
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len([r for r in rows if r]) > 30  # the other logger kept every step and the metrics

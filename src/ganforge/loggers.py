@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +82,18 @@ def wandb_location(loggers: list[Logger]) -> dict[str, Any] | None:
                 return None
             return {"dir": local, "url": url, "mode": run.settings.mode}
     return None
+
+
+@contextmanager
+def logger_fault(trainer: Any, logger: Logger) -> Iterator[None]:
+    """Runs a write to ``logger``; if it fails (W&B gone, disk full) warn once, drop the logger from
+    ``trainer.loggers`` and let training go on with the others."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - a logger must never end a run
+        warnings.warn(
+            f"logger {type(logger).__name__} failed and is disabled, training goes on: "
+            f"{type(exc).__name__}: {exc}",
+            stacklevel=3,
+        )
+        trainer.loggers = [other for other in trainer.loggers if other is not logger]

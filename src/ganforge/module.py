@@ -22,6 +22,7 @@ from ganforge.augment import DiffAugment, InstanceNoise
 from ganforge.data.base import mix_seed
 from ganforge.ema import ema_beta, ema_update
 from ganforge.errors import ConfigError
+from ganforge.loggers import logger_fault
 from ganforge.losses import GANLoss, acgan_class_loss
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -333,8 +334,9 @@ class GANModule(pl.LightningModule):
         metrics["trainer/g_step"] = self.g_step
         self.last_metrics.update(metrics)  # keeps the latest val/* next to the training scalars
         if self.trainer.is_global_zero:
-            for logger in self.loggers:
-                logger.log_metrics(metrics, step=self.g_step)
+            for logger in list(self.loggers):
+                with logger_fault(self.trainer, logger):
+                    logger.log_metrics(metrics, step=self.g_step)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.g_step >= self.total_steps:

@@ -13,6 +13,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from ganforge.callbacks.checkpoint import save_checkpoint
 from ganforge.directions import better
+from ganforge.loggers import logger_fault
 from ganforge.metrics.suite import MetricSettings, MetricSuite
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class MetricsCallback(Callback):
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if any(getattr(cb, "stopped_at", None) is not None for cb in trainer.callbacks):
+            return  # preempted: last.ckpt is written, leave the signal's grace time to the requeue
         self.evaluate(trainer, pl_module)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, float]:
@@ -96,11 +99,12 @@ class MetricsCallback(Callback):
         return values
 
     def _log(self, trainer: pl.Trainer, values: dict[str, float], step: int) -> None:
-        for logger in trainer.loggers:
-            logger.log_metrics({**values, "trainer/g_step": step}, step=step)
-            if isinstance(logger, WandbLogger):
-                for name, value in self.best.items():  # the run table shows best-so-far, not last
-                    logger.experiment.summary[name] = value
+        for logger in list(trainer.loggers):
+            with logger_fault(trainer, logger):
+                logger.log_metrics({**values, "trainer/g_step": step}, step=step)
+                if isinstance(logger, WandbLogger):
+                    for name, value in self.best.items():  # the run table shows best-so-far, not last
+                        logger.experiment.summary[name] = value
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_step": self.best_step, "latest": self.latest}

@@ -13,6 +13,8 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
+from ganforge.loggers import logger_fault
+
 
 def save_scatter(fake: Tensor, real: Tensor, path: Path, title: str) -> None:
     """Generated vs real 2D points as a PNG scatter plot."""
@@ -82,12 +84,13 @@ class SampleGrid(Callback):
 
     @staticmethod
     def _log(trainer: pl.Trainer, path: Path, image: Tensor | None, step: int) -> None:
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image("samples", [str(path)], step=step)
-            elif isinstance(logger, TensorBoardLogger):
-                if image is None:
-                    from torchvision.io import read_image
+        for logger in list(trainer.loggers):
+            with logger_fault(trainer, logger):
+                if isinstance(logger, WandbLogger):
+                    logger.log_image("samples", [str(path)], step=step)
+                elif isinstance(logger, TensorBoardLogger):
+                    if image is None:
+                        from torchvision.io import read_image
 
-                    image = read_image(str(path))[:3].float() / 255
-                logger.experiment.add_image("samples", image, global_step=step)
+                        image = read_image(str(path))[:3].float() / 255
+                    logger.experiment.add_image("samples", image, global_step=step)
