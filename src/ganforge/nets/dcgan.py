@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
@@ -34,8 +36,9 @@ def stages(data_shape: Sequence[int], model: str = "dcgan") -> int:
 class DCGANGenerator(nn.Module):
     """z (1x1) → 4x4 → ... → image: ConvTranspose + norm + ReLU, tanh output.
 
-    ``norm``: batch (the paper), layer, instance or none; with ``num_classes`` > 0 every norm is
-    conditional on the class (``G(z, y)``); ``spectral_norm`` wraps every conv.
+    ``norm``: batch (the paper), layer, instance or none; ``spectral_norm`` wraps every conv. With
+    ``num_classes`` > 0 it is ``G(z, y)``: the one-hot label joins z and every norm is class-conditional
+    (without the input label, conditioning takes far longer to appear at DCGAN sizes).
     """
 
     def __init__(
@@ -54,7 +57,7 @@ class DCGANGenerator(nn.Module):
         n = stages(data_shape)
         ch = width * 2 ** (n - 1)
         layers: list[nn.Module] = []
-        c_in = z_dim
+        c_in = z_dim + num_classes  # conditional: z and the one-hot label (Mirza & Osindero 2014)
         for i in range(n):
             stride, pad = (1, 0) if i == 0 else (2, 1)  # 1x1 → 4x4, then doubling
             conv = nn.ConvTranspose2d(c_in, ch, 4, stride, pad, bias=norm == "none")
@@ -68,6 +71,8 @@ class DCGANGenerator(nn.Module):
         dcgan_init(self)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.num_classes:
+            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], 1)
         return self.net(z.view(z.shape[0], -1, 1, 1), y)
 
 
