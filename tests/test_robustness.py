@@ -3,9 +3,12 @@ NaN checkpoint) and corrupt or foreign checkpoints given as ckpt_path (one line,
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -98,8 +101,6 @@ def test_nan_that_rollbacks_cannot_fix_stops_with_exit_code_3(tmp_path):
     assert res.returncode == 3, res.stderr[-3000:]
     errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
     assert len(errors) == 1 and "discriminator" in errors[0] and "generator step 13" in errors[0]
-    import json
-
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "diverged"
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
@@ -170,3 +171,53 @@ def test_a_logger_that_fails_mid_run_is_dropped_and_training_goes_on(run, tmp_pa
     assert summary["status"] == "finished" and summary["g_steps"] == 30
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len([r for r in rows if r]) > 30  # the other logger kept every step and the metrics
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_writes_last_ckpt_and_auto_resume_continues(tmp_path, sig):
+    out = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "ganforge.train",
+        "data=ring8",
+        "model=mlp",
+        "logger=[csv]",
+        "metrics=[]",
+        "train.log_every=1",
+        "train.ckpt_every=0",
+        f"hydra.run.dir={out}",
+    ]
+    proc = subprocess.Popen(
+        [*args, "train.steps=100000"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    csv_path = out / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not csv_path.exists() or csv_path.read_text().count("\n") < 20):
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "preempted" and summary["preemption"]["signal"] == sig.name
+    stopped = summary["g_steps"]
+    assert 0 < stopped < 100000 and summary["preemption"]["requeue"] is False
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["ganforge"]["g_step"] == stopped
+    again = subprocess.run(
+        [*args, f"train.steps={stopped + 5}", "ckpt_path=auto"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["g_steps"] == stopped + 5
+    assert summary["resumed_from"].endswith("last.ckpt")

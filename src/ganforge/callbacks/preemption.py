@@ -36,7 +36,8 @@ class Preemption(Callback):
 
     Args:
         signals: names of the signals that mean "stop and save" (``SIGUSR2``: Slurm's warning).
-        requeue: under Slurm, requeue the job after stopping (else only stop).
+        requeue: under Slurm, requeue the job after stopping on one of ``requeue_signals`` (else only stop).
+        requeue_signals: the signals that mean "preempted, come back" (SIGTERM/SIGINT mean "stop").
         max_requeues: no requeue once the job has been requeued this many times (``None``: no limit).
         sync_every: with several ranks, how often (in generator steps) they agree on stopping.
     """
@@ -47,8 +48,10 @@ class Preemption(Callback):
         requeue: bool = True,
         max_requeues: int | None = None,
         sync_every: int = 10,
+        requeue_signals: Sequence[str] = ("SIGUSR2",),
     ) -> None:
         self.signals = [signal.Signals[name] for name in signals]
+        self.requeue_signals = {signal.Signals[name] for name in requeue_signals}
         self.requeue = requeue
         self.max_requeues = max_requeues
         self.sync_every = max(1, sync_every)
@@ -58,12 +61,18 @@ class Preemption(Callback):
         self._checkpoint: LastCheckpoint | None = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.received is not None:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.received = signal.Signals(signum)  # only a flag: the step in flight completes first
 
     def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
         self._checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
         if self._checkpoint is None:
             warnings.warn("Preemption without LastCheckpoint: a stopped run saves nothing", stacklevel=2)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        # after Lightning has installed its own SIGTERM handler (which would end the run with an
+        # exception at the next step): ours replaces it while training runs
         if threading.current_thread() is threading.main_thread():
             for sig in self.signals:
                 self._previous[sig] = signal.signal(sig, self._on_signal)
@@ -95,7 +104,9 @@ class Preemption(Callback):
         return {
             "signal": self.received.name if self.received else None,
             "g_step": self.stopped_at,
-            "requeue": self.requeue and will_requeue(self.max_requeues),
+            "requeue": self.requeue
+            and self.received in self.requeue_signals
+            and will_requeue(self.max_requeues),
         }
 
 
