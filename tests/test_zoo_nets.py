@@ -76,6 +76,10 @@ def test_conditional_shapes(arch, cond):
     g = gen_cls((1, 16, 16), z_dim=8, num_classes=10, **SMALL)
     d = disc_cls((1, 16, 16), num_classes=10, cond=cond, **SMALL)
     assert any(isinstance(m, ConditionalNorm) for m in g.modules())
+    assert g.label_input == (10 if arch == "dcgan" else 0)  # the one-hot label joins z (dcgan default)
+    assert gen_cls((1, 16, 16), z_dim=8, num_classes=10, label_input=True, **SMALL)(
+        torch.randn(2, 8), torch.tensor([3, 4])
+    ).shape == (2, 1, 16, 16)
     y = torch.arange(6) % 10
     x = g(torch.randn(6, 8), y)
     assert x.shape == (6, 1, 16, 16)

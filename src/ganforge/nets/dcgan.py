@@ -37,8 +37,8 @@ class DCGANGenerator(nn.Module):
     """z (1x1) → 4x4 → ... → image: ConvTranspose + norm + ReLU, tanh output.
 
     ``norm``: batch (the paper), layer, instance or none; ``spectral_norm`` wraps every conv. With
-    ``num_classes`` > 0 it is ``G(z, y)``: the one-hot label joins z and every norm is class-conditional
-    (without the input label, conditioning takes far longer to appear at DCGAN sizes).
+    ``num_classes`` > 0 it is ``G(z, y)``: every norm is class-conditional and, with ``label_input``,
+    the one-hot label joins z (without it, classes take far longer to appear at DCGAN sizes).
     """
 
     def __init__(
@@ -49,6 +49,7 @@ class DCGANGenerator(nn.Module):
         norm: str = "batch",
         spectral_norm: bool = False,
         num_classes: int = 0,
+        label_input: bool = True,
     ) -> None:
         super().__init__()
         check_norm(norm, "model.generator")
@@ -57,7 +58,8 @@ class DCGANGenerator(nn.Module):
         n = stages(data_shape)
         ch = width * 2 ** (n - 1)
         layers: list[nn.Module] = []
-        c_in = z_dim + num_classes  # conditional: z and the one-hot label (Mirza & Osindero 2014)
+        self.label_input = num_classes if label_input else 0
+        c_in = z_dim + self.label_input  # z and the one-hot label (Mirza & Osindero 2014)
         for i in range(n):
             stride, pad = (1, 0) if i == 0 else (2, 1)  # 1x1 → 4x4, then doubling
             conv = nn.ConvTranspose2d(c_in, ch, 4, stride, pad, bias=norm == "none")
@@ -71,8 +73,8 @@ class DCGANGenerator(nn.Module):
         dcgan_init(self)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        if self.num_classes:
-            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], 1)
+        if self.label_input:
+            z = torch.cat([z, F.one_hot(y, self.label_input).to(z.dtype)], 1)
         return self.net(z.view(z.shape[0], -1, 1, 1), y)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -74,8 +75,9 @@ class DownBlock(nn.Module):
 
 
 class ResNetGenerator(nn.Module):
-    """z → linear → 4x4 x ``width`` → up blocks → norm-ReLU-conv3x3-tanh; ``G(z, y)`` with conditional BN
-    when ``num_classes`` > 0. ``norm``: batch (the papers), layer, instance or none."""
+    """z → linear → 4x4 x ``width`` → up blocks → norm-ReLU-conv3x3-tanh; ``norm``: batch (the papers),
+    layer, instance or none. With ``num_classes`` > 0 it is ``G(z, y)`` with conditional BN (the paper),
+    and with ``label_input`` the one-hot label joins z too (classes appear in fewer steps)."""
 
     def __init__(
         self,
@@ -85,11 +87,13 @@ class ResNetGenerator(nn.Module):
         norm: str = "batch",
         spectral_norm: bool = False,
         num_classes: int = 0,
+        label_input: bool = False,
     ) -> None:
         super().__init__()
         check_norm(norm, "model.generator")
         self.z_dim, self.width, self.num_classes = z_dim, width, num_classes
-        linear = nn.Linear(z_dim, 16 * width)
+        self.label_input = num_classes if label_input else 0
+        linear = nn.Linear(z_dim + self.label_input, 16 * width)
         nn.init.xavier_uniform_(linear.weight)
         nn.init.zeros_(linear.bias)
         self.linear = maybe_sn(linear, spectral_norm)
@@ -99,6 +103,8 @@ class ResNetGenerator(nn.Module):
         self.out = _conv(width, data_shape[0], 3, spectral_norm, gain=1.0)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.label_input:
+            z = torch.cat([z, F.one_hot(y, self.label_input).to(z.dtype)], 1)
         h = self.linear(z).view(z.shape[0], self.width, 4, 4)
         for block in self.blocks:
             h = block(h, y)
