@@ -22,14 +22,14 @@ class ConvDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         if len(data_shape) != 3:
-            raise ConfigError(f"the conv discriminator needs images, but the data has shape {tuple(data_shape)}")
+            raise ConfigError(f"the conv discriminator needs images, not data of shape {tuple(data_shape)}")
         channels, height, width = data_shape
         layers: list[nn.Module] = []
         for w in widths:
             layers += [maybe_sn(nn.Conv2d(channels, w, 4, 2, 1), spectral_norm), activation(act)]
             channels, height, width = w, height // 2, width // 2
         if height < 1 or width < 1:
-            raise ConfigError(f"{len(widths)} stride-2 convs leave nothing of {tuple(data_shape)[1:]} px images")
+            raise ConfigError(f"{len(widths)} stride-2 convs leave nothing of {tuple(data_shape)[1:]} images")
         layers += [nn.Flatten(), maybe_sn(nn.Linear(channels * height * width, 1), spectral_norm)]
         self.net = nn.Sequential(*layers)
 
