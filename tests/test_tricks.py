@@ -290,3 +290,28 @@ def test_extragradient_needs_both_networks_and_one_critic_step(tmp_path):
                 "optim.generator._target_=torch.optim.SGD",
             )
         )
+
+
+def test_restored_checkpoint_samples_with_the_ema_generator(run):
+    from ganforge.restore import restore
+
+    _, out = run("ema", "data=ring8", "model=mlp", "train.ema.decay=0.9", "train.steps=3")
+    _, _, module, _ = restore(out / "checkpoints" / "last.ckpt")
+    z = torch.randn(4, module.z_dim)
+    torch.testing.assert_close(module.sample(z), module.ema_generator(z))
+    assert not torch.allclose(module.sample(z), module.generator(z))
+
+
+# --- gradient clipping per network ----------------------------------------------------------------
+@pytest.mark.parametrize("net", ["g", "d"])
+def test_gradient_clipping_bounds_each_networks_update(run, net):
+    """SGD with lr 1: an update moves the weights by exactly the (clipped) gradient."""
+    max_norm = 1e-3
+    args = ["data=ring8", "model=mlp", "optim=sgd", "train.steps=1"]
+    _, before = run("before", *args, "optim.lr_g=1e-12", "optim.lr_d=1e-12")  # the initial weights
+    _, after = run("after", *args, "optim.lr_g=1.0", "optim.lr_d=1.0", f"train.clip_grad_{net}={max_norm}")
+    prefix = {"g": "generator.", "d": "discriminator."}[net]
+    a = torch.load(before / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(after / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    step = torch.stack([(b[k] - a[k]).norm() for k in a if k.startswith(prefix)]).norm()
+    assert 0 < step.item() <= max_norm * 1.001
