@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +70,11 @@ def fake_mnist(root: Path, folder: str = "MNIST", n: int = 50) -> tuple[np.ndarr
     write_idx(raw / "t10k-images-idx3-ubyte", images[:10])
     write_idx(raw / "t10k-labels-idx1-ubyte", labels[:10])
     return images, labels
+
+
+def command(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300):
+    """``python -m ganforge.<name> *args`` in a subprocess (W&B offline), output captured."""
+    cmd = [sys.executable, "-m", f"ganforge.{name}", *args]
+    return subprocess.run(
+        cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )

@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,8 @@ from PIL import Image
 
 from ganforge.errors import ConfigError
 from ganforge.metrics.features import INCEPTION_FILE, write_random_inception_weights
+from helpers import command
 
-ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 SMALL = ["metrics.num_samples=300", "metrics.batch_size=300"]
 
 
@@ -36,11 +34,6 @@ class TrainModeProbe(pl.Callback):
 def rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-def command(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", f"ganforge.{name}", *args]
-    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
 
 
 def test_training_logs_val_metrics_and_keeps_best_checkpoint(run):
@@ -115,21 +108,14 @@ def test_metric_mistakes_fail_before_training(run, overrides, message):
 
 def test_missing_inception_weights_fail_before_training(tmp_path):
     env_home = {"TORCH_HOME": str(tmp_path / "torch")}
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ganforge.train",
-            "metrics=[fid]",
-            "metrics.extractor=inception",
-            "logger=[csv]",
-            f"hydra.run.dir={tmp_path}/run",
-        ],
+    res = command(
+        "train",
+        "metrics=[fid]",
+        "metrics.extractor=inception",
+        "logger=[csv]",
+        f"hydra.run.dir={tmp_path}/run",
         cwd=tmp_path,
-        env={**ENV, **env_home},
-        capture_output=True,
-        text=True,
-        timeout=120,
+        env=env_home,
     )
     assert res.returncode == 2
     errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
@@ -228,28 +214,20 @@ def test_sample_png_grid_and_npz(trained, tmp_path):
 def test_ddp_ranks_share_the_samples_and_only_rank_0_logs(tmp_path):
     """2 CPU processes: rank 0 prepares the cache, both generate half, the states are reduced."""
     out = tmp_path / "run"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ganforge.train",
-            "trainer=ddp",
-            "trainer.accelerator=cpu",
-            "trainer.devices=2",
-            "train.steps=4",
-            "metrics=[fid,prc]",
-            "metrics.every=2",
-            "metrics.num_samples=301",
-            "metrics.batch_size=100",
-            "logger=[csv]",
-            "train.sample_every=0",
-            f"hydra.run.dir={out}",
-        ],
+    res = command(
+        "train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "train.steps=4",
+        "metrics=[fid,prc]",
+        "metrics.every=2",
+        "metrics.num_samples=301",
+        "metrics.batch_size=100",
+        "logger=[csv]",
+        "train.sample_every=0",
+        f"hydra.run.dir={out}",
         cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     val = [r for r in rows(out / "metrics.csv") if r.get("val/fid")]

@@ -18,6 +18,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from ganforge.callbacks.checkpoint import weights_finite
 from ganforge.errors import ConfigError, DivergedError
+from helpers import command
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 TOY = ("data=ring8", "model=mlp", "train.steps=30", "train.ckpt_every=10")
@@ -78,25 +79,18 @@ def test_lasting_nan_rolls_back_to_the_last_checkpoint_with_lower_lr(run):
 
 def test_nan_that_rollbacks_cannot_fix_stops_with_exit_code_3(tmp_path):
     out = tmp_path / "run"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ganforge.train",
-            *TOY,
-            "logger=[csv]",
-            "metrics=[]",
-            "callbacks.guard.max_bad_steps=2",
-            "callbacks.guard.max_rollbacks=0",
-            "+callbacks.poison._target_=test_robustness.PoisonDAt",
-            "+callbacks.poison.step=12",
-            f"hydra.run.dir={out}",
-        ],
+    res = command(
+        "train",
+        *TOY,
+        "logger=[csv]",
+        "metrics=[]",
+        "callbacks.guard.max_bad_steps=2",
+        "callbacks.guard.max_rollbacks=0",
+        "+callbacks.poison._target_=test_robustness.PoisonDAt",
+        "+callbacks.poison.step=12",
+        f"hydra.run.dir={out}",
         cwd=tmp_path,
-        env={**ENV, "PYTHONPATH": os.path.dirname(__file__)},
-        capture_output=True,
-        text=True,
-        timeout=120,
+        env={"PYTHONPATH": os.path.dirname(__file__)},
     )
     assert res.returncode == 3, res.stderr[-3000:]
     errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
