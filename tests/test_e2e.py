@@ -11,7 +11,7 @@ from PIL import Image
 
 from helpers import fake_mnist
 
-LOSSES = ["minimax", "nonsaturating", "lsgan", "wgan", "wgan_gp", "hinge"]
+LOSSES = ["minimax", "nonsaturating", "lsgan", "wgan", "wgan_gp", "hinge", "relativistic", "dragan"]
 # data option -> extra overrides; the image folder is generated per session
 DATA = {
     "ring8": [],
@@ -66,7 +66,7 @@ def test_combination_trains_and_writes_outputs(run, image_dir, mnist_root, data,
         extra.append(f"data.path={image_dir}")
     elif data in ("mnist", "fashion_mnist"):
         extra.append(f"data.root={mnist_root}")
-    if model == "dcgan" and loss == "wgan_gp":
+    if model == "dcgan" and loss in ("wgan_gp", "dragan"):
         extra.append("model.discriminator.norm=layer")  # a gradient penalty needs a D without batch norm
     summary, out = run(
         "run",
