@@ -1,0 +1,29 @@
+"""The overhead benchmark runs (short mode), so it cannot rot; its ratio is a target, not asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from helpers import ROOT
+
+
+def test_overhead_bench_quick_prints_json(tmp_path):
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments" / "bench" / "overhead.py"),
+            "--quick",
+            "--cases",
+            "toy_mlp_cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads([line for line in res.stdout.splitlines() if line.startswith("{")][-1])
+    assert result["case"] == "toy_mlp_cpu" and result["steps"] == 50
+    assert result["plain_s"] > 0 and result["ganforge_s"] > 0 and result["ratio"] > 0
