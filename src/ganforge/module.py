@@ -315,6 +315,7 @@ class GANModule(pl.LightningModule):
         self.manual_backward(loss)
         norm = grad_norm(net) if measure or self.guard is not None else None
         if self.guard is not None and not self.guard.accept(loss, norm, self._name(net), self.g_step + 1):
+            opt.zero_grad(set_to_none=True)  # no gradient: a later extrapolate()/step() leaves net alone
             return norm
         if clip:
             self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
