@@ -20,8 +20,8 @@ test: $(STAMP)  ## the whole pytest suite (what CI runs)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests experiments
+	$(BIN)/ruff format --check src tests experiments
 
 clean:
 	rm -rf outputs multirun .pytest_cache

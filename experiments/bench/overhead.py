@@ -119,7 +119,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="50 steps per case")
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("overrides", nargs="*", help="extra config overrides for both runs, e.g. callbacks=none")
+    parser.add_argument("overrides", nargs="*", help="extra config overrides for both runs (callbacks=none)")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
