@@ -22,10 +22,9 @@ from ganforge.metrics.suite import (
     IMAGE_METRICS,
     MetricSettings,
     MetricSuite,
-    RealImages,
     build_extractor,
     check,
-    reference_name,
+    reference_input,
 )
 from ganforge.restore import pick_device, restore
 
@@ -83,15 +82,13 @@ def evaluate(
     image_names = [n for n in names if n in IMAGE_METRICS]
     if image_names:
         extractor = build_extractor(settings, datamodule, cache_dir, dev)
-        n_real = min(settings.num_samples, datamodule.num_items())
-        order = torch.randperm(datamodule.num_items(), generator=torch.Generator().manual_seed(settings.seed))
         rgb = extractor.info["rgb"]
+        reference = reference_input(settings, datamodule, extractor, cache_dir)
+        n_real = len(reference["input2"])
         result = torch_fidelity.calculate_metrics(
             input1=GeneratorInput(module, rgb, settings.seed),
             input1_model_num_samples=settings.num_samples,
-            input2=RealImages(datamodule, order[:n_real].tolist(), rgb),
-            input2_cache_name=reference_name(settings, datamodule, extractor, n_real),
-            cache_root=str(Path(cache_dir).expanduser() / "fidelity"),
+            **reference,
             fid="fid" in names,
             kid="kid" in names,
             isc="is" in names,

@@ -167,30 +167,40 @@ def labelled_images(source: GANDataModule, index: list[int]) -> tuple[Tensor, Te
     return torch.cat(xs), torch.cat(ys)
 
 
+def reference_input(
+    settings: MetricSettings, datamodule: GANDataModule, extractor: Extractor, cache_dir: str | Path
+) -> dict[str, Any]:
+    """The real reference set as torch-fidelity's ``input2`` keywords: ``num_samples`` real images
+    fixed by the seed, cached under ``<cache_dir>/fidelity`` by data fingerprint + extractor + count.
+    Training and ``ganforge-eval`` both read it, so they share one cache entry."""
+    n_total = datamodule.num_items()
+    n = min(settings.num_samples, n_total)
+    order = torch.randperm(n_total, generator=torch.Generator().manual_seed(settings.seed))[:n].tolist()
+    return {
+        "input2": RealImages(datamodule, order, extractor.info["rgb"]),
+        "input2_cache_name": reference_name(settings, datamodule, extractor, n),
+        "cache_root": str(Path(cache_dir).expanduser() / "fidelity"),
+    }
+
+
 def reference_features(
     settings: MetricSettings,
     datamodule: GANDataModule,
     extractor: Extractor,
-    layers: list[str],
+    module: torch.nn.Module,
     cache_dir: str | Path,
     device: torch.device,
 ) -> tuple[dict[str, Tensor], bool]:
-    """Features of ``num_samples`` real images (fixed by the seed), cached by torch-fidelity under
-    ``<cache_dir>/fidelity`` by data fingerprint + extractor + count. Returns (features, from cache)."""
-    n_total = datamodule.num_items()
-    n = min(settings.num_samples, n_total)
-    order = torch.randperm(n_total, generator=torch.Generator().manual_seed(settings.seed))[:n].tolist()
-    name = reference_name(settings, datamodule, extractor, n)
-    root = Path(cache_dir).expanduser() / "fidelity"
-    module = extractor.build(layers, device)
-    files = [root / f"{name}-{extractor.name}-features-{layer}.pt" for layer in layers]
-    cached = all(f.is_file() for f in files)
+    """Features of the reference set from ``module`` (the built extractor): read from the cache, or
+    computed and cached. Returns (features, from cache)."""
+    reference = reference_input(settings, datamodule, extractor, cache_dir)
+    root, name = Path(reference["cache_root"]), reference["input2_cache_name"]
+    layers = module.get_requested_features_list()
+    cached = all((root / f"{name}-{extractor.name}-features-{layer}.pt").is_file() for layer in layers)
     feats = extract_featuresdict_from_input_id_cached(
         2,
         module,
-        input2=RealImages(datamodule, order, extractor.info["rgb"]),
-        input2_cache_name=name,
-        cache_root=str(root),
+        **reference,
         batch_size=settings.batch_size,
         cuda=device.type == "cuda",
         verbose=False,
@@ -272,7 +282,7 @@ class MetricSuite:
         module = extractor.build(layers, device)
         self.extractor_module = module
         self.layers = layers
-        real, cached = reference_features(s, dm, extractor, layers, self.cache_dir, device)
+        real, cached = reference_features(s, dm, extractor, module, self.cache_dir, device)
         self.info = {
             **extractor.info,
             "extractor": extractor.tag,
