@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from helpers import DDP_CPU, command
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
 # per-rank batch 32: 2 ranks see the same global batch of 64 as one process with data.batch_size=64
@@ -27,22 +27,8 @@ DDP_ARGS = (
 
 def run_local_ddp(out: Path) -> Path:
     """Train ``DDP_ARGS`` as 2 local CPU processes (gloo) into ``out``."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "ganforge.train",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-    ]
-    res = subprocess.run(
-        [*cmd, *DDP_ARGS, f"hydra.run.dir={out}"],
-        cwd=out.parent,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = {"OMP_NUM_THREADS": "1"}
+    res = command("train", *DDP_CPU, *DDP_ARGS, f"hydra.run.dir={out}", cwd=out.parent, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     return out
 

@@ -72,6 +72,10 @@ def fake_mnist(root: Path, folder: str = "MNIST", n: int = 50) -> tuple[np.ndarr
     return images, labels
 
 
+# two local CPU processes under DDP (gloo), for ``command("train", *DDP_CPU, ...)``
+DDP_CPU = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+
+
 def command(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300):
     """``python -m ganforge.<name> *args`` in a subprocess (W&B offline), output captured."""
     cmd = [sys.executable, "-m", f"ganforge.{name}", *args]

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import torch
 
 from ddp_runs import DDP_ARGS, metrics_rows
+from helpers import DDP_CPU, command
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 
 
 def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "ganforge.train",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
+    res = command(
+        "train",
+        *DDP_CPU,
         "train.steps=6",
         "train.n_critic=2",
         "train.log_every=2",
@@ -31,8 +26,8 @@ def test_ddp_two_cpu_processes(tmp_path):
         "logger=[csv]",
         "metrics=[]",  # metrics under DDP: tests/test_metrics_run.py
         f"hydra.run.dir={out}",
-    ]
-    res = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     # one run dir, written once: rank 1 only adds Hydra's log of its own process
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())

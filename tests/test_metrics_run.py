@@ -17,7 +17,7 @@ from PIL import Image
 
 from ganforge.errors import ConfigError
 from ganforge.metrics.features import INCEPTION_FILE, write_random_inception_weights
-from helpers import command
+from helpers import DDP_CPU, command
 
 SMALL = ["metrics.num_samples=300", "metrics.batch_size=300"]
 
@@ -216,9 +216,7 @@ def test_ddp_ranks_share_the_samples_and_only_rank_0_logs(tmp_path):
     out = tmp_path / "run"
     res = command(
         "train",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
+        *DDP_CPU,
         "train.steps=4",
         "metrics=[fid,prc]",
         "metrics.every=2",

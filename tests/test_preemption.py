@@ -9,8 +9,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ import torch
 from ddp_runs import metrics_rows
 from ganforge.callbacks.preemption import exit_after_preemption, requeued_ckpt_path
 from ganforge.loggers import finish_wandb
+from helpers import DDP_CPU, command
 from test_resume import assert_same_training_state
 from wandb_records import read_records
 
@@ -72,17 +71,9 @@ def test_signal_stops_at_a_step_boundary_and_the_resumed_run_is_exact(run):
 def test_ddp_ranks_agree_on_the_step_to_stop_at(tmp_path):
     """Only rank 0 gets the signal; both ranks stop at the next agreement step (every 10) and save."""
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "ganforge.train",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-    ]
-    cmd += [*TINY, "logger=[csv]", "train.log_every=1", f"hydra.run.dir={out}"]
-    cmd += ["+callbacks.signal={_target_:job_callbacks.SignalAt,step:3,rank:0}"]
-    res = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    signal_at = "+callbacks.signal={_target_:job_callbacks.SignalAt,step:3,rank:0}"
+    args = [*TINY, "logger=[csv]", "train.log_every=1", f"hydra.run.dir={out}", signal_at]
+    res = command("train", *DDP_CPU, *args, cwd=tmp_path, env=ENV)
     assert res.returncode == 128 + signal.SIGUSR2, res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "preempted" and summary["preemption"]["g_step"] == 10
