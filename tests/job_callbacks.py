@@ -22,13 +22,16 @@ class Throttle(pl.Callback):
 
 
 class SignalAt(pl.Callback):
-    """Sends this process ``signal`` (a name) after generator step ``step``; on rank ``rank`` only if set."""
+    """Sends this process ``signal`` (a name) once, at the first batch end at or after generator step
+    ``step``; on rank ``rank`` only if set."""
 
     def __init__(self, step: int, signal: str = "SIGUSR2", rank: int | None = None) -> None:
         self.step = step
         self.signal = signal
         self.rank = rank
+        self.sent = False
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
-        if pl_module.g_step == self.step and self.rank in (None, trainer.global_rank):
+        if not self.sent and pl_module.g_step >= self.step and self.rank in (None, trainer.global_rank):
+            self.sent = True
             os.kill(os.getpid(), signal.Signals[self.signal])

@@ -26,11 +26,11 @@ SWEEP = [
     "model=mlp",
     "data=ring8",
     "logger=[csv]",
-    "train.steps=12,16,20",
+    "train.steps=12,16,24",
     "train.log_every=2",
     "train.sample_every=10",
     "+callbacks.crash._target_=helpers.CrashAt",
-    "+callbacks.crash.step=18",
+    "+callbacks.crash.step=18",  # at the end of the batch of steps 11-20 (10 a batch)
 ]
 
 
@@ -80,8 +80,8 @@ def test_sweep_end_writes_comparison_even_with_a_failed_job(sweep):
     rows = {r["run"]: r for r in read_csv(sweep_dir / "comparison.csv")}
     assert set(rows) == {"0", "1", "2"}
     assert {k: r["status"] for k, r in rows.items()} == {"0": "finished", "1": "finished", "2": "crashed"}
-    assert {k: r["train.steps"] for k, r in rows.items()} == {"0": "12", "1": "16", "2": "20"}
-    assert {k: r["g_steps"] for k, r in rows.items()} == {"0": "12", "1": "16", "2": "18"}
+    assert {k: r["train.steps"] for k, r in rows.items()} == {"0": "12", "1": "16", "2": "24"}
+    assert {k: r["g_steps"] for k, r in rows.items()} == {"0": "12", "1": "16", "2": "20"}
     # only the override that differs is a column, not the common ones nor the whole config
     header = list(next(iter(rows.values())))
     assert "train.steps" in header

@@ -41,16 +41,17 @@ def wandb_run_ids(run_dir: Path) -> list[str]:
 
 
 def test_signal_stops_at_a_step_boundary_and_the_resumed_run_is_exact(run):
-    _, straight = run("straight", *TINY)
+    _, straight = run("straight", *TINY, "train.steps_per_batch=5")
     signal_at = "+callbacks.signal={_target_:job_callbacks.SignalAt,step:7}"
     try:
-        summary, out = run("preempted", *TINY, "logger=[csv,wandb]", signal_at)
+        summary, out = run("preempted", *TINY, "train.steps_per_batch=5", "logger=[csv,wandb]", signal_at)
     finally:
         finish_wandb()
-    # the signal arrived during step 7's callbacks; the run stopped after a whole step
+    # the signal arrived during the callbacks of the batch that ended at step 10; the run stopped
+    # at a batch end, after whole steps
     assert summary["status"] == "preempted"
     stopped = summary["preemption"]["g_step"]
-    assert stopped in (7, 8) and summary["preemption"] == {
+    assert stopped in (10, 15) and summary["preemption"] == {
         "signal": "SIGUSR2",
         "g_step": stopped,
         "requeue": False,
@@ -58,7 +59,9 @@ def test_signal_stops_at_a_step_boundary_and_the_resumed_run_is_exact(run):
     assert ckpt(out)["ganforge"]["g_step"] == stopped
     assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL  # the handler lives only while training
     try:
-        summary, out = run("preempted", *TINY, "logger=[csv,wandb]", "ckpt_path=auto")
+        summary, out = run(
+            "preempted", *TINY, "train.steps_per_batch=5", "logger=[csv,wandb]", "ckpt_path=auto"
+        )
     finally:
         finish_wandb()
     assert summary["status"] == "finished" and summary["resumed_from"].endswith("last.ckpt")
@@ -72,7 +75,14 @@ def test_ddp_ranks_agree_on_the_step_to_stop_at(tmp_path):
     """Only rank 0 gets the signal; both ranks stop at the next agreement step (every 10) and save."""
     out = tmp_path / "run"
     signal_at = "+callbacks.signal={_target_:job_callbacks.SignalAt,step:3,rank:0}"
-    args = [*TINY, "logger=[csv]", "train.log_every=1", f"hydra.run.dir={out}", signal_at]
+    args = [
+        *TINY,
+        "logger=[csv]",
+        "train.log_every=1",
+        "train.steps_per_batch=2",
+        f"hydra.run.dir={out}",
+        signal_at,
+    ]
     res = command("train", *DDP_CPU, *args, cwd=tmp_path, env=ENV)
     assert res.returncode == 128 + signal.SIGUSR2, res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -25,14 +25,17 @@ TOY = ("data=ring8", "model=mlp", "train.steps=30", "train.ckpt_every=10")
 
 
 class NaNBatchAt(pl.Callback):
-    """Turns the real batch of generator step ``step`` into NaN: one step of bad D updates."""
+    """Turns the real data of generator step ``step`` into NaN (its slice of the Lightning batch): one
+    step of bad D updates."""
 
     def __init__(self, step: int) -> None:
         self.step = step
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if pl_module.g_step + 1 == self.step:
-            batch[0].fill_(float("nan"))
+        index = self.step - 1 - pl_module.g_step  # steps g_step+1 ... g_step+steps_per_batch
+        if 0 <= index < pl_module.steps_per_batch:
+            size = len(batch[0]) // pl_module.steps_per_batch
+            batch[0][index * size : (index + 1) * size].fill_(float("nan"))
 
 
 class PoisonDAt(pl.Callback):
@@ -68,6 +71,7 @@ def test_lasting_nan_rolls_back_to_the_last_checkpoint_with_lower_lr(run):
         "+callbacks.poison._target_=test_robustness.PoisonDAt",
         "+callbacks.poison.step=15",
         "callbacks.guard.max_bad_steps=3",
+        "train.steps_per_batch=1",  # poisoned after step 15 exactly
     )
     assert summary["status"] == "finished" and summary["g_steps"] == 30
     assert len(summary["guard"]["rollbacks"]) == 1 and summary["guard"]["rollbacks"][0]["to_step"] == 10
@@ -88,6 +92,7 @@ def test_nan_that_rollbacks_cannot_fix_stops_with_exit_code_3(tmp_path):
         "callbacks.guard.max_rollbacks=0",
         "+callbacks.poison._target_=test_robustness.PoisonDAt",
         "+callbacks.poison.step=12",
+        "train.steps_per_batch=1",
         f"hydra.run.dir={out}",
         cwd=tmp_path,
         env={"PYTHONPATH": os.path.dirname(__file__)},

@@ -33,7 +33,12 @@ class ParamHistory(pl.Callback):
 @pytest.mark.parametrize("warmup", [True, False])
 def test_ema_is_the_hand_computed_average_of_the_parameter_history(tmp_path, warmup):
     cfg = compose_cfg(
-        tmp_path, "data=ring8", "model=mlp", "train.ema.decay=0.8", f"train.ema.warmup={warmup}"
+        tmp_path,
+        "data=ring8",
+        "model=mlp",
+        "train.ema.decay=0.8",
+        f"train.ema.warmup={warmup}",
+        "train.steps_per_batch=1",  # the recorder sees G after every step
     )
     datamodule, module = build(cfg)
     start = [p.detach().double().clone() for p in module.generator.parameters()]

@@ -30,12 +30,26 @@ from ganforge.data.toy import GaussianMixtureDataModule, sample_mixture
 CASES = {
     "toy_mlp_cpu": (["data=ring8", "model=mlp", "data.batch_size=256"], 2000, "cpu"),
     "dcgan_digits_cpu": (["data=digits", "model=dcgan", "data.batch_size=64"], 500, "cpu"),
-    "dcgan32_gpu": (["data=cifar10", "model=dcgan", "data.batch_size=128"], 2000, "cuda"),
+    "dcgan32_gpu": (
+        ["data=digits", "data.resolution=32", "model=dcgan", "data.batch_size=128"],
+        2000,
+        "cuda",
+    ),
+}
+# the speed switches, each timed against ganforge's defaults (``--switches``); fused optimizers are on
+# by default, so their line times them off
+SWITCHES = {
+    "unfused": ["optim.fused=false"],
+    "bf16": ["trainer.precision=bf16-mixed"],
+    "channels_last": ["model.channels_last=true"],
+    "compile": ["model.compile=true"],
+    "workers": ["data.num_workers=2", "data.pin_memory=true"],
+    "steps_per_batch_1": ["train.steps_per_batch=1"],
 }
 COMMON = [
     "metrics=[]",
     "logger=[csv,wandb]",
-    "train.sample_every=0",
+    "~callbacks.samples",  # the plain loop draws no sample grids
     "train.ckpt_every=0",
     "train.log_every=25",
 ]
@@ -56,6 +70,13 @@ def config(overrides: list[str], steps: int, device: str, out: Path):
         )
 
 
+def torch_default(factory, net: torch.nn.Module) -> torch.optim.Optimizer:
+    """The configured optimizer class and hyperparameters with torch's default implementation (what a
+    hand-written loop gets: ``torch.optim.Adam(params, lr=..., betas=...)``), not ganforge's fused one."""
+    settings = {k: v for k, v in factory.keywords.items() if k not in ("fused", "foreach")}
+    return factory.func(net.parameters(), **settings)
+
+
 def plain_loop(cfg, device: str) -> float:
     """The hand-written reference: same nets, losses, optimizers and data; seconds for the steps."""
     from ganforge.train import build
@@ -63,7 +84,7 @@ def plain_loop(cfg, device: str) -> float:
     torch.manual_seed(cfg.seed)
     datamodule, module = build(cfg)
     G, D, loss = module.generator.to(device), module.discriminator.to(device), module.loss
-    opt_g, opt_d = module.optimizer_g(G.parameters()), module.optimizer_d(D.parameters())
+    opt_g, opt_d = torch_default(module.optimizer_g, G), torch_default(module.optimizer_d, D)
     n, batch = cfg.train.n_critic, cfg.data.batch_size
     gen = torch.Generator().manual_seed(cfg.seed)
     if isinstance(datamodule, GaussianMixtureDataModule):
@@ -113,16 +134,32 @@ def ganforge_run(cfg) -> float:
     return summary["wall_time_s"]
 
 
+def timed(cfg, device: str, repeat: int) -> tuple[list[float], list[float]]:
+    """Seconds of the plain loop and of ganforge, ``repeat`` times each, alternating (the machine's
+    drift hits both alike); the minimum of each is the figure to compare (as ``timeit`` does)."""
+    plain, ours = [], []
+    for _ in range(repeat):
+        plain.append(plain_loop(cfg, device))
+        ours.append(ganforge_run(cfg))
+    return plain, ours
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="50 steps per case")
+    parser.add_argument("--quick", action="store_true", help="50 steps per case, once")
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each loop; the minimum counts")
+    parser.add_argument(
+        "--switches", default="", help=f"also time ganforge with each of: {','.join(SWITCHES)} (or 'all')"
+    )
     parser.add_argument("overrides", nargs="*", help="extra config overrides for both runs (callbacks=none)")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
+    repeat = 1 if args.quick else args.repeat
+    switches = list(SWITCHES) if args.switches == "all" else [s for s in args.switches.split(",") if s]
     for name in args.cases.split(","):
         overrides, steps, device = CASES[name]
         if device == "cuda" and not torch.cuda.is_available():
@@ -130,22 +167,47 @@ def main() -> None:
         steps = 50 if args.quick else steps
         with tempfile.TemporaryDirectory() as tmp:
             cfg = config([*overrides, *args.overrides], steps, device, Path(tmp) / "run")
-            plain_s = plain_loop(cfg, device)
-            ganforge_s = ganforge_run(cfg)
-        print(
-            json.dumps(
-                {
-                    "case": name,
-                    "overrides": args.overrides,
-                    "steps": steps,
-                    "plain_s": round(plain_s, 3),
-                    "ganforge_s": round(ganforge_s, 3),
-                    "ratio": round(plain_s / ganforge_s, 3),
-                    "threads": torch.get_num_threads(),
-                }
-            ),
-            flush=True,
-        )
+            plain, ours = timed(cfg, device, repeat)
+            report(
+                name,
+                steps,
+                args.overrides,
+                plain_s=min(plain),
+                ganforge_s=min(ours),
+                ratio=min(plain) / min(ours),
+                runs={"plain_s": plain, "ganforge_s": ours},
+            )
+            for switch in switches:
+                cfg = config(
+                    [*overrides, *args.overrides, *SWITCHES[switch]], steps, device, Path(tmp) / switch
+                )
+                runs = [ganforge_run(cfg) for _ in range(repeat)]
+                report(
+                    name,
+                    steps,
+                    args.overrides,
+                    switch=switch,
+                    ganforge_s=min(ours),
+                    switch_s=min(runs),
+                    speedup=min(ours) / min(runs),
+                    runs={"switch_s": runs},
+                )
+
+
+def report(case: str, steps: int, overrides: list[str], **figures) -> None:
+    """One JSON line: the case, its settings and the figures (seconds rounded to ms)."""
+    rounded = {
+        k: round(v, 3) if isinstance(v, float) else {n: [round(x, 3) for x in xs] for n, xs in v.items()}
+        for k, v in figures.items()
+    }
+    line = {
+        "case": case,
+        "overrides": overrides,
+        "steps": steps,
+        **rounded,
+        "threads": torch.get_num_threads(),
+    }
+    print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

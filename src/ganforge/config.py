@@ -7,7 +7,7 @@ from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ganforge import resolvers
 from ganforge.errors import ConfigError, GanforgeError
@@ -42,6 +42,36 @@ def check_config(cfg: DictConfig) -> None:
         _positive(cfg, key, int, allow_zero=True)
     for key in ("optim.lr_g", "optim.lr_d", "train.clip_grad_g", "train.clip_grad_d"):
         _positive(cfg, key)
+
+
+MAX_STEPS_PER_BATCH = 10  # beyond this, Lightning's per-batch cost is already a small share of a step
+
+# the intervals (in generator steps) at which callbacks act; they act at the end of a Lightning batch
+EVENT_INTERVALS = ("train.sample_every", "train.ckpt_every", "metrics.every", "callbacks.health.every")
+
+
+def steps_per_batch(cfg: DictConfig) -> int:
+    """Generator steps per Lightning batch (``train.steps_per_batch``).
+
+    ``auto``: the largest number up to 10 that divides every event interval, so that sample grids,
+    checkpoints, metrics and health checks still happen exactly at their steps. A number that does
+    not divide them is a ConfigError.
+    """
+    value = cfg.train.get("steps_per_batch", 1)
+    intervals = {key: OmegaConf.select(cfg, key) for key in EVENT_INTERVALS}
+    intervals = {key: int(v) for key, v in intervals.items() if isinstance(v, int) and v > 0}
+    if value == "auto":
+        return max(
+            k for k in range(1, MAX_STEPS_PER_BATCH + 1) if all(v % k == 0 for v in intervals.values())
+        )
+    _positive(cfg, "train.steps_per_batch", int)
+    for key, interval in intervals.items():
+        if interval % value:
+            raise ConfigError(
+                f"train.steps_per_batch={value} must divide {key}={interval} (callbacks act between "
+                "batches); use train.steps_per_batch=auto"
+            )
+    return int(value)
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> Path | None:

@@ -1,11 +1,11 @@
 """GANModule: one LightningModule that trains any generator/discriminator/loss combination.
 
-Manual optimization. One ``training_step`` is ``n_critic`` discriminator updates followed by one
-generator update; the loader batch carries the ``n_critic`` real batches (see
-``ganforge.data.base``). ``g_step`` counts generator updates: it is the training budget
-(``train.steps``) and the x-axis of every logged curve (``trainer/g_step``). Lightning's
-``global_step`` counts every optimizer step, i.e. ``(n_critic + 1)`` per training step.
-"""
+Manual optimization. One generator step is ``n_critic`` discriminator updates followed by one
+generator update, each D update on its own real batch; one ``training_step`` does
+``steps_per_batch`` generator steps on one loader batch (see ``ganforge.data.base``), which spreads
+Lightning's per-batch cost over them. ``g_step`` counts generator updates: it is the training
+budget (``train.steps``) and the x-axis of every logged curve (``trainer/g_step``). Lightning's
+``global_step`` counts every optimizer step, i.e. ``(n_critic + 1)`` per generator step."""
 
 from __future__ import annotations
 
@@ -30,11 +30,15 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
 def grad_norm(module: nn.Module) -> Tensor:
-    """L2 norm of all gradients of ``module`` (a device tensor: no host sync)."""
-    norms = [p.grad.detach().norm(2) for p in module.parameters() if p.grad is not None]
-    if not norms:
+    """L2 norm of all gradients of ``module`` (a device tensor: no host sync).
+
+    Two kernels whatever the number of parameters (``torch._foreach_norm``, as torch's own
+    ``clip_grad_norm_``); a norm per parameter cost 4x more on small nets.
+    """
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
         return torch.zeros(())
-    return torch.stack(norms).norm(2)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 def extrapolates(factory: OptimizerFactory) -> bool:
@@ -80,6 +84,10 @@ class GANModule(pl.LightningModule):
         instance_noise: InstanceNoise | None = None,
         num_classes: int = 0,
         acgan_weight: float = 1.0,
+        steps_per_batch: int = 1,
+        compile: bool = False,
+        compile_options: dict[str, Any] | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -89,6 +97,8 @@ class GANModule(pl.LightningModule):
         self.optimizer_g, self.optimizer_d, self.scheduler = optimizer_g, optimizer_d, scheduler
         self.total_steps = steps
         self.n_critic = n_critic
+        self.steps_per_batch = steps_per_batch  # generator steps per loader batch (training_step)
+        self.batch_first_step = 0  # g_step when the current batch began
         self.log_every = log_every
         self.clip_grad_g, self.clip_grad_d = clip_grad_g, clip_grad_d
         self.seed = seed
@@ -127,6 +137,27 @@ class GANModule(pl.LightningModule):
                 f"optim=extragradient extrapolates G and D together: needs train.n_critic=1, got {n_critic}"
             )
         self.guard: Any = None  # a DivergenceGuard installs itself here (callbacks/guard.py)
+        self.compile_nets, self.compile_options = compile, dict(compile_options or {})
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if compile and loss.penalties:
+            raise ConfigError(
+                f"model.compile=true with the penalties ({', '.join(loss.penalties)}): they differentiate "
+                "D's input gradient, and torch.compile does not support double backward; "
+                "use model.compile=false"
+            )
+
+    # --- how the nets run: memory order, compilation ---------------------------------------------
+    def configure_model(self) -> None:
+        """Channels-last weights and ``torch.compile`` of G and D, before optimizers and checkpoints load.
+
+        ``nn.Module.compile`` compiles in place: parameter names, checkpoints and the EMA copy (left
+        eager: it runs only for samples and metrics) do not change.
+        """
+        if self.memory_format is torch.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.compile_nets:
+            self.generator.compile(**self.compile_options)
+            self.discriminator.compile(**self.compile_options)
 
     # --- optimizers ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -189,10 +220,30 @@ class GANModule(pl.LightningModule):
 
     # --- the training step ----------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """``steps_per_batch`` generator steps, each on its own slice of the loader batch.
+
+        Several steps per Lightning batch spread Lightning's per-batch work (hooks of every callback,
+        the fetcher, the progress bar) over them; callbacks act at batch ends (see :meth:`reached`).
+        """
         real_all, labels_all = batch
+        if real_all.dim() == 4:  # images: in the nets' memory order (a no-op unless channels-last)
+            real_all = real_all.contiguous(memory_format=self.memory_format)
         if self._rng_state is not None:
             self._restore_rng()
+        self.batch_first_step = self.g_step
         opt_g, opt_d = self.optimizers()
+        size = real_all.shape[0] // self.steps_per_batch
+        for start in range(0, size * self.steps_per_batch, size):
+            if self.g_step >= self.total_steps:
+                break
+            self._gan_step(real_all[start : start + size], labels_all[start : start + size], opt_g, opt_d)
+
+    def reached(self, every: int) -> bool:
+        """Whether the steps of the last batch reached a multiple of ``every`` (a callback's interval)."""
+        return every > 0 and self.g_step // every > self.batch_first_step // every
+
+    def _gan_step(self, real_all: Tensor, labels_all: Tensor, opt_g: Any, opt_d: Any) -> None:
+        """One generator step: ``n_critic`` D updates (one real batch each), then one G update."""
         batch_size = real_all.shape[0] // self.n_critic
         will_log = (self.g_step + 1) % self.log_every == 0 or self.g_step + 1 >= self.total_steps
 
@@ -257,8 +308,10 @@ class GANModule(pl.LightningModule):
         real_logits, real_classes = self.discriminate(real, y_real)
         fake_logits, _ = self.discriminate(fake, y_fake)
         d_adv = self.loss.d_loss(real_logits, fake_logits)
-        critic = self.discriminator if y_real is None else WithLabels(self.discriminator, y_real)
-        d_loss = d_adv + self.loss.penalty(critic, real, fake)
+        d_loss = d_adv
+        if self.loss.penalties:
+            critic = self.discriminator if y_real is None else WithLabels(self.discriminator, y_real)
+            d_loss = d_adv + self.loss.penalty(critic, real, fake)
         if real_classes is not None:  # ACGAN: D also classifies the real batch
             class_loss = acgan_class_loss(real_classes, y_real)
             self._class_losses["train/d_cls"] = class_loss.detach()

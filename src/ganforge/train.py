@@ -28,7 +28,7 @@ from ganforge.callbacks.preemption import (
     lightning_plugins,
     requeued_ckpt_path,
 )
-from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path
+from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path, steps_per_batch
 from ganforge.errors import ConfigError, DivergedError, GanforgeError
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
 from ganforge.module import GANModule
@@ -58,7 +58,8 @@ def quiet_lightning() -> None:
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
     """The data module and the GANModule that ``cfg`` describes."""
-    datamodule = make(cfg.data, draws_per_step=cfg.train.n_critic)
+    per_batch = steps_per_batch(cfg)
+    datamodule = make(cfg.data, draws_per_step=cfg.train.n_critic, steps_per_batch=per_batch)
     datamodule.check()  # missing or empty data fails here, before anything is built
     shape = datamodule.data_shape
     generator, discriminator, num_classes = build_networks(cfg.model, datamodule)
@@ -71,6 +72,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
         scheduler=make(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         steps=cfg.train.steps,
         n_critic=cfg.train.n_critic,
+        steps_per_batch=per_batch,
         log_every=cfg.train.log_every,
         clip_grad_g=cfg.train.clip_grad_g,
         clip_grad_d=cfg.train.clip_grad_d,
@@ -78,6 +80,11 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
         seed=cfg.seed,
         num_classes=num_classes,
         acgan_weight=cfg.model.get("acgan_weight", 1.0),
+        compile=bool(cfg.model.get("compile", False)),
+        compile_options=OmegaConf.to_container(cfg.model.compile_options)
+        if cfg.model.get("compile_options")
+        else {},
+        channels_last=bool(cfg.model.get("channels_last", False)),
         **tricks(cfg, shape),
     )
     check_penalties(module)

@@ -56,7 +56,7 @@ class LastCheckpoint(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         step = pl_module.g_step
-        if self.every > 0 and step % self.every == 0 and step < pl_module.total_steps:
+        if pl_module.reached(self.every) and step < pl_module.total_steps:
             self.save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:

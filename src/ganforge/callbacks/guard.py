@@ -7,6 +7,7 @@ with exit code 3. Checkpoints are never written from non-finite weights
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class DivergenceGuard(Callback):
 
     def accept(self, loss: Tensor, grad_norm: Tensor, network: str, g_step: int) -> bool:
         """Whether the update of ``network`` may go ahead (loss and gradient norm finite)."""
-        if bool(torch.isfinite(loss.detach() + grad_norm)):
+        if math.isfinite(float(loss.detach() + grad_norm)):  # NaN or Inf in either makes the sum so
             self.bad_in_row = 0
             return True
         if self.bad_in_row == 0:

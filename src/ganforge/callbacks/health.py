@@ -77,7 +77,7 @@ class HealthCheck(Callback):
             self.real_spread = spread(datamodule.real_batch(n, seed=pl_module.seed))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
-        if self.every > 0 and pl_module.g_step % self.every == 0:
+        if pl_module.reached(self.every):
             self.run_checks(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:

@@ -61,7 +61,7 @@ class MetricsCallback(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         every = self.settings.every if self.settings else 0
-        if every > 0 and pl_module.g_step % every == 0 and pl_module.g_step < pl_module.total_steps:
+        if pl_module.reached(every) and pl_module.g_step < pl_module.total_steps:
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:

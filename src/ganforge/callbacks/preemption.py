@@ -85,7 +85,7 @@ class Preemption(Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         step = pl_module.g_step
         if trainer.world_size > 1:
-            if step % self.sync_every:
+            if not pl_module.reached(self.sync_every):
                 return
             stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
         else:

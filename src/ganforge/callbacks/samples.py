@@ -51,7 +51,7 @@ class SampleGrid(Callback):
         self._last_step = -1
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
-        if self.every > 0 and pl_module.g_step % self.every == 0:
+        if pl_module.reached(self.every):
             self.draw(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:

@@ -29,7 +29,9 @@ class InfiniteBatchSampler(Sampler[list[int]]):
     """Yields index batches forever: a fresh seeded permutation per epoch, split across ranks.
 
     The stream is the concatenation of the epoch permutations; global batch ``k`` takes the
-    next ``batch_size * world_size`` positions and rank ``r`` takes its slice of them.
+    next ``batch_size * world_size`` positions and rank ``r`` takes its slice of them. Each
+    yielded list joins ``chunks`` consecutive batches (one per generator step of a Lightning
+    batch), so the data of step ``k`` is batch ``k`` whatever the grouping, and ``start`` is a step.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class InfiniteBatchSampler(Sampler[list[int]]):
         start: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        chunks: int = 1,
     ) -> None:
         if num_items <= 0:
             raise ValueError("cannot sample batches from an empty dataset")
@@ -49,6 +52,7 @@ class InfiniteBatchSampler(Sampler[list[int]]):
         self.start = start
         self.rank = rank
         self.world_size = world_size
+        self.chunks = chunks
         self._epoch = -1
         self._perm: Tensor | None = None
 
@@ -75,8 +79,8 @@ class InfiniteBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         k = self.start
         while True:
-            yield self.batch(k)
-            k += 1
+            yield [i for j in range(k, k + self.chunks) for i in self.batch(j)]
+            k += self.chunks
 
 
 class InMemoryDataset(Dataset):
@@ -128,6 +132,7 @@ class GANDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         draws_per_step: int = 1,
+        steps_per_batch: int = 1,
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
@@ -135,6 +140,7 @@ class GANDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.draws_per_step = draws_per_step
+        self.steps_per_batch = steps_per_batch
         self.pin_memory = pin_memory
         self.dataset: Dataset | None = None
 
@@ -146,12 +152,12 @@ class GANDataModule(pl.LightningDataModule):
         return len(self.data_shape) == 3
 
     @property
-    def loader_batch_size(self) -> int:
-        """Samples per loader batch on one rank: one real batch per discriminator update."""
+    def step_batch_size(self) -> int:
+        """Samples per generator step on one rank: one real batch per discriminator update."""
         return self.batch_size * self.draws_per_step
 
     def _position(self) -> tuple[int, int, int]:
-        """(first batch index, rank, world size): resume at the module's generator step."""
+        """(first generator step, rank, world size): resume at the module's generator step."""
         trainer = self.trainer
         if trainer is None:
             return 0, 0, 1
@@ -168,7 +174,7 @@ class GANDataModule(pl.LightningDataModule):
         assert self.dataset is not None
         start, rank, world = self._position()
         sampler = InfiniteBatchSampler(
-            len(self.dataset), self.loader_batch_size, self.seed, start, rank, world
+            len(self.dataset), self.step_batch_size, self.seed, start, rank, world, self.steps_per_batch
         )
         return DataLoader(
             self.dataset,

@@ -20,22 +20,27 @@ def sample_mixture(centers: Tensor, std: float, n: int, generator: torch.Generat
 
 
 class _MixtureStream(IterableDataset):
-    """Batch ``k`` drawn from a generator seeded by ``(seed, rank, k)``: endless and resumable."""
+    """The points of generator step ``k`` drawn from a generator seeded by ``(seed, rank, k)``, ``chunks``
+    steps per yielded batch: endless, resumable at any step, the same data whatever the grouping."""
 
     def __init__(
-        self, centers: Tensor, std: float, batch_size: int, seed: int, start: int, rank: int
+        self, centers: Tensor, std: float, batch_size: int, seed: int, start: int, rank: int, chunks: int = 1
     ) -> None:
         super().__init__()
         self.centers, self.std, self.batch_size = centers, std, batch_size
-        self.seed, self.start, self.rank = seed, start, rank
+        self.seed, self.start, self.rank, self.chunks = seed, start, rank, chunks
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         k = self.start
         gen = torch.Generator()
         while True:
-            gen.manual_seed(mix_seed(self.seed, self.rank, k))
-            yield sample_mixture(self.centers, self.std, self.batch_size, gen)
-            k += 1
+            parts = []
+            for step in range(k, k + self.chunks):
+                gen.manual_seed(mix_seed(self.seed, self.rank, step))
+                parts.append(sample_mixture(self.centers, self.std, self.batch_size, gen))
+            points, modes = zip(*parts, strict=True)
+            yield torch.cat(points), torch.cat(modes)
+            k += self.chunks
 
 
 class GaussianMixtureDataModule(GANDataModule):
@@ -53,7 +58,9 @@ class GaussianMixtureDataModule(GANDataModule):
 
     def train_dataloader(self) -> DataLoader:
         start, rank, _ = self._position()
-        stream = _MixtureStream(self.centers, self.std, self.loader_batch_size, self.seed, start, rank)
+        stream = _MixtureStream(
+            self.centers, self.std, self.step_batch_size, self.seed, start, rank, self.steps_per_batch
+        )
         return DataLoader(stream, batch_size=None)
 
     def real_batch(self, n: int, seed: int = 0) -> Tensor:
