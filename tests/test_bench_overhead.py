@@ -17,6 +17,8 @@ def test_overhead_bench_quick_prints_json(tmp_path):
             "--quick",
             "--cases",
             "toy_mlp_cpu",
+            "--switches",
+            "unfused,steps_per_batch_1",
         ],
         capture_output=True,
         text=True,
@@ -24,6 +26,9 @@ def test_overhead_bench_quick_prints_json(tmp_path):
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    result = json.loads([line for line in res.stdout.splitlines() if line.startswith("{")][-1])
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    result, *switches = lines
     assert result["case"] == "toy_mlp_cpu" and result["steps"] == 50
     assert result["plain_s"] > 0 and result["ganforge_s"] > 0 and result["ratio"] > 0
+    assert [s["switch"] for s in switches] == ["unfused", "steps_per_batch_1"]
+    assert all(s["switch_s"] > 0 and s["speedup"] > 0 for s in switches)

@@ -194,10 +194,14 @@ def main() -> None:
                 )
 
 
+def seconds(value):
+    return round(value, 3) if isinstance(value, float) else value
+
+
 def report(case: str, steps: int, overrides: list[str], **figures) -> None:
     """One JSON line: the case, its settings and the figures (seconds rounded to ms)."""
     rounded = {
-        k: round(v, 3) if isinstance(v, float) else {n: [round(x, 3) for x in xs] for n, xs in v.items()}
+        k: {n: [round(x, 3) for x in xs] for n, xs in v.items()} if isinstance(v, dict) else seconds(v)
         for k, v in figures.items()
     }
     line = {
