@@ -44,7 +44,7 @@ class DivergenceGuard(Callback):
 
     def accept(self, loss: Tensor, grad_norm: Tensor, network: str, g_step: int) -> bool:
         """Whether the update of ``network`` may go ahead (loss and gradient norm finite)."""
-        if math.isfinite(float(loss.detach() + grad_norm)):  # NaN or Inf in either makes the sum so
+        if math.isfinite(float(loss.detach() + grad_norm)):  # a NaN/Inf in either makes the sum one
             self.bad_in_row = 0
             return True
         if self.bad_in_row == 0:
