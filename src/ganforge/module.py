@@ -137,6 +137,8 @@ class GANModule(pl.LightningModule):
                 f"optim=extragradient extrapolates G and D together: needs train.n_critic=1, got {n_critic}"
             )
         self.guard: Any = None  # a DivergenceGuard installs itself here (callbacks/guard.py)
+        self._others: dict[Any, list[Tensor]] = {}  # per optimizer: the parameters it does not train
+        self._frozen: list[Tensor] = []  # what toggle_optimizer froze
         self.compile_nets, self.compile_options = compile, dict(compile_options or {})
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if compile and loss.penalties:
@@ -145,6 +147,31 @@ class GANModule(pl.LightningModule):
                 "D's input gradient, and torch.compile does not support double backward; "
                 "use model.compile=false"
             )
+
+    # --- which network trains ---------------------------------------------------------------------
+    def toggle_optimizer(self, optimizer: Any) -> None:
+        """Freezes the trainable parameters of every other optimizer (Lightning's toggle), from a list
+        made once per optimizer instead of a dict of all parameters on every call."""
+        opt = getattr(optimizer, "optimizer", optimizer)  # a LightningOptimizer wraps the torch one
+        others = self._others.get(opt)
+        if others is None:
+            mine = {id(p) for group in opt.param_groups for p in group["params"]}
+            others = [
+                p
+                for o in self.trainer.optimizers
+                for group in o.param_groups
+                for p in group["params"]
+                if id(p) not in mine
+            ]
+            self._others[opt] = others
+        self._frozen[:] = [p for p in others if p.requires_grad]
+        for p in self._frozen:
+            p.requires_grad = False
+
+    def untoggle_optimizer(self, optimizer: Any) -> None:
+        for p in self._frozen:
+            p.requires_grad = True
+        self._frozen.clear()
 
     # --- how the nets run: memory order, compilation ---------------------------------------------
     def configure_model(self) -> None:
