@@ -8,7 +8,7 @@ import torch
 
 from ganforge.config import steps_per_batch
 from ganforge.errors import ConfigError
-from helpers import compose_cfg
+from helpers import ROOT, compose_cfg
 from test_resume import assert_same_training_state, final_state
 
 TOY = ["data=ring8", "model=mlp", "data.batch_size=32"]
@@ -116,3 +116,17 @@ def test_compiled_nets_train_and_keep_their_checkpoint_names(run):
 def test_compile_with_a_gradient_penalty_is_a_config_error(run):
     with pytest.raises(ConfigError, match="does not support double backward"):
         run("gp", *TOY, "loss=wgan_gp", "model.compile=true")
+
+
+def test_the_fast_run_recipe_composes(tmp_path):
+    """README's "A fast run" command line: every key exists and reaches the data module and the module."""
+    from ganforge.train import build
+
+    recipe = "trainer=gpu model.channels_last=true model.compile=true data.num_workers=4 data.pin_memory=true"
+    cfg = compose_cfg(tmp_path, *recipe.split())
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
+    datamodule, module = build(cfg)
+    assert datamodule.num_workers == 4 and datamodule.pin_memory
+    assert module.compile_nets and module.memory_format is torch.channels_last
+    readme = (ROOT / "README.md").read_text()
+    assert f"ganforge-train {recipe}" in readme
