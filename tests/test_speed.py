@@ -128,5 +128,8 @@ def test_the_fast_run_recipe_composes(tmp_path):
     datamodule, module = build(cfg)
     assert datamodule.num_workers == 4 and datamodule.pin_memory
     assert module.compile_nets and module.memory_format is torch.channels_last
+    assert module.compile_options == {"mode": None, "backend": "inductor"}
+    _, module = build(compose_cfg(tmp_path, "model.compile_mode=max-autotune", "model.compile_backend=eager"))
+    assert module.compile_options == {"mode": "max-autotune", "backend": "eager"}
     readme = (ROOT / "README.md").read_text()
     assert f"ganforge-train {recipe}" in readme

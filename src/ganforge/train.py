@@ -81,9 +81,10 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
         num_classes=num_classes,
         acgan_weight=cfg.model.get("acgan_weight", 1.0),
         compile=bool(cfg.model.get("compile", False)),
-        compile_options=OmegaConf.to_container(cfg.model.compile_options)
-        if cfg.model.get("compile_options")
-        else {},
+        compile_options={
+            "mode": cfg.model.get("compile_mode"),
+            "backend": cfg.model.get("compile_backend", "inductor"),
+        },
         channels_last=bool(cfg.model.get("channels_last", False)),
         **tricks(cfg, shape),
     )
