@@ -78,7 +78,20 @@ DDP_CPU = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
 
 def command(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300):
     """``python -m ganforge.<name> *args`` in a subprocess (W&B offline), output captured."""
-    cmd = [sys.executable, "-m", f"ganforge.{name}", *args]
+    return _python(["-m", f"ganforge.{name}", *args], cwd, env, timeout)
+
+
+def bench(name: str, *args: str, cwd: Path, timeout: int = 600):
+    """``python experiments/bench/<name>.py *args`` in a subprocess, output captured."""
+    return _python([str(ROOT / "experiments" / "bench" / f"{name}.py"), *args], cwd, None, timeout)
+
+
+def _python(args: list[str], cwd: Path, env: dict[str, str] | None, timeout: int):
     return subprocess.run(
-        cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

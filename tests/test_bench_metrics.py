@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
-from helpers import ROOT
+from helpers import bench
 
 
-def test_metrics_bench_quick_prints_json():
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "experiments" / "bench" / "metrics.py"),
-            "--quick",
-            "--extractors",
-            "classifier",
-            "--cache-dir",
-            os.environ["GANFORGE_CACHE_DIR"],
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+def test_metrics_bench_quick_prints_json(tmp_path):
+    res = bench(
+        "metrics",
+        "--quick",
+        "--extractors",
+        "classifier",
+        "--cache-dir",
+        os.environ["GANFORGE_CACHE_DIR"],
+        cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads(res.stdout.strip().splitlines()[-1])

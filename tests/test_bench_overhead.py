@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from helpers import ROOT
+from helpers import bench
 
 
 def test_overhead_bench_quick_prints_json(tmp_path):
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "experiments" / "bench" / "overhead.py"),
-            "--quick",
-            "--cases",
-            "toy_mlp_cpu",
-            "--switches",
-            "unfused,steps_per_batch_1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    res = bench(
+        "overhead",
+        "--quick",
+        "--cases",
+        "toy_mlp_cpu",
+        "--switches",
+        "unfused,steps_per_batch_1",
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
