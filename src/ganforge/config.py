@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 from ganforge import resolvers
 from ganforge.errors import ConfigError, GanforgeError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+# the Hydra tree ships inside the package (the repository's top-level conf/, mapped in pyproject.toml)
+CONFIG_PACKAGE = "pkg://ganforge.conf"  # what the entry points give hydra.main
+CONFIG_DIR = Path(str(files("ganforge.conf")))  # the same tree as a directory (initialize_config_dir)
 resolvers.register()  # before any config of the tree is composed
 
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch_fidelity.generative_model_base import GenerativeModelBase
 
-from ganforge.config import CONFIG_DIR
+from ganforge.config import CONFIG_PACKAGE
 from ganforge.errors import GanforgeError
 from ganforge.metrics.features import extractor_input
 from ganforge.metrics.suite import (
@@ -135,7 +135,7 @@ def print_table(result: dict[str, Any]) -> None:
     Console().print(table)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-eval``: mistakes exit with one line and code 2."""
     try:

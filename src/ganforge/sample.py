@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from ganforge.callbacks.samples import save_scatter
-from ganforge.config import CONFIG_DIR
+from ganforge.config import CONFIG_PACKAGE
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.restore import pick_device, restore
 
@@ -50,7 +50,7 @@ def write_samples(
     return path
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="sample")
+@hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="sample")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-sample``: mistakes exit with one line and code 2."""
     try:

@@ -28,7 +28,7 @@ from ganforge.callbacks.preemption import (
     lightning_plugins,
     requeued_ckpt_path,
 )
-from ganforge.config import CONFIG_DIR, check_config, make, resolve_ckpt_path, steps_per_batch
+from ganforge.config import CONFIG_PACKAGE, check_config, make, resolve_ckpt_path, steps_per_batch
 from ganforge.errors import ConfigError, DivergedError, GanforgeError
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
 from ganforge.module import GANModule
@@ -218,7 +218,7 @@ def report(summary: dict[str, Any]) -> None:
             console.print(f"[bold]{label:>10}[/bold]  {value}", soft_wrap=True, highlight=False)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point of ``ganforge-train``: user mistakes exit with one line and code 2."""
     try:

@@ -1,0 +1,1 @@
+"""Callbacks of a run: checkpoints, sample grids, progress display."""

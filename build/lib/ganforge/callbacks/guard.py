@@ -1,0 +1,93 @@
+"""Divergence guard: an update whose loss or gradient is NaN/Inf is skipped and counted; after
+``max_bad_steps`` bad updates in a row the weights roll back to the last checkpoint with the
+learning rates scaled by ``lr_backoff`` (at most ``max_rollbacks`` times), then the run stops
+with exit code 3. Checkpoints are never written from non-finite weights
+(:func:`~ganforge.callbacks.checkpoint.save_checkpoint`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from torch import Tensor
+
+from ganforge.errors import DivergedError
+
+log = logging.getLogger(__name__)
+
+
+class DivergenceGuard(Callback):
+    """Installs itself as ``pl_module.guard``; the module asks :meth:`accept` before every update.
+
+    The check costs one host sync per update (the module otherwise syncs only to log).
+    """
+
+    def __init__(
+        self, checkpoint: str, max_bad_steps: int = 20, lr_backoff: float = 0.5, max_rollbacks: int = 2
+    ) -> None:
+        self.checkpoint = Path(checkpoint)
+        self.max_bad_steps = max_bad_steps
+        self.lr_backoff = lr_backoff
+        self.max_rollbacks = max_rollbacks
+        self.skipped = {"discriminator": 0, "generator": 0}
+        self.rollbacks: list[dict[str, Any]] = []
+        self.bad_in_row = 0
+        self.first_bad: tuple[int, str] | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        pl_module.guard = self
+
+    def accept(self, loss: Tensor, grad_norm: Tensor, network: str, g_step: int) -> bool:
+        """Whether the update of ``network`` may go ahead (loss and gradient norm finite)."""
+        if math.isfinite(float(loss.detach() + grad_norm)):  # a NaN/Inf in either makes the sum one
+            self.bad_in_row = 0
+            return True
+        if self.bad_in_row == 0:
+            self.first_bad = (g_step, network)
+        self.bad_in_row += 1
+        self.skipped[network] += 1
+        return False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if self.bad_in_row <= self.max_bad_steps:
+            return
+        step, network = self.first_bad or (pl_module.g_step, "?")
+        what = f"the {network} loss or gradient has been NaN/Inf since generator step {step}"
+        if len(self.rollbacks) >= self.max_rollbacks or not self.checkpoint.is_file():
+            raise DivergedError(
+                f"training diverged: {what} ({self.bad_in_row} updates in a row) and "
+                f"{len(self.rollbacks)} rollback(s) did not help; lower the learning rates or add a penalty"
+            )
+        self.rollback(trainer, pl_module)
+        log.warning("%s: rolled back to %s with learning rates x%g", what, self.checkpoint, self.lr_backoff)
+
+    def rollback(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        """Weights and optimizer states of the last checkpoint, learning rates times ``lr_backoff``.
+
+        The generator-step count goes on (the budget counts updates tried), the data stream too.
+        """
+        ckpt = torch.load(self.checkpoint, map_location=pl_module.device, weights_only=False)
+        pl_module.load_state_dict(ckpt["state_dict"])
+        for opt, state in zip(trainer.optimizers, ckpt["optimizer_states"], strict=True):
+            opt.load_state_dict(state)
+            for group in opt.param_groups:
+                group["lr"] *= self.lr_backoff
+        for config in trainer.lr_scheduler_configs:  # schedulers recompute the lr from base_lrs
+            config.scheduler.base_lrs = [lr * self.lr_backoff for lr in config.scheduler.base_lrs]
+        self.rollbacks.append({"g_step": pl_module.g_step, "to_step": ckpt["ganforge"]["g_step"]})
+        self.bad_in_row = 0
+
+    def report(self) -> dict[str, Any]:
+        return {"skipped_updates": dict(self.skipped), "rollbacks": list(self.rollbacks)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.report()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped.update(state_dict.get("skipped_updates", {}))
+        self.rollbacks = list(state_dict.get("rollbacks", []))

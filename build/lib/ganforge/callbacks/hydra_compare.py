@@ -1,0 +1,65 @@
+"""Hydra callback: when a sweep ends, write ``ganforge-compare``'s table and plots into the multirun dir.
+
+Registered in ``conf/hydra/default.yaml``. Hydra skips ``on_multirun_end`` when a job failed
+(the sweeper re-raises the job's error), so the comparison is also written at interpreter exit
+in that case. Any error here is logged as a warning: a comparison never fails a sweep.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+class CompareOnMultirunEnd(Callback):
+    """Writes ``comparison.md``, ``comparison.csv`` and the plots into ``hydra.sweep.dir``."""
+
+    def __init__(self, enabled: bool = True, metric: str | None = None, plots: bool = True) -> None:
+        self.enabled = enabled
+        self.metric = metric
+        self.plots = plots
+        self._sweep_dir: Path | None = None
+        self._done = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        try:
+            self._sweep_dir = Path(config.hydra.sweep.dir)
+        except Exception as exc:  # noqa: BLE001 - never fail the sweep
+            log.warning(f"ganforge-compare: no sweep dir ({type(exc).__name__}: {exc}); no comparison")
+            return
+        atexit.register(self._at_exit)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.enabled:
+            self.write(Path(config.hydra.sweep.dir))
+
+    def _at_exit(self) -> None:
+        if not self._done and self._sweep_dir is not None:
+            log.warning("ganforge-compare: the sweep ended early (a job failed or was stopped)")
+            self.write(self._sweep_dir)
+
+    def write(self, sweep_dir: Path) -> Path | None:
+        """The comparison of the runs in ``sweep_dir``; its ``comparison.md`` path, or None on failure."""
+        self._done = True
+        try:
+            from ganforge.compare import compare
+
+            result = compare([sweep_dir], metric=self.metric, out=sweep_dir, plots=self.plots, show=False)
+        except Exception as exc:  # noqa: BLE001 - never fail the sweep
+            log.warning(f"ganforge-compare failed on {sweep_dir}: {type(exc).__name__}: {exc}")
+            return None
+        md = result["files"].get("md")
+        if md is None:
+            log.warning(f"ganforge-compare: no runs in {sweep_dir}")
+            return None
+        log.info(f"comparison of {len(result['comparison'].runs)} runs: {md}")
+        return md

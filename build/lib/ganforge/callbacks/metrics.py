@@ -1,0 +1,115 @@
+"""Evaluate the generator every ``metrics.every`` generator steps and at the end: ``val/*`` to every
+logger, ``checkpoints/best.ckpt`` by the monitored metric, best-so-far values in the W&B summary."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.loggers import WandbLogger
+
+from ganforge.callbacks.checkpoint import save_checkpoint
+from ganforge.directions import better
+from ganforge.loggers import logger_fault
+from ganforge.metrics.suite import MetricSettings, MetricSuite
+
+log = logging.getLogger(__name__)
+
+
+class MetricsCallback(Callback):
+    """Runs a :class:`~ganforge.metrics.suite.MetricSuite` during training; inert without metrics.
+
+    ``check`` runs before training (wrong metric for the data, missing Inception weights);
+    ``setup`` trains or loads the classifier and the cached reference features.
+    """
+
+    def __init__(self, config: Any, cache_dir: str, dirpath: str) -> None:
+        self.settings = MetricSettings.from_config(config)
+        self.cache_dir = cache_dir
+        self.dirpath = Path(dirpath)
+        self.suite: MetricSuite | None = None
+        self.best: dict[str, float] = {}
+        self.best_step: int | None = None
+        self.latest: dict[str, float] = {}
+        self._last_step = -1
+
+    def check(self, datamodule: Any) -> None:
+        if self.settings is not None:
+            self.suite = MetricSuite(self.settings, datamodule, self.cache_dir)
+
+    def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
+        if self.settings is None:
+            return
+        if self.suite is None:
+            self.check(trainer.datamodule)
+        assert self.suite is not None
+        # rank 0 trains/caches the classifier and reference features; the others then read the cache
+        if trainer.is_global_zero:
+            self.suite.prepare(pl_module.device, trainer.global_rank, trainer.world_size)
+        trainer.strategy.barrier("ganforge-metrics-prepare")
+        if not trainer.is_global_zero:
+            self.suite.prepare(pl_module.device, trainer.global_rank, trainer.world_size)
+        info = self.suite.info
+        if "classifier_accuracy" in info:
+            how = "cached" if info["classifier_cached"] else "trained"
+            log.info(
+                "metrics: feature classifier (%s) held-out accuracy %.3f", how, info["classifier_accuracy"]
+            )
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        every = self.settings.every if self.settings else 0
+        if pl_module.reached(every) and pl_module.g_step < pl_module.total_steps:
+            self.evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if any(getattr(cb, "stopped_at", None) is not None for cb in trainer.callbacks):
+            return  # preempted: last.ckpt is written, leave the signal's grace time to the requeue
+        self.evaluate(trainer, pl_module)
+
+    def evaluate(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, float]:
+        """Measure now (once per step), log on rank 0, keep ``best.ckpt``; returns the ``val/*`` values."""
+        step = pl_module.g_step
+        if self.suite is None or step == self._last_step:
+            return {}
+        self._last_step = step
+        values = self.suite.measure(
+            pl_module.sample,
+            pl_module.z_dim,
+            pl_module.device,
+            trainer.global_rank,
+            trainer.world_size,
+            num_classes=getattr(pl_module, "num_classes", 0),
+        )
+        self.latest = values
+        pl_module.last_metrics.update(values)
+        monitor = self.suite.monitor
+        improved = monitor in values and better(monitor, values[monitor], self.best.get(monitor))
+        for name, value in values.items():
+            if better(name, value, self.best.get(name)):
+                self.best[name] = value
+        if improved:
+            self.best_step = step
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(trainer, self.dirpath / "best.ckpt")
+        if trainer.is_global_zero:
+            self._log(trainer, values, step)
+        return values
+
+    def _log(self, trainer: pl.Trainer, values: dict[str, float], step: int) -> None:
+        for logger in list(trainer.loggers):
+            with logger_fault(trainer, logger):
+                logger.log_metrics({**values, "trainer/g_step": step}, step=step)
+                if isinstance(logger, WandbLogger):
+                    for name, value in self.best.items():  # the run table shows best-so-far, not last
+                        logger.experiment.summary[name] = value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "latest": self.latest}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = dict(state_dict.get("best", {}))
+        self.best_step = state_dict.get("best_step")
+        self.latest = dict(state_dict.get("latest", {}))

@@ -1,0 +1,116 @@
+"""A rich progress bar over generator steps: ``train.steps`` as total, steps/s, ETA, the latest losses.
+
+It reads ``module.last_metrics`` (host floats the module refreshes every ``log_every`` steps), so
+drawing it never syncs the device. When the output is not a terminal (a Slurm log, a file) there
+is no live bar: one plain line is printed every ``log_fraction`` of the run instead.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.callbacks.progress.rich_progress import RichProgressBarTheme
+from rich.progress import ProgressColumn, Task
+from rich.style import Style
+from rich.text import Text
+
+SHOWN = {"train/d_loss": "d_loss", "train/g_loss": "g_loss", "val/fid": "fid"}
+
+
+class GANProgressBar(RichProgressBar):
+    """Generator steps done / ``train.steps``, elapsed • ETA, steps/s and D/G losses (and FID when known).
+
+    ``refresh_rate`` is redraws per second (Lightning's meaning for the rich bar); the bar's own
+    state is updated once per generator step, which costs a dict update.
+    """
+
+    def __init__(
+        self,
+        refresh_rate: int = 4,
+        leave: bool = True,
+        log_fraction: float = 0.1,
+        console_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        theme = RichProgressBarTheme(metrics_format=".3g", metrics_text_delimiter="  ")
+        super().__init__(refresh_rate=refresh_rate, leave=leave, theme=theme, console_kwargs=console_kwargs)
+        self.log_fraction = log_fraction
+        self._shown: tuple[Any, ...] | None = None
+        self._next_line = 0
+        self._terminal = False
+
+    def _init_progress(self, trainer: pl.Trainer) -> None:
+        super()._init_progress(trainer)
+        self._terminal = bool(self._console is not None and self._console.is_terminal)  # asked once
+        if self.progress is not None and not self._terminal:
+            self.progress.live.transient = True  # a log file gets the plain lines only, not the bar too
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self.is_disabled or self.progress is None:
+            return
+        # start at the resumed step, so that steps/s and the ETA count only this run's steps
+        total, done = pl_module.total_steps, pl_module.g_step
+        if self.train_progress_bar_id is None:
+            self.train_progress_bar_id = self.progress.add_task("train", total=total, completed=done)
+        else:
+            self.progress.reset(self.train_progress_bar_id, total=total, completed=done, description="train")
+        self._next_line = self._line_every(pl_module) * (pl_module.g_step // self._line_every(pl_module) + 1)
+        self.refresh()
+
+    def _line_every(self, pl_module: Any) -> int:
+        return max(1, math.ceil(pl_module.total_steps * self.log_fraction))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if self.is_disabled or self.progress is None or self.train_progress_bar_id is None:
+            return
+        self.progress.update(self.train_progress_bar_id, completed=pl_module.g_step)
+        self._update_metrics(trainer, pl_module)
+        if not self._terminal and pl_module.g_step >= self._next_line:
+            self._print_line(pl_module)
+            self._next_line += self._line_every(pl_module)
+        self.refresh()
+
+    def _print_line(self, pl_module: Any) -> None:
+        """One plain progress line for logs that are not terminals."""
+        task = self.train_progress_bar
+        speed = f"{task.speed:.1f} steps/s" if task.speed else ""
+        left = task.time_remaining
+        eta = f"ETA {timedelta(seconds=round(left))}" if left is not None else ""
+        metrics = "  ".join(f"{k}={v}" for k, v in self.get_metrics(None, pl_module).items())  # type: ignore[arg-type]
+        parts = [f"train {pl_module.g_step}/{pl_module.total_steps}", speed, eta, metrics]
+        assert self._console is not None
+        self._console.print("  ".join(p for p in parts if p), highlight=False, soft_wrap=True)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._update_metrics(trainer, pl_module)
+
+    def _update_metrics(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        last = getattr(pl_module, "last_metrics", None) or {}
+        shown = tuple(last.get(key) for key in SHOWN)  # three lookups: formatting only on change
+        if self._metric_component is None or shown == self._shown:
+            return
+        self._shown = shown
+        self._metric_component.update(self.get_metrics(trainer, pl_module))
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, Any]:
+        last = getattr(pl_module, "last_metrics", None) or {}
+        return {short: f"{last[key]:.3g}" for key, short in SHOWN.items() if key in last}
+
+    def configure_columns(self, trainer: pl.Trainer) -> list:
+        columns = super().configure_columns(trainer)
+        columns[-1] = StepsPerSecond(style=self.theme.processing_speed)  # Lightning's says "it/s"
+        return columns
+
+
+class StepsPerSecond(ProgressColumn):
+    """Generator steps per second, averaged by rich over the last 30 s."""
+
+    def __init__(self, style: str | Style = "") -> None:
+        self.style = style
+        super().__init__()
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f} steps/s" if task.speed else "", style=self.style)

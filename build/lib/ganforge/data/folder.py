@@ -1,0 +1,260 @@
+"""Images from a folder or a .zip (read in place), labelled by their parent folder, decoded per item."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ganforge.data.base import GANDataModule
+from ganforge.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif")
+
+
+def _is_image(name: str) -> bool:
+    """True for an image file name that is not hidden or macOS zip metadata."""
+    parts = PurePosixPath(name).parts
+    if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+        return False
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_images(path: str | os.PathLike) -> list[str]:
+    """Sorted POSIX paths of the images in a folder (relative to it) or a zip (member names), recursively."""
+    p = Path(path)
+    if p.is_dir():
+        names = [f.relative_to(p).as_posix() for f in p.rglob("*") if f.is_file()]
+    else:
+        try:
+            with zipfile.ZipFile(p) as zf:
+                names = [m.filename for m in zf.infolist() if not m.is_dir()]
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DataError(f"Cannot open {p.resolve()} as a zip archive ({exc}).") from None
+    return sorted(n for n in names if _is_image(n))
+
+
+@dataclass
+class ImageIndex:
+    """The images of a source with their class labels (-1 when unlabelled) and the class names."""
+
+    members: list[str]
+    labels: list[int]
+    classes: list[str]
+
+
+def index_images(path: str | os.PathLike) -> ImageIndex:
+    """List the images of ``path`` and label them by parent folder name (sorted), or -1 if all share one."""
+    p = Path(path)
+    shown = p.resolve()
+    if not p.exists():
+        raise DataError(
+            f"The image folder or zip {shown} does not exist. Set data.path=/path/to/images "
+            f"(a folder or a .zip of images) to a path that exists."
+        )
+    if not p.is_dir() and not zipfile.is_zipfile(p):
+        raise DataError(f"data.path={shown} is neither a folder nor a .zip archive of images.")
+    members = list_images(p)
+    if not members:
+        kind = "folder" if p.is_dir() else "zip archive"
+        raise DataError(
+            f"The {kind} {shown} holds no images: searched it recursively for files ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)} (any case). Point data.path at a folder or zip that holds images."
+        )
+    parents = [PurePosixPath(m).parent for m in members]
+    if len(set(parents)) == 1:
+        return ImageIndex(members, [-1] * len(members), [])
+    top = [m for m, parent in zip(members, parents, strict=True) if parent == PurePosixPath(".")]
+    if top:
+        raise DataError(
+            f"{shown} mixes images at its top level (e.g. {top[0]}) with images in subfolders, so the "
+            f"classes (= subfolder names) are ambiguous. Put all images in class subfolders, or all at "
+            f"the top level for unlabelled data."
+        )
+    classes = sorted({parent.name for parent in parents})
+    to_index = {name: i for i, name in enumerate(classes)}
+    return ImageIndex(members, [to_index[parent.name] for parent in parents], classes)
+
+
+def load_image(data: bytes | str, resolution: int, mode: str) -> np.ndarray:
+    """Decode an image, convert it to ``mode`` ("RGB"/"L"), scale its shorter side, center-crop a square."""
+    src = io.BytesIO(data) if isinstance(data, bytes) else data
+    with Image.open(src) as img:
+        img.draft(mode, (resolution, resolution))  # JPEG only: decode at a reduced scale, still >= resolution
+        if img.mode == "P" and "transparency" in img.info:
+            img = img.convert("RGBA")
+        img = img.convert(mode)
+    w, h = img.size
+    if (w, h) != (resolution, resolution):
+        scale = resolution / min(w, h)
+        nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+        left, top = (nw - resolution) // 2, (nh - resolution) // 2
+        img = img.crop((left, top, left + resolution, top + resolution))
+    return np.asarray(img, dtype=np.uint8)
+
+
+class ImageFileDataset(Dataset):
+    """Decodes image files (or zip members) on demand; an unreadable one is replaced by the next readable.
+
+    Picklable for DataLoader workers: the zip handle is opened lazily per process and never pickled.
+    ``bad_indices`` records the unreadable items this process met (each worker keeps its own record).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        members: list[str],
+        labels: list[int],
+        resolution: int = 32,
+        channels: int = 3,
+        max_bad_fraction: float = 0.01,
+    ) -> None:
+        self.source = str(source)
+        self.is_zip = not os.path.isdir(self.source)
+        self.members = list(members)
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.resolution = resolution
+        self.mode = "L" if channels == 1 else "RGB"
+        self.max_bad_fraction = max_bad_fraction
+        self.bad_indices: set[int] = set()
+        self._zip: zipfile.ZipFile | None = None
+        self._zip_pid: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_zip"] = None
+        state["_zip_pid"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def num_bad(self) -> int:
+        """How many unreadable images this process has met so far."""
+        return len(self.bad_indices)
+
+    def _read(self, i: int) -> bytes | str:
+        member = self.members[i]
+        if not self.is_zip:
+            return os.path.join(self.source, member)
+        if self._zip is None or self._zip_pid != os.getpid():  # a forked worker must not share the handle
+            self._zip = zipfile.ZipFile(self.source)
+            self._zip_pid = os.getpid()
+        return self._zip.read(member)
+
+    def _decode(self, i: int) -> Tensor:
+        arr = load_image(self._read(i), self.resolution, self.mode)
+        x = torch.from_numpy(arr.copy())
+        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+        return x.float().div_(127.5).sub_(1.0)
+
+    def _mark_bad(self, i: int, exc: Exception) -> None:
+        if i in self.bad_indices:
+            return
+        self.bad_indices.add(i)
+        log.warning(
+            "skipping unreadable image %s in %s (%s: %s)",
+            self.members[i],
+            self.source,
+            type(exc).__name__,
+            exc,
+        )
+        if len(self.bad_indices) > self.max_bad_fraction * len(self):
+            raise DataError(
+                f"{len(self.bad_indices)} of {len(self)} images in {self.source} could not be read "
+                f"(latest: {self.members[i]}: {type(exc).__name__}: {exc}), more than "
+                f"data.max_bad_fraction={self.max_bad_fraction} allows. Remove or repair the broken files, "
+                f"or raise data.max_bad_fraction."
+            )
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        n = len(self)
+        for step in range(n):
+            j = (i + step) % n
+            if j in self.bad_indices:
+                continue
+            try:
+                return self._decode(j), self.labels[j]
+            except (
+                Exception
+            ) as exc:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
+                self._mark_bad(j, exc)
+        raise DataError(f"None of the {n} images in {self.source} could be read.")
+
+
+class ImageFolderDataModule(GANDataModule):
+    """A folder or .zip of images (searched recursively), resized and center-cropped to a square."""
+
+    def __init__(
+        self,
+        path: str,
+        resolution: int = 32,
+        channels: int = 3,
+        max_bad_fraction: float = 0.01,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if channels not in (1, 3):
+            raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+        if int(resolution) < 1:
+            raise ConfigError(f"data.resolution must be a positive integer, got {resolution}.")
+        if not 0.0 <= float(max_bad_fraction) <= 1.0:
+            raise ConfigError(f"data.max_bad_fraction must lie in [0, 1], got {max_bad_fraction}.")
+        self.path = str(path)
+        self.resolution = int(resolution)
+        self.channels = int(channels)
+        self.max_bad_fraction = float(max_bad_fraction)
+        self.data_shape = (self.channels, self.resolution, self.resolution)
+        self._index: ImageIndex | None = None
+
+    def _get_index(self) -> ImageIndex:
+        if self._index is None:
+            self._index = index_images(self.path)
+        return self._index
+
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        """Number of class subfolders (0 for unlabelled images); lists the files on first use."""
+        return len(self._get_index().classes)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names (subfolder names) in label order."""
+        return list(self._get_index().classes)
+
+    @property
+    def num_bad(self) -> int:
+        """Unreadable images met so far in this process (workers keep their own counts)."""
+        return self.dataset.num_bad if isinstance(self.dataset, ImageFileDataset) else 0
+
+    def check(self) -> None:
+        """Raise :class:`DataError` when the path is missing, not a folder/zip, or holds no images."""
+        self._get_index()
+
+    def setup(self, stage: str | None = None) -> None:
+        self.check()
+        if self.dataset is not None:
+            return
+        index = self._get_index()
+        self.dataset = ImageFileDataset(
+            os.path.abspath(self.path),
+            index.members,
+            index.labels,
+            self.resolution,
+            self.channels,
+            self.max_bad_fraction,
+        )

@@ -1,0 +1,85 @@
+"""2D Gaussian mixtures of the mode-collapse literature (ring of 8, grid of 25), sampled on the fly."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+from ganforge.data.base import GANDataModule, mix_seed
+
+
+def sample_mixture(centers: Tensor, std: float, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``n`` points of an equal-weight isotropic mixture, and the index of the component of each."""
+    modes = torch.randint(len(centers), (n,), generator=generator)
+    points = centers[modes] + std * torch.randn(n, centers.shape[1], generator=generator)
+    return points, modes
+
+
+class _MixtureStream(IterableDataset):
+    """The points of generator step ``k`` drawn from a generator seeded by ``(seed, rank, k)``, ``chunks``
+    steps per yielded batch: endless, resumable at any step, the same data whatever the grouping."""
+
+    def __init__(
+        self, centers: Tensor, std: float, batch_size: int, seed: int, start: int, rank: int, chunks: int = 1
+    ) -> None:
+        super().__init__()
+        self.centers, self.std, self.batch_size = centers, std, batch_size
+        self.seed, self.start, self.rank, self.chunks = seed, start, rank, chunks
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        k = self.start
+        gen = torch.Generator()
+        while True:
+            parts = []
+            for step in range(k, k + self.chunks):
+                gen.manual_seed(mix_seed(self.seed, self.rank, step))
+                parts.append(sample_mixture(self.centers, self.std, self.batch_size, gen))
+            points, modes = zip(*parts, strict=True)
+            yield torch.cat(points), torch.cat(modes)
+            k += self.chunks
+
+
+class GaussianMixtureDataModule(GANDataModule):
+    """Points of a 2D Gaussian mixture; labels are the component indices."""
+
+    def __init__(self, centers: Tensor, std: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.centers = torch.as_tensor(centers, dtype=torch.float32)
+        self.std = float(std)
+        self.data_shape = (int(self.centers.shape[1]),)
+        self.num_classes = 0
+
+    def setup(self, stage: str | None = None) -> None:  # nothing to load
+        pass
+
+    def train_dataloader(self) -> DataLoader:
+        start, rank, _ = self._position()
+        stream = _MixtureStream(
+            self.centers, self.std, self.step_batch_size, self.seed, start, rank, self.steps_per_batch
+        )
+        return DataLoader(stream, batch_size=None)
+
+    def real_batch(self, n: int, seed: int = 0) -> Tensor:
+        return sample_mixture(self.centers, self.std, n, torch.Generator().manual_seed(seed))[0]
+
+
+class RingDataModule(GaussianMixtureDataModule):
+    """``num_modes`` Gaussians evenly spaced on a circle (ring8: 8 modes, radius 1, std 0.01)."""
+
+    def __init__(self, num_modes: int = 8, radius: float = 1.0, std: float = 0.01, **kwargs) -> None:
+        angles = torch.arange(num_modes, dtype=torch.float64) * (2 * math.pi / num_modes)
+        centers = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+        super().__init__(centers.float(), std, **kwargs)
+
+
+class GridDataModule(GaussianMixtureDataModule):
+    """A ``grid_size``² grid of Gaussians centred on 0 (grid25: 5x5, spacing 2, std 0.05)."""
+
+    def __init__(self, grid_size: int = 5, spacing: float = 2.0, std: float = 0.05, **kwargs) -> None:
+        axis = (torch.arange(grid_size, dtype=torch.float32) - (grid_size - 1) / 2) * spacing
+        centers = torch.cartesian_prod(axis, axis)
+        super().__init__(centers, std, **kwargs)

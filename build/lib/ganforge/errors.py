@@ -1,0 +1,21 @@
+"""User-facing errors: raised before training starts, printed as one readable paragraph."""
+
+
+class GanforgeError(Exception):
+    """A mistake in the user's setup (config, data, paths) that no traceback would explain better."""
+
+    exit_code = 2
+
+
+class ConfigError(GanforgeError):
+    """An option or a combination of options that cannot work."""
+
+
+class DataError(GanforgeError):
+    """A dataset that is missing, empty or unreadable."""
+
+
+class DivergedError(GanforgeError):
+    """Training produced NaN/Inf for too long and rolling back did not help (exit code 3)."""
+
+    exit_code = 3

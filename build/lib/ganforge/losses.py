@@ -1,0 +1,255 @@
+"""Every adversarial loss and penalty of ganforge: pure functions on discriminator outputs.
+
+A discriminator returns one raw score (logit) per sample. ``*_d`` functions give the
+discriminator's loss from the scores of a real and a fake batch; ``*_g`` functions give the
+generator's loss from the scores of a fake batch (the relativistic ones also from those of a real
+batch: ``needs_real``). All losses are minimised. Penalties take the discriminator and the two
+batches and return a scalar added to the D loss.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DLoss = Callable[[Tensor, Tensor], Tensor]
+GLoss = Callable[[Tensor], Tensor]
+Penalty = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+# --- minimax (Goodfellow et al. 2014) -------------------------------------------------------
+def minimax_d(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """D: maximise log D(x) + log(1 - D(G(z))), i.e. minimise BCE(real, t) + BCE(fake, 0).
+
+    ``real_target`` t < 1 is one-sided label smoothing (Salimans et al. 2016; ``loss.label_smoothing``).
+    """
+    real_term = F.softplus(-real).mean()
+    if real_target != 1.0:  # BCE(x, t) = t·softplus(-x) + (1 - t)·softplus(x)
+        real_term = real_target * real_term + (1 - real_target) * F.softplus(real).mean()
+    return real_term + F.softplus(fake).mean()
+
+
+def minimax_g(fake: Tensor) -> Tensor:
+    """G (saturating, the original game): minimise log(1 - D(G(z))) = -softplus(fake)."""
+    return -F.softplus(fake).mean()
+
+
+# --- non-saturating (Goodfellow et al. 2014, the heuristic used in practice) ----------------
+nonsaturating_d = minimax_d
+
+
+def nonsaturating_g(fake: Tensor) -> Tensor:
+    """G: maximise log D(G(z)), i.e. minimise BCE(fake, 1) = softplus(-fake)."""
+    return F.softplus(-fake).mean()
+
+
+# --- least squares (Mao et al. 2017, a=0, b=c=1) --------------------------------------------
+def lsgan_d(real: Tensor, fake: Tensor) -> Tensor:
+    """D: minimise ½(D(x) - 1)² + ½D(G(z))²."""
+    return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
+
+
+def lsgan_g(fake: Tensor) -> Tensor:
+    """G: minimise ½(D(G(z)) - 1)²."""
+    return 0.5 * (fake - 1).pow(2).mean()
+
+
+# --- Wasserstein (Arjovsky et al. 2017; Gulrajani et al. 2017 for the penalty) -------------
+def wgan_d(real: Tensor, fake: Tensor) -> Tensor:
+    """Critic: minimise D(G(z)) - D(x), an estimate of minus the Wasserstein-1 distance."""
+    return fake.mean() - real.mean()
+
+
+def wgan_g(fake: Tensor) -> Tensor:
+    """G: minimise -D(G(z))."""
+    return -fake.mean()
+
+
+# --- hinge (Lim & Ye 2017; Miyato et al. 2018) ----------------------------------------------
+def hinge_d(real: Tensor, fake: Tensor) -> Tensor:
+    """D: minimise max(0, 1 - D(x)) + max(0, 1 + D(G(z)))."""
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def hinge_g(fake: Tensor) -> Tensor:
+    """G: minimise -D(G(z))."""
+    return -fake.mean()
+
+
+# --- relativistic (Jolicoeur-Martineau 2018) ------------------------------------------------
+def relativistic_d(real: Tensor, fake: Tensor, average: bool = True) -> Tensor:
+    """D: the probability that real data is more realistic than fake (RaGAN; RSGAN when not ``average``).
+
+    RSGAN: -E[log σ(C(x_r) - C(x_f))] on paired samples; RaGAN: -E[log σ(C(x_r) - E C(x_f))]
+    - E[log(1 - σ(C(x_f) - E C(x_r)))].
+    """
+    if not average:
+        return F.softplus(-(real - fake)).mean()
+    return F.softplus(-(real - fake.mean())).mean() + F.softplus(fake - real.mean()).mean()
+
+
+def relativistic_g(fake: Tensor, real: Tensor, average: bool = True) -> Tensor:
+    """G: the D loss with the roles of real and fake swapped (the real logits get no gradient to G)."""
+    return relativistic_d(fake, real, average)
+
+
+relativistic_g.needs_real = True  # type: ignore[attr-defined]
+
+
+def plain(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``fn`` as a plain ``functools.partial``: Hydra's partials re-check their target on every call
+    (about 0.15 ms against 0.013 ms, paid several times per training step; experiments/bench/hot_loop.py)."""
+    if isinstance(fn, functools.partial) and type(fn) is not functools.partial:
+        return functools.partial(fn.func, *fn.args, **fn.keywords)
+    return fn
+
+
+def needs_real(g_loss: Callable[..., Tensor]) -> bool:
+    """Whether a G loss (or a partial of one) takes D's logits on a real batch too."""
+    while isinstance(g_loss, functools.partial):
+        g_loss = g_loss.func
+    return bool(getattr(g_loss, "needs_real", False))
+
+
+# --- auxiliary classifier (ACGAN, Odena et al. 2017) ----------------------------------------
+def acgan_class_loss(class_logits: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy of D's class logits against the labels: real labels for D, sampled ones for G."""
+    return F.cross_entropy(class_logits, labels)
+
+
+# --- penalties -------------------------------------------------------------------------------
+def _input_grad_norm(discriminator: nn.Module, x: Tensor) -> Tensor:
+    """Per-sample L2 norm of dD(x)/dx, kept in the graph so the penalty trains D."""
+    x = x.detach().requires_grad_(True)
+    out = discriminator(x)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return grad.flatten(1).norm(2, dim=1)
+
+
+def _norm_penalty(norms: Tensor, center: float, one_sided: bool) -> Tensor:
+    excess = norms - center
+    return (excess.clamp(min=0) if one_sided else excess).pow(2).mean()
+
+
+def gradient_penalty(
+    discriminator: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    weight: float = 10.0,
+    center: float = 1.0,
+    one_sided: bool = False,
+) -> Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): weight · E[(‖∇D(x̂)‖ - center)²] at x̂ between real and fake.
+
+    ``one_sided`` penalises only norms above ``center``: weight · E[max(0, ‖∇D(x̂)‖ - center)²]
+    (the one-sided variant of Gulrajani et al. 2017, Petzka et al. 2018).
+    """
+    alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
+    mixed = alpha * real.detach() + (1 - alpha) * fake.detach()
+    return weight * _norm_penalty(_input_grad_norm(discriminator, mixed), center, one_sided)
+
+
+def dragan_penalty(
+    discriminator: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    weight: float = 10.0,
+    center: float = 1.0,
+    noise: float = 0.5,
+) -> Tensor:
+    """DRAGAN (Kodali et al. 2017): weight · E[(‖∇D(x + δ)‖ - center)²] around real data only.
+
+    δ ~ N(0, σ²I) with σ = ``noise`` · std(real batch) (the authors' scale for data in [-1, 1]).
+    """
+    real = real.detach()
+    perturbed = real + noise * real.std() * torch.randn_like(real)
+    return weight * _norm_penalty(_input_grad_norm(discriminator, perturbed), center, False)
+
+
+def r1_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, gamma: float = 10.0) -> Tensor:
+    """R1 (Mescheder et al. 2018): γ/2 · E[‖∇D(x)‖²] on real data."""
+    return 0.5 * gamma * _input_grad_norm(discriminator, real).pow(2).mean()
+
+
+def r2_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, gamma: float = 10.0) -> Tensor:
+    """R2 (Mescheder et al. 2018): γ/2 · E[‖∇D(G(z))‖²] on fake data."""
+    return 0.5 * gamma * _input_grad_norm(discriminator, fake).pow(2).mean()
+
+
+@dataclass
+class GANLoss:
+    """An adversarial objective: the D and G losses, the penalties on D, optional weight clipping.
+
+    ``weight_clip`` clamps every discriminator parameter to [-c, c] after each D update
+    (the original WGAN's way to keep the critic Lipschitz). ``label_smoothing`` s sets the real
+    target of the BCE D loss to 1 - s. Rules: weight clipping and gradient penalties exclude
+    each other (both bound D's gradient; WGAN-GP replaces the one by the other), and label
+    smoothing needs the BCE D loss (minimax, nonsaturating).
+    """
+
+    d_loss: DLoss
+    g_loss: GLoss
+    penalties: Mapping[str, Penalty] = field(default_factory=dict)
+    weight_clip: float | None = None
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        from ganforge.errors import ConfigError
+
+        self.d_loss, self.g_loss = plain(self.d_loss), plain(self.g_loss)
+        self.penalties = {k: plain(v) for k, v in dict(self.penalties or {}).items() if v is not None}
+        if self.weight_clip is not None and self.weight_clip <= 0:
+            raise ConfigError(f"loss.weight_clip must be positive, got {self.weight_clip}")
+        if self.weight_clip is not None and self.penalties:
+            raise ConfigError(
+                f"loss.weight_clip={self.weight_clip} with the penalties ({', '.join(self.penalties)}): both "
+                "constrain D's gradient, use one (loss=wgan_gp replaces clipping by a penalty; or "
+                "loss.weight_clip=null)"
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"loss.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing:
+            base = self.d_loss.func if isinstance(self.d_loss, functools.partial) else self.d_loss
+            if base is not minimax_d:
+                raise ConfigError(
+                    "loss.label_smoothing is one-sided label smoothing of the BCE D loss (Salimans et al. "
+                    "2016): use it with loss=nonsaturating or loss=minimax"
+                )
+            self.d_loss = functools.partial(self.d_loss, real_target=1.0 - self.label_smoothing)
+
+    @property
+    def needs_real_logits(self) -> bool:
+        """Whether the G loss needs D's logits on real data (the relativistic losses)."""
+        return needs_real(self.g_loss)
+
+    def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        """The G objective; ``real_logits`` only for the losses that need them."""
+        if self.needs_real_logits:
+            if real_logits is None:
+                raise ValueError("this G loss needs the discriminator's logits on a real batch")
+            return self.g_loss(fake_logits, real_logits)
+        return self.g_loss(fake_logits)
+
+    def discriminator_loss(
+        self, discriminator: nn.Module, real_logits: Tensor, fake_logits: Tensor, real: Tensor, fake: Tensor
+    ) -> Tensor:
+        """The D objective plus every penalty."""
+        return self.d_loss(real_logits, fake_logits) + self.penalty(discriminator, real, fake)
+
+    def penalty(self, discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        """The sum of all penalties on D (a zero tensor when there are none)."""
+        total = torch.zeros((), device=real.device, dtype=real.dtype)
+        for penalty in self.penalties.values():
+            total = total + penalty(discriminator, real, fake)
+        return total
+
+    @torch.no_grad()
+    def clip_weights(self, discriminator: nn.Module) -> None:
+        if self.weight_clip is not None:
+            for p in discriminator.parameters():
+                p.clamp_(-self.weight_clip, self.weight_clip)

@@ -1,0 +1,171 @@
+"""Feature extractors for FID/KID/IS/PRC, registered with torch-fidelity and usable in torchmetrics.
+
+Two kinds (``metrics.extractor``):
+- ``inception``: torch-fidelity's ``inception-v3-compat``, the network of the FID paper
+  (Heusel et al. 2017). Its weights come from ``metrics.weights_path`` or torch's hub cache.
+- ``classifier``: :class:`~ganforge.metrics.classifier.ClassifierNet` trained on the data's labels.
+Both take uint8 images; generated images in [-1, 1] go through :func:`to_uint8` first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_fidelity import register_feature_extractor
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from ganforge.errors import ConfigError
+from ganforge.metrics.classifier import load_classifier
+
+CLASSIFIER = "ganforge-classifier"
+INCEPTION = "inception-v3-compat"
+INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Images in [-1, 1] → uint8 in [0, 255] (the input every extractor expects)."""
+    return x.detach().float().add(1).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def extractor_input(x: Tensor, rgb: bool) -> Tensor:
+    """Images (uint8, or float in [-1, 1]; batched or not) as an extractor takes them: uint8, and
+    grayscale repeated to 3 channels when the extractor is an RGB network (Inception)."""
+    x = x if x.dtype == torch.uint8 else to_uint8(x)
+    channels = x.shape[-3]
+    return x.expand(*x.shape[:-3], 3, *x.shape[-2:]) if rgb and channels == 1 else x
+
+
+class ClassifierExtractor(FeatureExtractorBase):
+    """torch-fidelity's view of the domain classifier: ``features`` (penultimate) and ``logits``.
+
+    Built by torch-fidelity as ``cls(name, features_list, feature_extractor_weights_path=...)``;
+    the weights file is the cached classifier (:func:`~ganforge.metrics.classifier.save_classifier`).
+    Features are float64 so FID statistics are computed in double precision.
+    """
+
+    def __init__(self, name: str, features_list: list[str], **kwargs: Any) -> None:
+        super().__init__(name, features_list)
+        path = kwargs.get("feature_extractor_weights_path")
+        if not path:
+            raise ConfigError(
+                "the classifier extractor needs feature_extractor_weights_path (a trained classifier)"
+            )
+        self.net, _ = load_classifier(path)
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return ("features", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return "logits" if metric == "isc" else "features"
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        feats, logits = self.net.features_and_logits(x)
+        out = {"features": feats.double(), "logits": logits.flatten(1).double()}
+        return tuple(out[name] for name in self.features_list)
+
+
+if CLASSIFIER not in FEATURE_EXTRACTORS_REGISTRY:
+    register_feature_extractor(CLASSIFIER, ClassifierExtractor)
+
+
+def inception_weights(weights_path: str | None) -> str:
+    """The local file of the FID Inception weights, or a ConfigError saying how to provide it."""
+    if weights_path:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"metrics.weights_path={weights_path}: no such file")
+        return str(path)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if cached.is_file():
+        return str(cached)
+    raise ConfigError(
+        f"metrics.extractor=inception needs the FID Inception-v3 weights {INCEPTION_FILE} and there is no "
+        f"copy at {cached}. Download {URL_INCEPTION_V3} on a machine with internet access and pass "
+        "metrics.weights_path=<file> (or put it at that path), or use metrics.extractor=classifier"
+    )
+
+
+@dataclass
+class Extractor:
+    """A feature extractor ready to build: torch-fidelity name, weights, and an id for cache keys."""
+
+    name: str
+    weights_path: str
+    tag: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def fidelity_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``torch_fidelity.calculate_metrics`` that select this extractor."""
+        return {"feature_extractor": self.name, "feature_extractor_weights_path": self.weights_path}
+
+    def build(self, layers: list[str], device: torch.device | str = "cpu") -> FeatureExtractorBase:
+        """The torch-fidelity module (eval mode, no grad) giving ``layers``."""
+        module = FEATURE_EXTRACTORS_REGISTRY[self.name](
+            self.name, layers, feature_extractor_weights_path=self.weights_path, verbose=False
+        )
+        return module.eval().requires_grad_(False).to(device)
+
+    @property
+    def layers(self) -> dict[str, str]:
+        """Feature layer per metric (fid, kid, prc, isc)."""
+        cls = FEATURE_EXTRACTORS_REGISTRY[self.name]
+        return {m: cls.get_default_feature_layer_for_metric(m) for m in ("fid", "kid", "prc", "isc")}
+
+
+class FeatureLayer(nn.Module):
+    """One layer of an extractor as a plain module, for torchmetrics' ``feature=`` argument.
+
+    Takes uint8 images (grayscale is repeated to RGB for Inception). A 2-D float tensor is
+    taken as features already computed (the cached real-data features) and passed through.
+    """
+
+    def __init__(self, extractor: nn.Module, index: int, rgb: bool, num_features: int) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.index = index  # position of the layer in the extractor's output tuple
+        self.rgb = rgb
+        self.num_features = num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2 and x.is_floating_point():
+            return x
+        return self.extractor(extractor_input(x, self.rgb))[self.index]
+
+
+def write_random_inception_weights(path: str | Path, seed: int = 0) -> Path:
+    """A weights file of the FID Inception architecture with *random* values.
+
+    For timing the extractor and testing the Inception code path where the real weights cannot
+    be downloaded; the numbers it gives are not FID values.
+    """
+    from torch_fidelity import feature_extractor_inceptionv3 as tfi
+
+    cls, download = tfi.FeatureExtractorInceptionV3, tfi.load_state_dict_from_url
+    load = cls.load_state_dict
+    tfi.load_state_dict_from_url = lambda *args, **kwargs: {}  # nothing to download: random init
+    cls.load_state_dict = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = cls(INCEPTION, ["2048"])
+    finally:
+        tfi.load_state_dict_from_url, cls.load_state_dict = download, load  # type: ignore[method-assign]
+    path = Path(path)
+    torch.save(model.state_dict(), path)
+    return path

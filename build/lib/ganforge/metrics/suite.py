@@ -1,0 +1,405 @@
+"""The metrics of a run: which ones fit the data, the extractor, cached reference features, and
+the torchmetrics objects that measure generated samples during training (DDP-safe states)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torch_fidelity.metric_prc import prc_features_to_metric
+from torch_fidelity.utils import extract_featuresdict_from_input_id_cached
+from torchmetrics import Metric
+from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
+
+from ganforge.data.base import GANDataModule, mix_seed
+from ganforge.errors import ConfigError
+from ganforge.metrics.classifier import ClassifierSpec, cached_classifier
+from ganforge.metrics.features import (
+    CLASSIFIER,
+    INCEPTION,
+    Extractor,
+    FeatureLayer,
+    extractor_input,
+    inception_weights,
+    to_uint8,
+)
+from ganforge.metrics.modes import ModeCoverage, assign_modes, stacked_modes
+
+log = logging.getLogger(__name__)
+
+IMAGE_METRICS = ("fid", "kid", "is", "prc")
+KNOWN = (*IMAGE_METRICS, "modes")
+
+
+@dataclass
+class MetricSettings:
+    """``metrics.*`` of the config. ``names`` None means: the metrics that fit the data."""
+
+    names: list[str] | None = None
+    num_samples: int = 2000
+    batch_size: int = 250
+    extractor: str = "auto"
+    weights_path: str | None = None
+    seed: int = 0
+    every: int = 500
+    monitor: str | None = None
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    isc_splits: int = 10
+    prc_neighborhood: int = 3
+    modes_num_samples: int = 2500
+    classifier: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> MetricSettings | None:
+        """None when the config selects no metrics (``metrics=[]``)."""
+        if not cfg:
+            return None
+        names = [name for name in KNOWN if cfg.get(name)]
+        known = {f.name for f in fields(cls)} - {"names", "classifier"}
+        plain = {k: v for k, v in dict(cfg).items() if k in known}
+        return cls(names=names or None, classifier=dict(cfg.get("classifier") or {}), **plain)
+
+
+def is_mixture(datamodule: GANDataModule) -> bool:
+    return hasattr(datamodule, "centers") and not datamodule.is_image
+
+
+def is_stacked(datamodule: GANDataModule) -> bool:
+    return datamodule.labelled_source() is not datamodule
+
+
+def choose(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
+    """The metrics to compute; a ConfigError for one that cannot work on this data."""
+    if is_mixture(datamodule):
+        names = settings.names or ["modes"]
+        wrong = [n for n in names if n in IMAGE_METRICS]
+        if wrong:
+            raise ConfigError(f"metrics {wrong} need image data; 2D mixture data uses metrics=[modes]")
+        return names
+    if not datamodule.is_image:
+        raise ConfigError("metrics need image data or a Gaussian mixture with known centres; use metrics=[]")
+    names = settings.names or (["fid", "modes"] if is_stacked(datamodule) else ["fid", "kid"])
+    if "modes" in names and not is_stacked(datamodule):
+        raise ConfigError("metrics=[modes] needs data with known modes (ring8, grid25, stacked)")
+    if "is" in names and is_stacked(datamodule):
+        raise ConfigError("the Inception Score is not defined for stacked digits; use fid, kid, prc, modes")
+    return names
+
+
+def extractor_kind(settings: MetricSettings, datamodule: GANDataModule) -> str:
+    """``classifier`` or ``inception``; ``auto`` takes the classifier when the data has labels."""
+    source = datamodule.labelled_source()
+    kind = settings.extractor
+    if kind == "auto":
+        kind = "classifier" if source.num_classes > 1 else "inception"
+    if kind not in ("classifier", "inception"):
+        raise ConfigError(f"metrics.extractor={settings.extractor}: choose classifier, inception or auto")
+    if kind == "classifier" and source.num_classes < 2:
+        raise ConfigError(
+            "metrics.extractor=classifier needs labelled data (class subfolders); use inception"
+        )
+    if is_stacked(datamodule) and kind != "classifier":
+        raise ConfigError("stacked digits are measured with metrics.extractor=classifier")
+    return kind
+
+
+def check(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
+    """Everything that can be checked before training: metric choice, extractor, Inception weights."""
+    names = choose(settings, datamodule)
+    if any(n in IMAGE_METRICS for n in names) and extractor_kind(settings, datamodule) == "inception":
+        inception_weights(settings.weights_path)
+    return names
+
+
+class RealImages(Dataset):
+    """uint8 real images at fixed indices, the input torch-fidelity reads reference features from."""
+
+    def __init__(self, datamodule: GANDataModule, indices: list[int], rgb: bool) -> None:
+        self.datamodule, self.indices, self.rgb = datamodule, indices, rgb
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return extractor_input(self.datamodule.items([self.indices[i]])[0][0], self.rgb).contiguous()
+
+
+def build_extractor(
+    settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path, device: torch.device
+) -> Extractor:
+    """The extractor of ``settings``; the classifier is trained on first use and then cached."""
+    if extractor_kind(settings, datamodule) == "inception":
+        return Extractor(INCEPTION, inception_weights(settings.weights_path), "inception", {"rgb": True})
+    source = datamodule.labelled_source()
+    n = source.num_items()
+    limit = int(settings.classifier.get("max_items", 60000))
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].tolist()
+    options = {k: v for k, v in settings.classifier.items() if k != "max_items"}
+    spec = ClassifierSpec(in_channels=source.data_shape[0], num_classes=source.num_classes, **options)
+    fingerprint = source.fingerprint()
+    path, accuracy, cached = cached_classifier(
+        lambda: labelled_images(source, index), spec, fingerprint, cache_dir, device
+    )
+    info = {
+        "rgb": False,
+        "classifier_accuracy": accuracy,
+        "classifier_cached": cached,
+        "classifier": str(path),
+    }
+    return Extractor(CLASSIFIER, str(path), f"clf{Path(path).stem}", info)
+
+
+def labelled_images(source: GANDataModule, index: list[int]) -> tuple[Tensor, Tensor]:
+    """uint8 images and labels of ``source`` at ``index``."""
+    xs, ys = [], []
+    for chunk in torch.tensor(index).split(4096):
+        x, y = source.items(chunk.tolist())
+        xs.append(to_uint8(x))
+        ys.append(y)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def reference_input(
+    settings: MetricSettings, datamodule: GANDataModule, extractor: Extractor, cache_dir: str | Path
+) -> dict[str, Any]:
+    """The real reference set as torch-fidelity's ``input2`` keywords: ``num_samples`` real images
+    fixed by the seed, cached under ``<cache_dir>/fidelity`` by data fingerprint + extractor + count.
+    Training and ``ganforge-eval`` both read it, so they share one cache entry."""
+    n_total = datamodule.num_items()
+    n = min(settings.num_samples, n_total)
+    order = torch.randperm(n_total, generator=torch.Generator().manual_seed(settings.seed))[:n].tolist()
+    return {
+        "input2": RealImages(datamodule, order, extractor.info["rgb"]),
+        "input2_cache_name": reference_name(settings, datamodule, extractor, n),
+        "cache_root": str(Path(cache_dir).expanduser() / "fidelity"),
+    }
+
+
+def reference_features(
+    settings: MetricSettings,
+    datamodule: GANDataModule,
+    extractor: Extractor,
+    module: torch.nn.Module,
+    cache_dir: str | Path,
+    device: torch.device,
+) -> tuple[dict[str, Tensor], bool]:
+    """Features of the reference set from ``module`` (the built extractor): read from the cache, or
+    computed and cached. Returns (features, from cache)."""
+    reference = reference_input(settings, datamodule, extractor, cache_dir)
+    root, name = Path(reference["cache_root"]), reference["input2_cache_name"]
+    layers = module.get_requested_features_list()
+    cached = all((root / f"{name}-{extractor.name}-features-{layer}.pt").is_file() for layer in layers)
+    feats = extract_featuresdict_from_input_id_cached(
+        2,
+        module,
+        **reference,
+        batch_size=settings.batch_size,
+        cuda=device.type == "cuda",
+        verbose=False,
+        save_cpu_ram=True,
+    )
+    return feats, cached
+
+
+def reference_name(settings: MetricSettings, datamodule: GANDataModule, extractor: Extractor, n: int) -> str:
+    return f"ganforge-{datamodule.fingerprint()}-{extractor.tag}-n{n}-s{settings.seed}"
+
+
+class PrecisionRecall(Metric):
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of generated features against a
+    fixed real set, computed by torch-fidelity; generated features are gathered across ranks."""
+
+    full_state_update = False
+
+    def __init__(self, real: Tensor, neighborhood: int = 3, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.real = real
+        self.neighborhood = neighborhood
+        self.add_state("fake", [], dist_reduce_fx="cat")
+
+    def update(self, features: Tensor) -> None:
+        self.fake.append(features)
+
+    def compute(self) -> dict[str, float]:
+        fake = torch.cat(self.fake) if isinstance(self.fake, list) else self.fake
+        out = prc_features_to_metric(
+            fake.cpu().float(),
+            self.real.float(),
+            prc_neighborhood=self.neighborhood,
+            prc_batch_size=10000,
+            save_cpu_ram=False,
+            verbose=False,
+        )
+        return {"precision": out["precision"], "recall": out["recall"]}
+
+
+class MetricSuite:
+    """Measures a generator during training: prepare once, then :meth:`measure` at each evaluation.
+
+    Every rank generates its share of the samples from a fixed seed; the torchmetrics states are
+    reduced across ranks when computed, so every rank gets the same values.
+    """
+
+    def __init__(self, settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path) -> None:
+        self.settings = settings
+        self.datamodule = datamodule
+        self.cache_dir = cache_dir
+        self.names = check(settings, datamodule)
+        self.metrics: dict[str, Metric] = {}
+        self.extractor_module: torch.nn.Module | None = None
+        self.layers: list[str] = []
+        self.rgb = False
+        self.layer_of: dict[str, str] = {}
+        self.info: dict[str, Any] = {}
+
+    @property
+    def monitor(self) -> str:
+        """The metric that picks ``best.ckpt``: ``metrics.monitor``, else FID, else modes covered."""
+        if self.settings.monitor:
+            return self.settings.monitor
+        return "val/fid" if "fid" in self.names else "val/modes"
+
+    def prepare(self, device: torch.device, rank: int = 0, world: int = 1) -> None:
+        """Build the extractor and the metric objects, and load this rank's share of the real features."""
+        s, dm = self.settings, self.datamodule
+        if is_mixture(dm):
+            self.metrics["modes"] = ModeCoverage(len(dm.centers)).to(device)
+            return
+        extractor = build_extractor(s, dm, self.cache_dir, device)
+        self.layer_of = {**extractor.layers, "is": extractor.layers["isc"]}
+        needed = {self.layer_of[n] for n in self.names if n in IMAGE_METRICS}
+        if "modes" in self.names:
+            needed.add("logits")  # stacked digits: the classified digit of every channel
+        layers = sorted(needed)
+        module = extractor.build(layers, device)
+        self.extractor_module = module
+        self.layers = layers
+        real, cached = reference_features(s, dm, extractor, module, self.cache_dir, device)
+        self.info = {
+            **extractor.info,
+            "extractor": extractor.tag,
+            "reference_cached": cached,
+            "reference_samples": len(next(iter(real.values()))),
+        }
+        share = {k: v[rank::world].to(device) for k, v in real.items()}
+        width = {layer: feats.shape[1] for layer, feats in real.items()}
+        rgb = self.rgb = extractor.info["rgb"]
+
+        def layer(metric: str) -> FeatureLayer:
+            name = self.layer_of[metric]
+            return FeatureLayer(module, layers.index(name), rgb, width[name])
+
+        n_real = len(next(iter(real.values())))
+        with warnings.catch_warnings():  # "will save all extracted features": bounded by num_samples here
+            warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+            self._build_metrics(share, real, layer, n_real, device)
+
+    def _build_metrics(
+        self,
+        share: dict[str, Tensor],
+        real: dict[str, Tensor],
+        layer: Callable,
+        n_real: int,
+        device: torch.device,
+    ) -> None:
+        s = self.settings
+        if "fid" in self.names:
+            fid = FrechetInceptionDistance(feature=layer("fid"), reset_real_features=False).to(device)
+            fid.update(share[self.layer_of["fid"]], real=True)
+            self.metrics["fid"] = fid
+        if "kid" in self.names:
+            size = min(s.kid_subset_size, s.num_samples, n_real)
+            kid = KernelInceptionDistance(
+                feature=layer("kid"),
+                subsets=s.kid_subsets,
+                subset_size=size,
+                reset_real_features=False,
+            ).to(device)
+            kid.update(share[self.layer_of["kid"]].float(), real=True)
+            self.metrics["kid"] = kid
+        if "is" in self.names:
+            self.metrics["is"] = InceptionScore(feature=layer("is"), splits=s.isc_splits).to(device)
+        if "prc" in self.names:
+            self.metrics["prc"] = PrecisionRecall(real[self.layer_of["prc"]], s.prc_neighborhood).to(device)
+        if "modes" in self.names:
+            self.metrics["modes"] = ModeCoverage(self.datamodule.num_classes).to(device)
+
+    def _share(self, n: int, rank: int, world: int) -> int:
+        return n // world + (1 if rank < n % world else 0)
+
+    @torch.no_grad()
+    def measure(
+        self,
+        sample: Callable[[Tensor], Tensor],
+        z_dim: int,
+        device: torch.device,
+        rank: int = 0,
+        world: int = 1,
+        num_classes: int = 0,
+    ) -> dict[str, float]:
+        """Generate this rank's samples from fixed seeds, update, reduce and return ``val/*`` values.
+
+        Conditional generators (``num_classes`` > 0) get labels drawn uniformly, fixed by the seed too.
+        The global RNG is left untouched, so measuring does not change the training run.
+        """
+        s = self.settings
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(mix_seed(s.seed, rank, 2))
+            n_img = self._share(s.num_samples, rank, world) if self.names != ["modes"] else 0
+            n_modes = self._share(s.modes_num_samples, rank, world) if "modes" in self.names else 0
+            gen = torch.Generator().manual_seed(mix_seed(s.seed, rank, 1))
+            for start in range(0, max(n_img, n_modes), s.batch_size):
+                n = min(s.batch_size, max(n_img, n_modes) - start)
+                z = torch.randn(n, z_dim, generator=gen).to(device)
+                if num_classes:
+                    fake = sample(z, torch.randint(num_classes, (n,), generator=gen).to(device))
+                else:
+                    fake = sample(z)
+                self._update(fake, n_img - start, n_modes - start)
+            values = self._compute()
+            for metric in self.metrics.values():
+                metric.reset()
+        return {f"val/{k}": v for k, v in values.items()}
+
+    def _update(self, fake: Tensor, img_left: int, modes_left: int) -> None:
+        dm = self.datamodule
+        if is_mixture(dm):
+            index, hq = assign_modes(fake[:modes_left], dm.centers, dm.std)
+            self.metrics["modes"].update(index, hq)
+            return
+        feats = self.extractor_module(extractor_input(fake, self.rgb))
+        feats = dict(zip(self.layers, feats, strict=True))
+        if img_left > 0:
+            if "fid" in self.metrics:
+                self.metrics["fid"].update(feats[self.layer_of["fid"]][:img_left], real=False)
+            if "kid" in self.metrics:  # float32 kernels: 100 subsets of 1000² in float64 cost seconds
+                self.metrics["kid"].update(feats[self.layer_of["kid"]][:img_left].float(), real=False)
+            for name in ("is", "prc"):
+                if name in self.metrics:
+                    self.metrics[name].update(feats[self.layer_of[name]][:img_left])
+        if "modes" in self.metrics and modes_left > 0:
+            logits = feats["logits"][:modes_left]
+            k = dm.data_shape[0] // dm.labelled_source().data_shape[0]
+            self.metrics["modes"].update(stacked_modes(logits.reshape(len(logits), k, -1)))
+
+    def _compute(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, metric in self.metrics.items():
+            value = metric.compute()
+            if name in ("kid", "is"):
+                out[name] = float(value[0])
+            elif isinstance(value, dict):
+                out.update(value)
+            else:
+                out[name] = float(value)
+        if "hq_frac" in out and not is_mixture(self.datamodule):
+            del out["hq_frac"]  # every classified sample counts: the share is always 1
+        return out

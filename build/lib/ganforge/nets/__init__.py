@@ -1,0 +1,1 @@
+"""Generators and discriminators, one module per architecture family."""

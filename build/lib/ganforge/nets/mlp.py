@@ -1,0 +1,77 @@
+"""Fully connected generator and discriminator (the classic tutorial GANs and the 2D toy setups)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from ganforge.errors import ConfigError
+from ganforge.nets.layers import activation, check_norm, maybe_sn, norm_layer
+
+MLP_NORMS = ("none", "batch", "layer")
+
+
+def _mlp(sizes: Sequence[int], act: str, sn: bool = False, norm: str = "none") -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=False):
+        layers.append(maybe_sn(nn.Linear(fan_in, fan_out), sn))
+        normal = norm_layer(norm, fan_out, dims=0)
+        layers += [normal] if normal is not None else []
+        layers.append(activation(act))
+    return layers
+
+
+def _check_norm(norm: str, where: str) -> None:
+    check_norm(norm, where)
+    if norm not in MLP_NORMS:
+        raise ConfigError(f"{where}.norm={norm} needs images; the MLP takes {', '.join(MLP_NORMS)}")
+
+
+class MLPGenerator(nn.Module):
+    """z → hidden layers → data; tanh output for images (in [-1, 1]), linear for points; ``norm``: none,
+    batch or layer (per hidden layer)."""
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        z_dim: int = 64,
+        hidden: Sequence[int] = (128, 128),
+        act: str = "leaky_relu",
+        norm: str = "none",
+    ) -> None:
+        super().__init__()
+        _check_norm(norm, "model.generator")
+        self.z_dim = z_dim
+        self.data_shape = tuple(data_shape)
+        out = math.prod(self.data_shape)
+        layers = _mlp([z_dim, *hidden], act, norm=norm) + [nn.Linear(([z_dim, *hidden])[-1], out)]
+        if len(self.data_shape) == 3:
+            layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).view(z.shape[0], *self.data_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """data → hidden layers → one logit per sample; ``norm``: none, batch or layer (per hidden layer)."""
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        hidden: Sequence[int] = (128, 128),
+        act: str = "leaky_relu",
+        spectral_norm: bool = False,
+        norm: str = "none",
+    ) -> None:
+        super().__init__()
+        _check_norm(norm, "model.discriminator")
+        sizes = [math.prod(data_shape), *hidden]
+        self.net = nn.Sequential(
+            *_mlp(sizes, act, spectral_norm, norm), maybe_sn(nn.Linear(sizes[-1], 1), spectral_norm)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1)).squeeze(1)

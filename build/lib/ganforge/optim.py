@@ -1,0 +1,124 @@
+"""Optimizers beyond torch's: diminishing-step subgradient descent, extragradient, optimistic Adam."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+Params = Iterable[Tensor] | Iterable[dict[str, Any]]
+
+
+class SubgradientDescent(Optimizer):
+    """(Sub)gradient descent with the diminishing step size α_t = α_0 / √t (Shor 1985; Boyd's notes)."""
+
+    def __init__(self, params: Params, lr: float = 1e-2) -> None:
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        super().__init__(params, {"lr": lr})
+
+    @staticmethod
+    def step_size(lr: float, t: int) -> float:
+        """α_t for the t-th step (1-based)."""
+        return lr / math.sqrt(t)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None if closure is None else torch.enable_grad()(closure)()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                state["step"] = state.get("step", 0) + 1
+                p.add_(p.grad, alpha=-self.step_size(group["lr"], state["step"]))
+        return loss
+
+
+class Extragradient(Optimizer):
+    """Extragradient (Korpelevich 1976; for GANs Gidel et al. 2019) with SGD steps.
+
+    ``extrapolate()`` remembers θ_t and moves to θ_{t+½} = θ_t - η∇(θ_t); ``step()`` then goes back to
+    θ_t and updates with the gradient evaluated at θ_{t+½}: θ_{t+1} = θ_t - η∇(θ_{t+½}). Without a
+    preceding ``extrapolate()``, ``step()`` is a plain SGD step. The module calls ``extrapolate``
+    on every optimizer that has it.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-2) -> None:
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def extrapolate(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                self.state[p]["anchor"] = p.detach().clone()
+                p.add_(p.grad, alpha=-group["lr"])
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None if closure is None else torch.enable_grad()(closure)()
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                anchor = state.pop("anchor", None)
+                if anchor is not None:
+                    p.copy_(anchor)
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+                    state["step"] = state.get("step", 0) + 1
+        return loss
+
+
+class OptimisticAdam(Optimizer):
+    """Optimistic Adam (Daskalakis et al. 2018): θ_{t+1} = θ_t - η(2·u_t - u_{t-1}), u_t Adam's direction.
+
+    u_t = m̂_t / (√v̂_t + ε) with Adam's bias-corrected moments (Kingma & Ba 2015); u_0 = 0.
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None if closure is None else torch.enable_grad()(closure)()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if group["weight_decay"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                    state["prev_direction"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = int(state["step"])
+                state["exp_avg"].lerp_(grad, 1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                m_hat = state["exp_avg"] / (1 - beta1**t)
+                v_hat = state["exp_avg_sq"] / (1 - beta2**t)
+                direction = m_hat / (v_hat.sqrt() + group["eps"])
+                p.add_(2 * direction - state["prev_direction"], alpha=-group["lr"])
+                state["prev_direction"] = direction
+        return loss

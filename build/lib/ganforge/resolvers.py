@@ -1,0 +1,46 @@
+"""OmegaConf resolvers that name a W&B run: an id per run dir, the sweep as group, the overrides as name.
+
+A requeued Slurm job reruns in the same run dir, so an id derived from that dir makes it continue the
+same W&B run (with ``resume: allow``). Outside a Hydra job (``hydra.compose`` in tests) the sweep
+and the overrides are unknown and the resolvers return ``None``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+
+def wandb_id(run_dir: str) -> str:
+    """A W&B run id that is a pure function of the run directory (its absolute path)."""
+    return hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def _hydra() -> DictConfig | None:
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def sweep_name() -> str | None:
+    """In a multirun job: the name of the sweep directory (shared by its jobs); else ``None``."""
+    hydra = _hydra()
+    if hydra is None or hydra.mode != RunMode.MULTIRUN:
+        return None
+    return Path(hydra.sweep.dir).name
+
+
+def job_name() -> str | None:
+    """In a multirun job: its overrides (``loss=hinge,optim.lr_d=0.0001``); else ``None``."""
+    hydra = _hydra()
+    if hydra is None or hydra.mode != RunMode.MULTIRUN:
+        return None
+    return hydra.job.override_dirname or f"job{hydra.job.num}"
+
+
+def register() -> None:
+    """Register ``${ganforge.wandb_id:<dir>}``, ``${ganforge.sweep_name:}``, ``${ganforge.job_name:}``."""
+    for name, fn in (("wandb_id", wandb_id), ("sweep_name", sweep_name), ("job_name", job_name)):
+        OmegaConf.register_new_resolver(f"ganforge.{name}", fn, replace=True)

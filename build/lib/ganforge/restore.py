@@ -1,0 +1,58 @@
+"""Rebuild a run from one of its checkpoints: the config it was trained with, its data and its nets."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ganforge.errors import ConfigError
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at ``path``; a ConfigError naming the file when it is missing or unreadable."""
+    if path in (None, "", "???"):
+        raise ConfigError("ckpt_path=<file> is required (a checkpoint written by ganforge-train)")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"ckpt_path={path}: no such file")
+    if file.stat().st_size == 0:
+        raise ConfigError(f"ckpt_path={path}: an empty file, not a checkpoint")
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        raise ConfigError(
+            f"ckpt_path={path}: not a readable checkpoint (truncated or corrupt: {exc})"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"ckpt_path={path}: not a Lightning checkpoint")
+    return ckpt
+
+
+def restore(path: str | Path, device: torch.device | str = "cpu") -> tuple[DictConfig, Any, Any, dict]:
+    """(config, data module, GANModule with the checkpoint's weights in eval mode, checkpoint dict)."""
+    from ganforge.train import build
+
+    ckpt = read_checkpoint(path)
+    config = ckpt.get("ganforge", {}).get("config")
+    if config is None:
+        raise ConfigError(
+            f"ckpt_path={path}: the checkpoint holds no ganforge config (written by another tool?)"
+        )
+    cfg = OmegaConf.create(config)
+    datamodule, module = build(cfg)
+    module.load_state_dict(ckpt["state_dict"])
+    module.g_step = int(ckpt["ganforge"].get("g_step", 0))
+    module.to(device).eval()
+    return cfg, datamodule, module, ckpt
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
