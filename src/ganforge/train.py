@@ -152,7 +152,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {"status": "running", "output_dir": str(out)}
     start = time.time()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         summary["status"] = "finished" if module.g_step >= cfg.train.steps else "stopped"
         for cb in callbacks:
             if isinstance(cb, Preemption) and cb.stopped_at is not None and summary["status"] == "stopped":

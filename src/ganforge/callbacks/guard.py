@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
 from ganforge.errors import DivergedError
+from ganforge.restore import load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class DivergenceGuard(Callback):
 
         The generator-step count goes on (the budget counts updates tried), the data stream too.
         """
-        ckpt = torch.load(self.checkpoint, map_location=pl_module.device, weights_only=False)
+        ckpt = load_weights_only(self.checkpoint, map_location=pl_module.device)
         pl_module.load_state_dict(ckpt["state_dict"])
         for opt, state in zip(trainer.optimizers, ckpt["optimizer_states"], strict=True):
             opt.load_state_dict(state)
