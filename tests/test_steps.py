@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from ganforge.module import GANModule
+from ganforge.settings import Optimizers, Schedule
 from ganforge.train import build
 from helpers import compose_cfg
 
@@ -97,11 +98,8 @@ def test_gradients_reach_only_the_network_being_updated(tmp_path, loss):
         base.generator,
         base.discriminator,
         base.loss,
-        base.optimizer_g,
-        base.optimizer_d,
-        steps=3,
-        n_critic=2,
-        log_every=1,
+        Optimizers(base.optimizer_g, base.optimizer_d),
+        Schedule(steps=3, n_critic=2, log_every=1),
     )
     g_before = [p.detach().clone() for p in module.generator.parameters()]
     bare_trainer(max_steps=9).fit(module, datamodule=datamodule)

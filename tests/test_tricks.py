@@ -13,6 +13,7 @@ from ganforge.augment import DiffAugment, InstanceNoise, cutout, translation
 from ganforge.ema import ema_beta
 from ganforge.errors import ConfigError
 from ganforge.optim import Extragradient, OptimisticAdam, SubgradientDescent
+from ganforge.settings import Optimizers, Tricks
 from ganforge.train import build
 from helpers import compose_cfg
 from test_resume import assert_same_training_state, final_state
@@ -159,9 +160,8 @@ def test_diffaugment_sees_real_and_fake_for_d_and_fake_for_g(tmp_path):
         base.generator,
         base.discriminator,
         base.loss,
-        base.optimizer_g,
-        base.optimizer_d,
-        augment=base.augment,
+        Optimizers(base.optimizer_g, base.optimizer_d),
+        tricks=Tricks(augment=base.augment),
     )
     bare_trainer(max_steps=4).fit(module, datamodule=datamodule)
     # per step: D sees real and fake (no graph to G), G's fake goes through with its graph
@@ -276,7 +276,7 @@ def test_extragradient_evaluates_both_networks_twice_per_step(tmp_path):
     cfg = compose_cfg(tmp_path, "data=ring8", "model=mlp", "optim=extragradient")
     datamodule, base = build(cfg)
     module = RecordingModule(
-        base.generator, base.discriminator, base.loss, base.optimizer_g, base.optimizer_d
+        base.generator, base.discriminator, base.loss, Optimizers(base.optimizer_g, base.optimizer_d)
     )
     bare_trainer(max_steps=2 * 3).fit(module, datamodule=datamodule)
     assert module.events == [{"discriminator"}, {"generator"}] * 2 * 3

@@ -12,6 +12,7 @@ from torch import nn
 from ganforge import losses
 from ganforge.errors import ConfigError
 from ganforge.losses import GANLoss
+from ganforge.settings import Optimizers, Schedule
 from ganforge.train import build
 from helpers import compose_cfg
 from test_losses import batch, grad_norms_loop, logits, tiny_d
@@ -203,7 +204,11 @@ def test_gradients_reach_only_the_network_being_updated(tmp_path, overrides):
     cfg = compose_cfg(tmp_path, "data=ring8", "model=mlp", "train.steps=3", "train.n_critic=2", *overrides)
     datamodule, base = build(cfg)
     module = RecordingModule(
-        base.generator, base.discriminator, base.loss, base.optimizer_g, base.optimizer_d, steps=3, n_critic=2
+        base.generator,
+        base.discriminator,
+        base.loss,
+        Optimizers(base.optimizer_g, base.optimizer_d),
+        Schedule(steps=3, n_critic=2),
     )
     bare_trainer(max_steps=9).fit(module, datamodule=datamodule)
     assert module.events == [{"discriminator"}, {"discriminator"}, {"generator"}] * 3

@@ -17,6 +17,8 @@ from ganforge.nets.layers import MinibatchStd
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganforge.nets.packing import Packed, packed_shape
 from ganforge.nets.resnet import ResNetDiscriminator, ResNetGenerator
+from ganforge.settings import Optimizers, Schedule
+from ganforge.tasks.generation import GenerationTask
 from ganforge.train import build
 from helpers import compose_cfg
 from test_steps import RecordingModule, bare_trainer
@@ -167,12 +169,9 @@ def test_conditional_gradients_reach_only_the_network_being_updated(tmp_path, mo
         base.generator,
         base.discriminator,
         base.loss,
-        base.optimizer_g,
-        base.optimizer_d,
-        steps=2,
-        n_critic=2,
-        log_every=1,
-        num_classes=base.num_classes,
+        Optimizers(base.optimizer_g, base.optimizer_d),
+        Schedule(steps=2, n_critic=2, log_every=1),
+        GenerationTask(num_classes=base.num_classes),
     )
     assert module.num_classes == 10
     g_before = [p.detach().clone() for p in module.generator.parameters()]
@@ -236,7 +235,14 @@ def test_conditional_samples_cover_every_class(tmp_path):
     assert torch.equal(module.fixed_z[:3], module.fixed_z[3:6])  # the same latents in every row
     assert module.sample().shape == (30, 1, 16, 16)
     assert module.sample(torch.randn(7, module.z_dim)).shape == (7, 1, 16, 16)  # labels cycle
-    many = GANModule(module.generator, module.discriminator, None, None, None, num_fixed=8, num_classes=1000)
+    many = GANModule(
+        module.generator,
+        module.discriminator,
+        None,
+        Optimizers(),
+        Schedule(num_fixed=8),
+        GenerationTask(1000),
+    )
     assert many.grid_columns is None and many.fixed_y.tolist()[::7] == [0, 999]  # stacked digits: spread
 
 

@@ -17,6 +17,10 @@ METRIC_MODES: dict[str, str] = {
     "recall": "max",
     "modes": "max",
     "hq_frac": "max",
+    "psnr": "max",
+    "ssim": "max",
+    "l1": "min",
+    "class_acc": "max",
 }
 
 

@@ -26,6 +26,7 @@ from ganforge.metrics.suite import (
     check,
     reference_input,
 )
+from ganforge.metrics.translation import TranslationSuite
 from ganforge.restore import pick_device, restore
 
 FIDELITY_KEYS = {
@@ -75,6 +76,8 @@ def evaluate(
     settings = MetricSettings.from_config(metrics)
     if settings is None:
         raise GanforgeError("no metrics selected: pass e.g. metrics=[fid,kid]")
+    if getattr(datamodule, "paired", False):  # translation: the very code path training measures with
+        return evaluate_translation(ckpt_path, module, datamodule, settings, cache_dir, dev)
     names = check(settings, datamodule)
     start = time.time()
     values: dict[str, float] = {}
@@ -120,6 +123,25 @@ def evaluate(
         "seed": settings.seed,
         "time_s": round(time.time() - start, 3),
         **info,
+    }
+
+
+def evaluate_translation(
+    ckpt_path: str, module: Any, datamodule: Any, settings: MetricSettings, cache_dir: str, dev: torch.device
+) -> dict[str, Any]:
+    """Translation metrics of the checkpoint on the held-out pairs (:class:`TranslationSuite`)."""
+    start = time.time()
+    suite = TranslationSuite(settings, datamodule, cache_dir)
+    suite.prepare(dev)
+    values = suite.measure_module(module)
+    return {
+        "checkpoint": str(ckpt_path),
+        "g_step": module.g_step,
+        "metrics": values,
+        "num_samples": suite.info["held_out_pairs"],
+        "seed": settings.seed,
+        "time_s": round(time.time() - start, 3),
+        **suite.info,
     }
 
 

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from ganforge.augment import DiffAugment, InstanceNoise
 from ganforge.data.base import mix_seed
 from ganforge.ema import ema_beta, ema_update
 from ganforge.errors import ConfigError
 from ganforge.loggers import logger_fault
 from ganforge.losses import GANLoss, acgan_class_loss
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+from ganforge.settings import OptimizerFactory, Optimizers, Runtime, Schedule, Tricks
+from ganforge.tasks.base import Draw, Task
+from ganforge.tasks.generation import GenerationTask
 
 
 def grad_norm(module: nn.Module) -> Tensor:
@@ -61,52 +59,43 @@ class WithLabels(nn.Module):
 
 
 class GANModule(pl.LightningModule):
-    """Alternating D/G training with manual optimization; see the module docstring."""
+    """Alternating D/G training with manual optimization; see the module docstring.
+
+    What differs between tasks (G's input, what D judges, extra G terms, sample grids) comes from
+    ``task`` (:mod:`ganforge.tasks`); the settings come grouped (:mod:`ganforge.settings`).
+    """
 
     def __init__(
         self,
         generator: nn.Module,
         discriminator: nn.Module,
         loss: GANLoss,
-        optimizer_g: OptimizerFactory,
-        optimizer_d: OptimizerFactory,
-        scheduler: SchedulerFactory | None = None,
-        steps: int = 1000,
-        n_critic: int = 1,
-        log_every: int = 50,
-        clip_grad_g: float | None = None,
-        clip_grad_d: float | None = None,
-        num_fixed: int = 64,
-        seed: int = 0,
-        ema_decay: float | None = None,
-        ema_warmup: bool = True,
-        augment: DiffAugment | None = None,
-        instance_noise: InstanceNoise | None = None,
-        num_classes: int = 0,
-        acgan_weight: float = 1.0,
-        steps_per_batch: int = 1,
-        compile: bool = False,
-        compile_options: dict[str, Any] | None = None,
-        channels_last: bool = False,
+        optimizers: Optimizers,
+        schedule: Schedule | None = None,
+        task: Task | None = None,
+        tricks: Tricks | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         super().__init__()
+        schedule, tricks, runtime = schedule or Schedule(), tricks or Tricks(), runtime or Runtime()
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
         self.loss = loss
-        self.optimizer_g, self.optimizer_d, self.scheduler = optimizer_g, optimizer_d, scheduler
-        self.total_steps = steps
-        self.n_critic = n_critic
-        self.steps_per_batch = steps_per_batch  # generator steps per loader batch (training_step)
+        self.task: Task = task if task is not None else GenerationTask()
+        self.optimizer_g, self.optimizer_d = optimizers.generator, optimizers.discriminator
+        self.scheduler = optimizers.scheduler
+        self.total_steps = schedule.steps
+        self.n_critic = schedule.n_critic
+        self.steps_per_batch = schedule.steps_per_batch  # generator steps per loader batch (training_step)
         self.batch_first_step = 0  # g_step when the current batch began
-        self.log_every = log_every
-        self.clip_grad_g, self.clip_grad_d = clip_grad_g, clip_grad_d
-        self.seed = seed
+        self.log_every = schedule.log_every
+        self.clip_grad_g, self.clip_grad_d = schedule.clip_grad_g, schedule.clip_grad_d
+        self.seed = schedule.seed
         self.z_dim: int = generator.z_dim
-        self.num_classes = num_classes  # > 0: conditional, G(z, y) and D(x, y)
-        self.acgan_weight = acgan_weight  # weight of the class loss when D also classifies (ACGAN)
         self.grid_columns: int | None = None  # conditional: one grid row per class, same latents per column
-        gen, fixed_y = torch.Generator().manual_seed(seed), None
+        num_classes, num_fixed = self.num_classes, schedule.num_fixed
+        gen, fixed_y = torch.Generator().manual_seed(schedule.seed), None
         if num_classes and num_classes <= num_fixed:
             self.grid_columns = num_fixed // num_classes
             fixed = torch.randn(self.grid_columns, self.z_dim, generator=gen).repeat(num_classes, 1)
@@ -117,36 +106,47 @@ class GANModule(pl.LightningModule):
         self.register_buffer("fixed_z", fixed)
         self.register_buffer("fixed_y", fixed_y)
         self._class_losses: dict[str, Tensor] = {}  # ACGAN's class losses of the last step, for logging
+        self._g_terms: dict[str, Tensor] = {}  # the task's G terms of the last step, for logging
         self.g_step = 0
         self.last_metrics: dict[str, float] = {}
         self._rng_state: dict[str, Any] | None = None
         self.run_config: dict[str, Any] | None = None  # the resolved config, stored in checkpoints
         # training tricks: EMA of G (samples and metrics use it), what D sees, extragradient
-        self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
+        self.ema_decay, self.ema_warmup = tricks.ema_decay, tricks.ema_warmup
         self.ema_generator: nn.Module | None = None
-        if ema_decay is not None:
-            if not 0.0 < ema_decay < 1.0:
-                raise ConfigError(f"train.ema.decay must be in (0, 1), got {ema_decay}")
+        if tricks.ema_decay is not None:
+            if not 0.0 < tricks.ema_decay < 1.0:
+                raise ConfigError(f"train.ema.decay must be in (0, 1), got {tricks.ema_decay}")
             self.ema_generator = copy.deepcopy(generator).requires_grad_(False)
-        self.augment, self.instance_noise = augment, instance_noise
-        self.extragradient = extrapolates(optimizer_g)
-        if self.extragradient != extrapolates(optimizer_d):
+        self.augment, self.instance_noise = tricks.augment, tricks.instance_noise
+        self.extragradient = extrapolates(self.optimizer_g)
+        if self.extragradient != extrapolates(self.optimizer_d):
             raise ConfigError("extragradient must update both networks: use optim=extragradient for G and D")
-        if self.extragradient and n_critic != 1:
+        if self.extragradient and self.n_critic != 1:
             raise ConfigError(
-                f"optim=extragradient extrapolates G and D together: needs train.n_critic=1, got {n_critic}"
+                "optim=extragradient extrapolates G and D together: needs train.n_critic=1, "
+                f"got {self.n_critic}"
             )
         self.guard: Any = None  # a DivergenceGuard installs itself here (callbacks/guard.py)
         self._others: dict[Any, list[Tensor]] = {}  # per optimizer: the parameters it does not train
         self._frozen: list[Tensor] = []  # what toggle_optimizer froze
-        self.compile_nets, self.compile_options = compile, dict(compile_options or {})
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if compile and loss.penalties:
+        self.compile_nets, self.compile_options = runtime.compile, dict(runtime.compile_options)
+        self.memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
+        if runtime.compile and loss.penalties:
             raise ConfigError(
                 f"model.compile=true with the penalties ({', '.join(loss.penalties)}): they differentiate "
                 "D's input gradient, and torch.compile does not support double backward; "
                 "use model.compile=false"
             )
+
+    @property
+    def num_classes(self) -> int:
+        """Classes G and D are conditioned on (0: unconditional), as the task says."""
+        return int(getattr(self.task, "num_classes", 0))
+
+    @property
+    def acgan_weight(self) -> float:
+        return float(getattr(self.task, "acgan_weight", 1.0))
 
     # --- which network trains ---------------------------------------------------------------------
     def toggle_optimizer(self, optimizer: Any) -> None:
@@ -203,9 +203,6 @@ class GANModule(pl.LightningModule):
         """Class labels drawn uniformly from the global RNG (None for unconditional models)."""
         return torch.randint(self.num_classes, (n,), device=self.device) if self.num_classes else None
 
-    def generate(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.generator(z) if y is None else self.generator(z, y)
-
     def discriminate(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """(adversarial logits, class logits of an ACGAN discriminator or None)."""
         out = self.discriminator(x) if y is None else self.discriminator(x, y)
@@ -228,71 +225,77 @@ class GANModule(pl.LightningModule):
 
     @torch.no_grad()
     def sample(self, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
-        """Generator output in eval mode (fixed noise by default); the train/eval mode is restored.
+        """Generator output in eval mode (the task's fixed inputs by default); the mode is restored.
 
         Conditional models take labels ``y`` (fixed noise: one row per class); without them the
         labels cycle through the classes.
         """
         if z is None:
-            z, y = self.fixed_z, self.fixed_y
-        elif self.num_classes and y is None:
+            return self._in_eval(lambda net: self.task.fixed_sample(self, net))
+        if self.num_classes and y is None:
             y = torch.arange(len(z)) % self.num_classes
+        z = z.to(self.device)
+        return self._in_eval(lambda net: net(z) if y is None else net(z, y.to(self.device)))
+
+    @torch.no_grad()
+    def translate(self, source: Tensor) -> Tensor:
+        """G's output for source images (image-to-image tasks), in eval mode like :meth:`sample`."""
+        source = source.to(self.device)
+        return self._in_eval(lambda net: net(source))
+
+    def _in_eval(self, run: Any) -> Tensor:
         net = self.generator if self.ema_generator is None else self.ema_generator  # EMA weights when on
         was_training = net.training
         net.eval()
         try:
-            return net(z.to(self.device)) if y is None else net(z.to(self.device), y.to(self.device))
+            return run(net)
         finally:
             net.train(was_training)
 
     # --- the training step ----------------------------------------------------------------------
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         """``steps_per_batch`` generator steps, each on its own slice of the loader batch.
 
         Several steps per Lightning batch spread Lightning's per-batch work (hooks of every callback,
         the fetcher, the progress bar) over them; callbacks act at batch ends (see :meth:`reached`).
+        A batch is a tuple of tensors (images and labels; source, target and labels): the task reads it.
         """
-        real_all, labels_all = batch
-        if real_all.dim() == 4:  # images: in the nets' memory order (a no-op unless channels-last)
-            real_all = real_all.contiguous(memory_format=self.memory_format)
+        # images in the nets' memory order (a no-op unless channels-last)
+        batch = tuple(t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t for t in batch)
         if self._rng_state is not None:
             self._restore_rng()
         self.batch_first_step = self.g_step
         opt_g, opt_d = self.optimizers()
-        size = real_all.shape[0] // self.steps_per_batch
+        size = batch[0].shape[0] // self.steps_per_batch
         for start in range(0, size * self.steps_per_batch, size):
             if self.g_step >= self.total_steps:
                 break
-            self._gan_step(real_all[start : start + size], labels_all[start : start + size], opt_g, opt_d)
+            self._gan_step(tuple(t[start : start + size] for t in batch), opt_g, opt_d)
 
     def reached(self, every: int) -> bool:
         """Whether the steps of the last batch reached a multiple of ``every`` (a callback's interval)."""
         return every > 0 and self.g_step // every > self.batch_first_step // every
 
-    def _gan_step(self, real_all: Tensor, labels_all: Tensor, opt_g: Any, opt_d: Any) -> None:
-        """One generator step: ``n_critic`` D updates (one real batch each), then one G update."""
-        batch_size = real_all.shape[0] // self.n_critic
+    def _gan_step(self, batch: tuple[Tensor, ...], opt_g: Any, opt_d: Any) -> None:
+        """One generator step: ``n_critic`` D updates (one part of the batch each), then one G update."""
         will_log = (self.g_step + 1) % self.log_every == 0 or self.g_step + 1 >= self.total_steps
 
         if self.extragradient:
             d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm = self._extragradient_step(
-                real_all, opt_g, opt_d, will_log, labels_all
+                batch, opt_g, opt_d, will_log
             )
         else:
-            # n_critic discriminator updates, each on its own real batch
+            # n_critic discriminator updates, each on its own part of the batch
             self.toggle_optimizer(opt_d)
-            for real, y in zip(real_all.chunk(self.n_critic), labels_all.chunk(self.n_critic), strict=True):
-                z, y_fake = self.sample_z(batch_size), self.sample_labels(batch_size)
-                y_real = y if self.num_classes else None
-                d_loss, d_adv, real_logits, fake_logits = self._d_objective(real, z, y_real, y_fake)
+            for part in zip(*(t.chunk(self.n_critic) for t in batch), strict=True):
+                d_loss, d_adv, real_logits, fake_logits = self._d_objective(part, self.task.draw(self, part))
                 d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log)
                 self.loss.clip_weights(self.discriminator)
             self.untoggle_optimizer(opt_d)
 
-            # one generator update
+            # one generator update (on the last part: what the relativistic losses compare with)
             self.toggle_optimizer(opt_g)
-            z, y_fake = self.sample_z(batch_size), self.sample_labels(batch_size)
-            g_loss = self._g_objective(real, z, y_real, y_fake)
+            g_loss = self._g_objective(part, self.task.draw(self, part))
             g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log)
             self.untoggle_optimizer(opt_g)
         if self.ema_generator is not None:
@@ -313,6 +316,7 @@ class GANModule(pl.LightningModule):
                 "train/grad_norm_d": d_norm,
                 "train/grad_norm_g": g_norm,
                 **self._class_losses,
+                **self._g_terms,
             }
             self._log_scalars(scalars, opt_g, opt_d)
 
@@ -324,13 +328,14 @@ class GANModule(pl.LightningModule):
             x = self.instance_noise(x, self.g_step)
         return x
 
-    def _d_objective(
-        self, real: Tensor, z: Tensor, y_real: Tensor | None = None, y_fake: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _d_objective(self, part: tuple[Tensor, ...], draw: Draw) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """D loss with penalties (and ACGAN's class loss), without them, and D's logits on the real and
-        the fake batch; ``y_*``: the labels of conditional models."""
+        the fake batch. ``part``: this update's share of the loader batch; ``draw``: G's input."""
+        real, real_cond = self.task.real(part)
         with torch.no_grad():
-            fake = self.generate(z, y_fake)
+            fake = self.task.generate(self.generator, draw)
+        real, y_real = self.task.d_input(real, real_cond)
+        fake, y_fake = self.task.d_input(fake, draw.cond)
         real, fake = self.d_view(real), self.d_view(fake)
         real_logits, real_classes = self.discriminate(real, y_real)
         fake_logits, _ = self.discriminate(fake, y_fake)
@@ -345,37 +350,47 @@ class GANModule(pl.LightningModule):
             d_loss = d_loss + self.acgan_weight * class_loss
         return d_loss, d_adv, real_logits, fake_logits
 
-    def _g_objective(
-        self, real: Tensor, z: Tensor, y_real: Tensor | None = None, y_fake: Tensor | None = None
-    ) -> Tensor:
-        """G loss; the relativistic losses also see D's logits on ``real`` (no gradient flows there)."""
-        fake_logits, fake_classes = self.discriminate(self.d_view(self.generate(z, y_fake)), y_fake)
-        real_logits = None
-        if self.loss.needs_real_logits:
-            with torch.no_grad():
-                real_logits = self.discriminate(self.d_view(real), y_real)[0]
-        g_loss = self.loss.generator_loss(fake_logits, real_logits)
-        if fake_classes is not None:  # ACGAN: G makes samples that D classifies as their labels
-            class_loss = acgan_class_loss(fake_classes, y_fake)
-            self._class_losses["train/g_cls"] = class_loss.detach()
-            g_loss = g_loss + self.acgan_weight * class_loss
+    def _g_objective(self, part: tuple[Tensor, ...], draw: Draw) -> Tensor:
+        """G loss: the adversarial term (the relativistic losses also see D's logits on the real part,
+        with no gradient there) plus the task's own weighted terms (e.g. pix2pix's L1)."""
+        fake = self.task.generate(self.generator, draw)
+        terms = self.task.g_terms(part, fake)
+        if self.task.adversarial:
+            fake_in, y_fake = self.task.d_input(fake, draw.cond)
+            fake_logits, fake_classes = self.discriminate(self.d_view(fake_in), y_fake)
+            real_logits = None
+            if self.loss.needs_real_logits:
+                real, real_cond = self.task.real(part)
+                real_in, y_real = self.task.d_input(real, real_cond)
+                with torch.no_grad():
+                    real_logits = self.discriminate(self.d_view(real_in), y_real)[0]
+            g_adv = g_loss = self.loss.generator_loss(fake_logits, real_logits)
+            if fake_classes is not None:  # ACGAN: G makes samples that D classifies as their labels
+                class_loss = acgan_class_loss(fake_classes, y_fake)
+                self._class_losses["train/g_cls"] = class_loss.detach()
+                g_loss = g_loss + self.acgan_weight * class_loss
+        else:  # a regression baseline: the task's terms alone
+            g_adv = g_loss = torch.zeros((), device=fake.device)
+        for name, term in terms.items():
+            g_loss = g_loss + term.weight * term.value
+            self._g_terms[f"train/g_{name}"] = term.value.detach()
+        if terms:
+            self._g_terms["train/g_adv"] = g_adv.detach()
         return g_loss
 
     def _extragradient_step(
-        self, real: Tensor, opt_g: Any, opt_d: Any, will_log: bool, labels: Tensor | None = None
+        self, batch: tuple[Tensor, ...], opt_g: Any, opt_d: Any, will_log: bool
     ) -> tuple[Any, ...]:
         """Extragradient (Gidel et al. 2019): both networks extrapolate from their gradients at θ_t, then
-        both update θ_t with the gradients at the extrapolated point (same real batch and latents)."""
-        z_d, z_g = self.sample_z(real.shape[0]), self.sample_z(real.shape[0])
-        y_real = labels if self.num_classes else None
-        y_d, y_g = self.sample_labels(real.shape[0]), self.sample_labels(real.shape[0])
+        both update θ_t with the gradients at the extrapolated point (same real batch and G inputs)."""
+        draw_d, draw_g = self.task.draw(self, batch), self.task.draw(self, batch)
         for extrapolating in (True, False):
             self.toggle_optimizer(opt_d)
-            d_loss, d_adv, real_logits, fake_logits = self._d_objective(real, z_d, y_real, y_d)
+            d_loss, d_adv, real_logits, fake_logits = self._d_objective(batch, draw_d)
             d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log, step=False)
             self.untoggle_optimizer(opt_d)
             self.toggle_optimizer(opt_g)
-            g_loss = self._g_objective(real, z_g, y_real, y_g)
+            g_loss = self._g_objective(batch, draw_g)
             g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log, step=False)
             self.untoggle_optimizer(opt_g)
             for opt in (opt_d, opt_g):

@@ -1,21 +1,27 @@
-"""``ganforge-sample``: draw samples from a checkpoint as an image grid (PNG) or raw arrays (NPZ)."""
+"""``ganforge-sample``: draw samples from a checkpoint as an image grid (PNG) or raw arrays (NPZ); with
+``input=DIR_OR_ZIP``, translate a folder of images with an image-to-image checkpoint."""
 
 from __future__ import annotations
 
 import math
 import sys
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from PIL import Image
 from torchvision.utils import save_image
 
 from ganforge.callbacks.samples import save_scatter
 from ganforge.config import CONFIG_PACKAGE
+from ganforge.data.folder import list_images, load_image
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.restore import pick_device, restore
+from ganforge.tasks.base import as_rgb, upscale
 
 
 def write_samples(
@@ -36,6 +42,8 @@ def write_samples(
         raise ConfigError(f"format={fmt}: choose png or npz (or name the file .png/.npz)")
     dev = pick_device(device)
     _, datamodule, module, _ = restore(ckpt_path, dev)
+    if getattr(datamodule, "paired", False):
+        return translation_grid(module, datamodule, n, path, fmt)
     z = torch.randn(n, module.z_dim, generator=torch.Generator().manual_seed(seed))
     x = torch.cat([module.sample(chunk) for chunk in z.split(500)]).float().cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,11 +58,75 @@ def write_samples(
     return path
 
 
+def translation_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str) -> Path:
+    """Rows of source | output | ground truth for the first ``n`` held-out pairs (npz: the arrays)."""
+    n = min(n, datamodule.num_val_items())
+    source, target, _ = datamodule.val_items(list(range(n)))
+    output = torch.cat([module.translate(chunk) for chunk in source.split(256)]).float().cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "npz":
+        np.savez_compressed(path, source=source.numpy(), output=output.numpy(), target=target.numpy())
+        return path
+    channels = max(source.shape[1], output.shape[1])
+    rows = torch.stack([as_rgb(t, channels) for t in (source, output, target)], dim=1).flatten(0, 1)
+    save_image(upscale(rows), path, nrow=3, normalize=True, value_range=(-1, 1))
+    return path
+
+
+def translate_folder(ckpt_path: str, source: str, out: str, device: str = "auto") -> Path:
+    """G's output for every image of a folder or zip, written under ``out`` with the same relative names.
+
+    Each input is read like the training data (converted to the source's channels, scaled and
+    center-cropped to the model's resolution; super-resolution models take the low-resolution image
+    upsampled to that size, which this resize does).
+    """
+    dev = pick_device(device)
+    _, datamodule, module, _ = restore(ckpt_path, dev)
+    if not getattr(datamodule, "paired", False):
+        raise ConfigError(
+            f"input={source}: ckpt_path={ckpt_path} is not an image-to-image model (task=paired)"
+        )
+    channels, resolution = datamodule.source_shape[0], datamodule.source_shape[-1]
+    names = list_images(Path(source).expanduser()) if Path(source).expanduser().exists() else None
+    if not names:
+        raise ConfigError(f"input={source}: no such folder or zip, or it holds no images")
+    root = Path(source).expanduser()
+    archive = zipfile.ZipFile(root) if root.is_file() else None
+    target = Path(out).expanduser()
+    try:
+        for chunk in [names[i : i + 64] for i in range(0, len(names), 64)]:
+            arrays = [
+                load_image(
+                    archive.read(name) if archive else str(root / name),
+                    resolution,
+                    "L" if channels == 1 else "RGB",
+                )
+                for name in chunk
+            ]
+            x = torch.stack(
+                [torch.from_numpy(a.copy()).reshape(resolution, resolution, channels) for a in arrays]
+            )
+            x = x.permute(0, 3, 1, 2).float().div(127.5).sub(1)
+            y = module.translate(x).float().cpu().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+            for name, image in zip(chunk, y, strict=True):
+                file = target / name
+                file.parent.mkdir(parents=True, exist_ok=True)
+                array = image.permute(1, 2, 0).numpy()
+                Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(file)
+    finally:
+        if archive is not None:
+            archive.close()
+    return target
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="sample")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-sample``: mistakes exit with one line and code 2."""
     try:
-        path = write_samples(cfg.ckpt_path, cfg.n, cfg.out, cfg.format, cfg.seed, cfg.nrow, cfg.device)
+        if cfg.get("input"):
+            path = translate_folder(cfg.ckpt_path, cfg.input, cfg.out, cfg.device)
+        else:
+            path = write_samples(cfg.ckpt_path, cfg.n, cfg.out, cfg.format, cfg.seed, cfg.nrow, cfg.device)
     except GanforgeError as err:
         print(f"ganforge-sample: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)

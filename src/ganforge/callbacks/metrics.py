@@ -15,6 +15,7 @@ from ganforge.callbacks.checkpoint import save_checkpoint
 from ganforge.directions import better
 from ganforge.loggers import logger_fault
 from ganforge.metrics.suite import MetricSettings, MetricSuite
+from ganforge.metrics.translation import TranslationSuite, make_suite
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class MetricsCallback(Callback):
         self.settings = MetricSettings.from_config(config)
         self.cache_dir = cache_dir
         self.dirpath = Path(dirpath)
-        self.suite: MetricSuite | None = None
+        self.suite: MetricSuite | TranslationSuite | None = None
         self.best: dict[str, float] = {}
         self.best_step: int | None = None
         self.latest: dict[str, float] = {}
@@ -38,7 +39,7 @@ class MetricsCallback(Callback):
 
     def check(self, datamodule: Any) -> None:
         if self.settings is not None:
-            self.suite = MetricSuite(self.settings, datamodule, self.cache_dir)
+            self.suite = make_suite(self.settings, datamodule, self.cache_dir)
 
     def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
         if self.settings is None:
@@ -75,14 +76,7 @@ class MetricsCallback(Callback):
         if self.suite is None or step == self._last_step:
             return {}
         self._last_step = step
-        values = self.suite.measure(
-            pl_module.sample,
-            pl_module.z_dim,
-            pl_module.device,
-            trainer.global_rank,
-            trainer.world_size,
-            num_classes=getattr(pl_module, "num_classes", 0),
-        )
+        values = self.suite.measure_module(pl_module, trainer.global_rank, trainer.world_size)
         self.latest = values
         pl_module.last_metrics.update(values)
         monitor = self.suite.monitor

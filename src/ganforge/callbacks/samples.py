@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,8 @@ def save_scatter(fake: Tensor, real: Tensor, path: Path, title: str) -> None:
 class SampleGrid(Callback):
     """Every ``every`` generator steps and at the end, draw the generator's output on fixed noise.
 
-    Images: a grid of the module's ``fixed_z`` samples (conditional models: one row per class).
+    Images: the task's grid (generation: the module's ``fixed_z`` samples, one row per class for
+    conditional models; paired translation: source | output | ground truth rows of held-out pairs).
     2D points: ``num_points`` samples from a fixed seed scattered over as many real points.
     """
 
@@ -74,10 +74,9 @@ class SampleGrid(Callback):
                 fake, datamodule.real_batch(self.num_points, seed=pl_module.seed), path, f"step {step}"
             )
             image = None
-        else:
-            fake = pl_module.sample().float().cpu()
-            nrow = getattr(pl_module, "grid_columns", None) or int(math.ceil(math.sqrt(len(fake))))
-            image = make_grid(fake, nrow=nrow, normalize=True, value_range=(-1, 1))
+        else:  # what the grid shows is the task's: fixed-noise samples, or source | output | target rows
+            images, nrow = pl_module.task.grid(pl_module)
+            image = make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1))
             save_image(image, path)
         self._log(trainer, path, image, step)
         return path

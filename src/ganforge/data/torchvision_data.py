@@ -1,9 +1,12 @@
-"""MNIST, Fashion-MNIST and CIFAR-10 read from torchvision's on-disk layout into one uint8 tensor."""
+"""MNIST, Fashion-MNIST and CIFAR-10 read from torchvision's on-disk layout into one uint8 tensor
+(CIFAR-10 also from a .zip or folder of JPEGs laid out as ``train/<class>/*.jpg``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -12,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ganforge.data.base import GANDataModule, InMemoryDataset
+from ganforge.data.folder import index_images, load_image
 from ganforge.errors import ConfigError, DataError
 
 _MNIST_FILES = (
@@ -28,6 +32,18 @@ _CIFAR10_FILES = (
     "data_batch_5",
     "test_batch",
     "batches.meta",
+)
+CIFAR10_CLASSES = (  # label order of torchvision's CIFAR10 (also the alphabetical order)
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 
 
@@ -172,9 +188,18 @@ class FashionMNISTDataModule(MNISTDataModule):
 
 
 class CIFAR10DataModule(TorchvisionDataModule):
-    """CIFAR-10 natural images: 50,000 training images, 3 channels, 32 px native."""
+    """CIFAR-10 natural images: 50,000 training images, 3 channels, 32 px native.
+
+    ``root`` holds torchvision's ``cifar-10-batches-py/``, or is a .zip (or a folder) of JPEGs laid
+    out as ``train/<class>/*.jpg`` (e.g. ``cifar10-train-jpg.zip``; only ``train/`` is read when it
+    is there), labelled by class folder in CIFAR-10's order (airplane=0 ... truck=9).
+    """
 
     dataset_name = "CIFAR-10"
+    layout_hint = (
+        "; or data.root may be a .zip (or a folder) of JPEGs laid out as train/<class>/*.jpg, "
+        "e.g. data.root=../shared/datasets/cifar10-train-jpg.zip"
+    )
     channels = 3
     native_resolution = 32
 
@@ -195,3 +220,69 @@ class CIFAR10DataModule(TorchvisionDataModule):
     def _arrays(self, ds: Any) -> tuple[Tensor, Tensor]:
         images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2)
         return images, torch.as_tensor(ds.targets, dtype=torch.long)
+
+    # --- JPEGs in train/<class>/ (a .zip or a folder) ---------------------------------------------
+    def _jpeg_root(self) -> Path | None:
+        """``root`` when it is a file (read as a zip) or a folder of ``train/<class>/`` images, else None."""
+        root = Path(self.root)
+        if root.is_file():
+            return root
+        if root.is_dir() and not self._data_dir().is_dir():
+            if any((root / "train" / name).is_dir() for name in CIFAR10_CLASSES):
+                return root
+        return None
+
+    def _jpeg_index(self, root: Path) -> tuple[list[str], list[int]]:
+        """The member names (``train/`` only when there is one) and labels; DataError when unusable."""
+        index = index_images(root)  # DataError for a non-zip file or one without images
+        members = index.members
+        if any(m.startswith("train/") for m in members):
+            members = [m for m in members if m.startswith("train/")]
+        classes = [PurePosixPath(m).parent.name for m in members]
+        unknown = sorted(set(classes) - set(CIFAR10_CLASSES))
+        if unknown:
+            raise DataError(
+                f"{self.dataset_name}: {root.resolve()} holds images in folders that are not CIFAR-10 "
+                f"classes ({', '.join(unknown[:5])}); expected train/<class>/*.jpg with the classes "
+                f"{', '.join(CIFAR10_CLASSES)}."
+            )
+        to_label = {name: i for i, name in enumerate(CIFAR10_CLASSES)}
+        return members, [to_label[c] for c in classes]
+
+    def check(self) -> None:
+        root = self._jpeg_root()
+        if root is None:
+            super().check()
+        else:
+            self._jpeg_index(root)
+
+    def prepare_data(self) -> None:
+        if self._jpeg_root() is None:  # JPEGs at hand: nothing to download
+            super().prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        root = self._jpeg_root()
+        if root is None:
+            super().setup(stage)
+            return
+        if self.dataset is not None:
+            return
+        images, labels = self._decode_jpegs(root, *self._jpeg_index(root))
+        self.dataset = InMemoryDataset(resize_uint8(images, self.resolution), labels)
+
+    def _decode_jpegs(self, root: Path, members: list[str], labels: list[int]) -> tuple[Tensor, Tensor]:
+        """Decode every image once into uint8 (N, 3, 32, 32) (about 5 s for 50,000 on one core)."""
+        size = self.native_resolution
+        out = np.empty((len(members), size, size, 3), dtype=np.uint8)
+        with contextlib.ExitStack() as stack:
+            zf = None if root.is_dir() else stack.enter_context(zipfile.ZipFile(root))
+            for i, member in enumerate(members):
+                try:
+                    out[i] = load_image(str(root / member) if zf is None else zf.read(member), size, "RGB")
+                except Exception as exc:  # PIL raises many types
+                    raise DataError(
+                        f"{self.dataset_name}: cannot read {member} in {root.resolve()} "
+                        f"({type(exc).__name__}: {exc}); repair or remove it."
+                    ) from None
+        images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+        return images, torch.as_tensor(labels, dtype=torch.long)

@@ -35,7 +35,8 @@ from ganforge.metrics.modes import ModeCoverage, assign_modes, stacked_modes
 log = logging.getLogger(__name__)
 
 IMAGE_METRICS = ("fid", "kid", "is", "prc")
-KNOWN = (*IMAGE_METRICS, "modes")
+PAIRED_ONLY = ("psnr", "ssim", "l1", "class_acc")  # image-to-image translation (metrics/translation.py)
+KNOWN = (*IMAGE_METRICS, "modes", *PAIRED_ONLY)
 
 
 @dataclass
@@ -86,6 +87,11 @@ def choose(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
         return names
     if not datamodule.is_image:
         raise ConfigError("metrics need image data or a Gaussian mixture with known centres; use metrics=[]")
+    paired_only = [n for n in settings.names or [] if n in PAIRED_ONLY]
+    if paired_only:
+        raise ConfigError(
+            f"metrics {paired_only} compare with a ground truth: they need paired data (task=paired)"
+        )
     names = settings.names or (["fid", "modes"] if is_stacked(datamodule) else ["fid", "kid"])
     if "modes" in names and not is_stacked(datamodule):
         raise ConfigError("metrics=[modes] needs data with known modes (ring8, grid25, stacked)")
@@ -334,6 +340,10 @@ class MetricSuite:
 
     def _share(self, n: int, rank: int, world: int) -> int:
         return n // world + (1 if rank < n % world else 0)
+
+    def measure_module(self, module: Any, rank: int = 0, world: int = 1) -> dict[str, float]:
+        """``val/*`` of a GANModule's generator (its EMA when on), this rank's share of the samples."""
+        return self.measure(module.sample, module.z_dim, module.device, rank, world, module.num_classes)
 
     @torch.no_grad()
     def measure(

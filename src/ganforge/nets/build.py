@@ -36,8 +36,12 @@ def conditioning(model: Any, datamodule: Any) -> int:
     return num_classes
 
 
-def build_networks(model: Any, datamodule: Any) -> tuple[nn.Module, nn.Module, int]:
-    """(G, D, number of classes) for ``model`` (the config group) on ``datamodule``'s data."""
+def build_networks(model: Any, datamodule: Any, task: Any = None) -> tuple[nn.Module, nn.Module, int]:
+    """(G, D, number of classes) for ``model`` (the config group) on ``datamodule``'s data; ``task``
+    adds the shapes it needs (e.g. paired translation: G's input channels, D's paired input)."""
+    g_extra, d_extra = task.net_kwargs(datamodule) if task is not None else ({}, {})
+    if g_extra and model.get("conditional", False):
+        raise ConfigError(f"model.conditional=true is for task=generation, not task={task.name}")
     num_classes = conditioning(model, datamodule)
     pack = model.get("pack", 1)
     if not isinstance(pack, int) or pack < 1:
@@ -52,6 +56,8 @@ def build_networks(model: Any, datamodule: Any) -> tuple[nn.Module, nn.Module, i
     shape = tuple(datamodule.data_shape)
     labels = {"num_classes": num_classes} if num_classes else {}
     cond = {"cond": model.get("cond", "projection")} if num_classes else {}
-    generator = make(model.generator, data_shape=shape, **labels)
-    discriminator = make(model.discriminator, data_shape=packed_shape(shape, pack), **labels, **cond)
+    d_shape = tuple(d_extra.pop("data_shape", shape))
+    generator = make(model.generator, data_shape=shape, **labels, **g_extra)
+    d_shape = packed_shape(d_shape, pack)
+    discriminator = make(model.discriminator, data_shape=d_shape, **labels, **cond, **d_extra)
     return generator, Packed(discriminator, pack) if pack > 1 else discriminator, num_classes

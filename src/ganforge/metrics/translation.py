@@ -1,0 +1,157 @@
+"""Metrics of an image-to-image generator on the held-out pairs of paired data: ``val/psnr``,
+``val/ssim`` and ``val/l1`` against the ground truth (torchmetrics), ``val/fid`` of the outputs against
+the targets, and ``val/class_acc`` (the metrics classifier's accuracy on the outputs against the
+labels of their sources). Training and ``ganforge-eval`` both measure through this class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import MeanAbsoluteError, Metric
+from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.image import (
+    FrechetInceptionDistance,
+    PeakSignalNoiseRatio,
+    StructuralSimilarityIndexMeasure,
+)
+
+from ganforge.data.base import GANDataModule
+from ganforge.errors import ConfigError
+from ganforge.metrics.features import FeatureLayer, extractor_input, inception_weights
+from ganforge.metrics.suite import MetricSettings, MetricSuite, build_extractor, extractor_kind
+
+TRANSLATION_METRICS = ("psnr", "ssim", "l1", "fid", "class_acc")
+EXTRACTOR_METRICS = ("fid", "class_acc")  # the ones that need a feature extractor
+
+
+def choose_translation(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
+    """The metrics for paired data; a ConfigError for one that cannot work on it."""
+    labelled = datamodule.num_classes > 1
+    names = settings.names
+    if names is None:  # the default: everything that works without downloads
+        names = ["psnr", "ssim", "l1"]
+        if labelled or settings.extractor == "inception":
+            names.append("fid")
+        if labelled and settings.extractor != "inception":
+            names.append("class_acc")
+    wrong = [n for n in names if n not in TRANSLATION_METRICS]
+    if wrong:
+        raise ConfigError(
+            f"metrics {wrong} are for generation; image-to-image translation measures "
+            f"{', '.join(TRANSLATION_METRICS)} (metrics=[psnr,ssim,l1,fid,class_acc])"
+        )
+    if "class_acc" in names:
+        if not labelled:
+            raise ConfigError(
+                "metrics=[class_acc] needs labelled data (digits, mnist, cifar10, class folders)"
+            )
+        if extractor_kind(settings, datamodule) != "classifier":
+            raise ConfigError(
+                "val/class_acc is measured by the data's classifier: use metrics.extractor=classifier"
+            )
+    if datamodule.data_shape[-1] < 11 and "ssim" in names:
+        raise ConfigError("val/ssim uses an 11x11 window: it needs images of at least 11 px")
+    if "fid" in names and extractor_kind(settings, datamodule) == "inception":
+        inception_weights(settings.weights_path)
+    return names
+
+
+def unit(x: Tensor) -> Tensor:
+    """Images in [-1, 1] → [0, 1] (clamped), the range PSNR and SSIM are reported in."""
+    return x.float().add(1).div(2).clamp(0, 1)
+
+
+class TranslationSuite:
+    """Measures ``G(source)`` on the first ``metrics.num_samples`` held-out pairs (all of them when
+    fewer), each rank its share; the torchmetrics states are reduced across ranks."""
+
+    def __init__(self, settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path) -> None:
+        self.settings, self.datamodule, self.cache_dir = settings, datamodule, cache_dir
+        self.names = choose_translation(settings, datamodule)
+        self.metrics: dict[str, Metric] = {}
+        self.indices: list[int] = []
+        self.extractor_module: torch.nn.Module | None = None
+        self.info: dict[str, Any] = {}
+
+    @property
+    def monitor(self) -> str:
+        """The metric that picks ``best.ckpt``: ``metrics.monitor``, else FID, else PSNR."""
+        if self.settings.monitor:
+            return self.settings.monitor
+        return "val/fid" if "fid" in self.names else "val/psnr"
+
+    def prepare(self, device: torch.device, rank: int = 0, world: int = 1) -> None:
+        """The metric objects, the extractor, and the features of this rank's held-out targets."""
+        s, dm = self.settings, self.datamodule
+        n = min(s.num_samples, dm.num_val_items())
+        if n < 2:
+            raise ConfigError(f"the held-out split has {dm.num_val_items()} pairs: metrics need at least 2")
+        self.indices = list(range(n))[rank::world]
+        self.info = {"held_out_pairs": n}
+        if "psnr" in self.names:
+            self.metrics["psnr"] = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)).to(device)
+        if "ssim" in self.names:
+            self.metrics["ssim"] = StructuralSimilarityIndexMeasure(data_range=1.0).to(device)
+        if "l1" in self.names:
+            self.metrics["l1"] = MeanAbsoluteError().to(device)
+        if not any(name in self.names for name in EXTRACTOR_METRICS):
+            return
+        extractor = build_extractor(s, dm, self.cache_dir, device)
+        layers = ["features", "logits"] if extractor.name != "inception-v3-compat" else ["2048"]
+        module = self.extractor_module = extractor.build(layers, device)
+        self.info.update(extractor=extractor.tag, **extractor.info)
+        rgb = extractor.info["rgb"]
+        if "fid" in self.names:
+            probe = module(extractor_input(dm.val_items(self.indices[:1])[1], rgb).to(device))[0]
+            layer = FeatureLayer(module, 0, rgb, probe.shape[1])
+            fid = FrechetInceptionDistance(feature=layer, reset_real_features=False).to(device)
+            for chunk in self._chunks():
+                fid.update(extractor_input(dm.val_items(chunk)[1], rgb).to(device), real=True)
+            self.metrics["fid"] = fid
+        if "class_acc" in self.names:
+            self.metrics["class_acc"] = MulticlassAccuracy(dm.num_classes, average="micro").to(device)
+        self.rgb = rgb
+
+    def _chunks(self) -> list[list[int]]:
+        size = self.settings.batch_size
+        return [self.indices[i : i + size] for i in range(0, len(self.indices), size)]
+
+    def measure_module(self, module: Any, rank: int = 0, world: int = 1) -> dict[str, float]:
+        """``val/*`` of a GANModule (prepared for this rank and world size)."""
+        return self.measure(module, module.device)
+
+    @torch.no_grad()
+    def measure(self, module: Any, device: torch.device) -> dict[str, float]:
+        """``val/*`` of ``module`` (its ``translate``: G, or its EMA, in eval mode) on the held-out pairs."""
+        for chunk in self._chunks():
+            source, target, labels = self.datamodule.val_items(chunk)
+            output = module.translate(source.to(device)).float()
+            target = target.to(device)
+            if "psnr" in self.metrics:
+                self.metrics["psnr"].update(unit(output), unit(target))
+            if "ssim" in self.metrics:
+                self.metrics["ssim"].update(unit(output), unit(target))
+            if "l1" in self.metrics:
+                self.metrics["l1"].update(output, target)
+            if "fid" in self.metrics:
+                self.metrics["fid"].update(extractor_input(output, self.rgb), real=False)
+            if "class_acc" in self.metrics:
+                assert self.extractor_module is not None
+                logits = self.extractor_module(extractor_input(output, self.rgb))[1]
+                self.metrics["class_acc"].update(logits.argmax(1), labels.to(device))
+        values = {f"val/{name}": float(metric.compute()) for name, metric in self.metrics.items()}
+        for metric in self.metrics.values():
+            metric.reset()
+        return values
+
+
+def make_suite(
+    settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path
+) -> MetricSuite | TranslationSuite:
+    """The suite that measures generators of this data: translation metrics for paired data."""
+    if getattr(datamodule, "paired", False):
+        return TranslationSuite(settings, datamodule, cache_dir)
+    return MetricSuite(settings, datamodule, cache_dir)

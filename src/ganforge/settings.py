@@ -1,0 +1,55 @@
+"""The settings GANModule takes, grouped by what they control (so a new task or trick adds a field
+to one group, not an argument to the module)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+@dataclass
+class Optimizers:
+    """Factories of G's and D's optimizers (partials taking the parameters) and an LR schedule for both."""
+
+    generator: OptimizerFactory | None = None
+    discriminator: OptimizerFactory | None = None
+    scheduler: SchedulerFactory | None = None
+
+
+@dataclass
+class Schedule:
+    """The budget and rhythm of training (``train.*``)."""
+
+    steps: int = 1000  # generator updates
+    n_critic: int = 1  # D updates per G update
+    steps_per_batch: int = 1  # generator steps per Lightning batch
+    log_every: int = 50
+    clip_grad_g: float | None = None
+    clip_grad_d: float | None = None
+    num_fixed: int = 64  # samples in every grid
+    seed: int = 0
+
+
+@dataclass
+class Tricks:
+    """Training tricks: EMA of G (samples and metrics use it), what D sees (DiffAugment, noise)."""
+
+    ema_decay: float | None = None
+    ema_warmup: bool = True
+    augment: Any = None  # a DiffAugment
+    instance_noise: Any = None  # an InstanceNoise
+
+
+@dataclass
+class Runtime:
+    """How the nets run: ``torch.compile`` and memory order (``model.compile*``, ``model.channels_last``)."""
+
+    compile: bool = False
+    compile_options: dict[str, Any] = field(default_factory=dict)
+    channels_last: bool = False

@@ -1,0 +1,94 @@
+"""The task interface: everything the one alternation loop of GANModule asks of a task.
+
+A loader batch is a tuple of tensors; the module cuts it into one part per discriminator update.
+For each update the task says what D judges as real (``real``), draws G's input (``draw``), runs G
+(``generate``), forms D's input from an image and its condition (``d_input``) and adds its own G
+terms (``g_terms``). Sample grids and the fixed inputs they use come from the task as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Draw:
+    """G's input for one update (``inputs``, passed to G as positional arguments) and the condition
+    D judges its output with (labels, a source image, or None)."""
+
+    inputs: tuple[Tensor, ...]
+    cond: Tensor | None
+
+
+@dataclass
+class Term:
+    """An extra generator term: its unweighted value (logged as ``train/g_<name>``) and its weight."""
+
+    value: Tensor
+    weight: float
+
+
+class Task(nn.Module):
+    """Base of every task. An ``nn.Module`` so that task state (fixed examples, image pools) is saved
+    in checkpoints with the weights; it holds no parameters of its own."""
+
+    name = "task"
+
+    def check(self, datamodule: Any) -> None:
+        """Refuse data this task cannot train on, with one line (a ConfigError)."""
+
+    def net_kwargs(self, datamodule: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Extra constructor arguments of G and D (shapes) for this task on ``datamodule``."""
+        return {}, {}
+
+    def bind(self, datamodule: Any, num_fixed: int, seed: int) -> None:
+        """Take what the task needs from the data before training (fixed examples for grids)."""
+
+    # --- one update ---------------------------------------------------------------------------
+    def real(self, part: tuple[Tensor, ...]) -> tuple[Tensor, Tensor | None]:
+        """(what D judges as real, its condition) in one part of a loader batch."""
+        raise NotImplementedError
+
+    def draw(self, module: Any, part: tuple[Tensor, ...]) -> Draw:
+        """G's input for one update (from the module's RNG or from the batch)."""
+        raise NotImplementedError
+
+    def generate(self, net: nn.Module, draw: Draw) -> Tensor:
+        return net(*draw.inputs)
+
+    def d_input(self, image: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """What D gets for an image: (its input tensor, labels for a conditional D or None)."""
+        return image, cond
+
+    def g_terms(self, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
+        """Extra generator terms besides the adversarial one (none by default)."""
+        return {}
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether G minimises the adversarial loss (off: a plain regression baseline)."""
+        return True
+
+    # --- samples -------------------------------------------------------------------------------
+    def fixed_sample(self, module: Any, net: nn.Module) -> Tensor:
+        """``net``'s output on the task's fixed inputs (what every sample grid shows)."""
+        raise NotImplementedError
+
+    def grid(self, module: Any) -> tuple[Tensor, int]:
+        """(images for a sample grid, images per row)."""
+        raise NotImplementedError
+
+
+def as_rgb(x: Tensor, channels: int) -> Tensor:
+    """Images with ``channels`` channels (grayscale repeated to RGB), for grids that mix both."""
+    return x.expand(-1, channels, -1, -1) if x.shape[1] == 1 and channels == 3 else x
+
+
+def upscale(x: Tensor, min_size: int = 64) -> Tensor:
+    """Nearest-neighbour upscaling by an integer factor so that a person can see small images."""
+    factor = max(1, -(-min_size // x.shape[-1]))
+    return x if factor == 1 else torch.nn.functional.interpolate(x, scale_factor=factor, mode="nearest")
