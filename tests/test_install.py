@@ -4,6 +4,7 @@ environment (reusing this environment's dependencies), and train from an unrelat
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -31,9 +32,15 @@ def test_pyproject_lists_every_package() -> None:
 
 @pytest.mark.slow
 def test_wheel_ships_configs_and_trains(tmp_path: Path) -> None:
+    project = tmp_path / "project"  # a copy: building writes build/ and *.egg-info next to the sources
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for tree in ("src", "conf"):
+        shutil.copytree(ROOT / tree, project / tree, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, project / name)
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+        [sys.executable, "-m", "pip", "wheel", str(project), "--no-deps", "--no-build-isolation", "-q",
          "-w", str(wheels)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip

@@ -413,6 +413,9 @@ def test_degrade_composes_with_a_source_group(tmp_path: Path) -> None:
         dm = make(cfg.data, draws_per_step=1, steps_per_batch=1)
         dm.check()
         assert dm.data_shape == (1, 32, 32) and dm.num_items() == 45 and dm.num_val_items() == 5
+    cfg = compose_cfg(tmp_path, "data=degrade", "data/source=image_folder")
+    with pytest.raises(ConfigError, match=r"^data.source.path: mandatory"):
+        make(cfg.data, draws_per_step=1, steps_per_batch=1)
 
 
 def test_paired_folder_composes(tmp_path: Path) -> None:

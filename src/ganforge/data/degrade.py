@@ -190,6 +190,12 @@ class DegradedDataModule(PairedDataModule):
         from ganforge.config import make  # here: ganforge.config imports nothing of ganforge.data
 
         cfg = OmegaConf.create(source) if isinstance(source, dict) else source
+        missing = [str(k) for k in cfg if OmegaConf.is_missing(cfg, k)]
+        if missing:
+            keys = ", ".join(f"data.source.{k}" for k in missing)
+            raise ConfigError(
+                f"{keys}: mandatory for this data/source, set it (e.g. data.source.path=/path/to/images)."
+            )
         overrides = {} if resolution is None else {"resolution": int(resolution)}
         built = make(cfg, **overrides)
         if not isinstance(built, GANDataModule):
@@ -209,14 +215,10 @@ class DegradedDataModule(PairedDataModule):
                 f"{'s' if channels != 1 else ''}."
             )
         if kind == "super_resolution":
-            whole = isinstance(scale, int) or (isinstance(scale, float) and scale.is_integer())
-            if (
-                not whole
-                or isinstance(scale, bool)
-                or int(scale) < 2
-                or height % int(scale)
-                or width % int(scale)
-            ):
+            whole = (
+                isinstance(scale, (int, float)) and not isinstance(scale, bool) and float(scale).is_integer()
+            )
+            if not whole or int(scale) < 2 or height % int(scale) or width % int(scale):
                 fits = [k for k in range(2, min(height, width) + 1) if height % k == 0 and width % k == 0]
                 raise ConfigError(
                     f"data.scale={scale} must be an integer >= 2 that divides the resolution of "

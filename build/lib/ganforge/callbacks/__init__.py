@@ -1,1 +1,0 @@
-"""Callbacks of a run: checkpoints, sample grids, progress display."""

@@ -1,1 +1,0 @@
-"""The Hydra config tree, shipped inside the package as ``ganforge.conf`` (``pkg://ganforge.conf``)."""

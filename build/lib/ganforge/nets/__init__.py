@@ -1,1 +1,0 @@
-"""Generators and discriminators, one module per architecture family."""
