@@ -137,12 +137,40 @@ EXPERIMENTS = sorted(
 )
 
 
-def stand_in_data(name: str, image_dir: Path, mnist_root: Path) -> list[str]:
+SMALL_TRANSLATION = [  # the papers' widths take minutes per step on a CPU
+    "model.generator.width=8",
+    "model.discriminator.width=8",
+    "model.discriminator.n_layers=2",
+    "metrics=[psnr,ssim,l1]",
+]
+
+
+@pytest.fixture(scope="session")
+def pix2pix_dir(tmp_path_factory):
+    """A tiny dataset in pix2pix's layout: side-by-side AB images (32 px halves) in train/ and val/."""
+    root = tmp_path_factory.mktemp("facades")
+    gen = torch.Generator().manual_seed(0)
+    for split, n in (("train", 6), ("val", 2)):
+        (root / split).mkdir()
+        for i in range(n):
+            arr = (torch.rand(32, 64, 3, generator=gen) * 255).to(torch.uint8).numpy()
+            Image.fromarray(arr).save(root / split / f"{i}.jpg")
+    return root
+
+
+def stand_in_data(name: str, image_dir: Path, mnist_root: Path, pix2pix_dir: Path) -> list[str]:
     """Overrides that let a preset run without its real data: MNIST presets read the fake MNIST, CIFAR-10
-    presets a tiny labelled image folder at 32 px (torchvision's CIFAR-10 files are checksummed)."""
+    presets a tiny labelled image folder at 32 px (torchvision's CIFAR-10 files are checksummed),
+    pix2pix_folder a tiny side-by-side folder."""
     text = (Path(__file__).resolve().parents[1] / "conf" / "experiment" / f"{name}.yaml").read_text()
     if "override /data: mnist" in text:
         return [f"data.root={mnist_root}"]
+    if "override /data/source: cifar10" in text:
+        return ["data/source=image_folder", f"data.source.path={image_dir}", "data.resolution=32"] + [
+            *SMALL_TRANSLATION
+        ]
+    if "override /data: paired_folder" in text:
+        return [f"data.path={pix2pix_dir}", "data.resolution=32", "data.num_workers=0", *SMALL_TRANSLATION]
     if "override /data: cifar10" in text:
         return [
             "data=image_folder",
@@ -156,8 +184,8 @@ def stand_in_data(name: str, image_dir: Path, mnist_root: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_experiment_preset_composes_and_runs(run, image_dir, mnist_root, name):
-    extra = stand_in_data(name, image_dir, mnist_root)
+def test_every_experiment_preset_composes_and_runs(run, image_dir, mnist_root, pix2pix_dir, name):
+    extra = stand_in_data(name, image_dir, mnist_root, pix2pix_dir)
     small = ["data.batch_size=8", "train.num_fixed=16"] if extra else []
     summary, _ = run(name, f"experiment={name}", "train.steps=2", *extra, *small)
     assert summary["status"] == "finished" and summary["g_steps"] == 2

@@ -1,0 +1,161 @@
+"""Image-to-image translation (task=paired) through the real config tree: presets train, resume is
+exact, the metrics and best.ckpt follow the held-out pairs, ganforge-eval agrees with training, and
+ganforge-sample translates a folder of images."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import command
+from test_resume import assert_same_training_state
+
+SR = ["experiment=pix2pix_sr_digits", "model.generator.width=8", "model.discriminator.width=8"]
+METRICS = ["metrics=[psnr,ssim,l1,fid,class_acc]", "metrics.classifier.steps=50"]
+
+
+def last(out: Path) -> dict:
+    return torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def test_paired_run_logs_its_terms_and_metrics_and_a_source_output_target_grid(run):
+    summary, out = run("sr", *SR, *METRICS, "train.steps=4", "train.log_every=2", "metrics.every=2")
+    assert summary["status"] == "finished" and summary["g_steps"] == 4
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    logged = [r for r in rows if r.get("train/g_l1")]
+    assert [int(r["trainer/g_step"]) for r in logged] == [2, 4]
+    for r in logged:  # g_loss = g_adv + 100 * g_l1 (no other term)
+        expected = float(r["train/g_adv"]) + 100.0 * float(r["train/g_l1"])
+        assert float(r["train/g_loss"]) == pytest.approx(expected, rel=1e-5)
+    val = [r for r in rows if r.get("val/psnr")]
+    assert [int(r["trainer/g_step"]) for r in val] == [2, 4]
+    for key in ("val/psnr", "val/ssim", "val/l1", "val/fid", "val/class_acc"):
+        assert np.isfinite(float(val[-1][key])), key
+    assert 0.0 <= float(val[-1]["val/class_acc"]) <= 1.0
+    # best.ckpt follows val/fid by default (lower is better)
+    fids = [float(r["val/fid"]) for r in val]
+    assert summary["best"]["val/fid"] == min(fids)
+    assert last(out)["ganforge"]["g_step"] == 4
+    with Image.open(out / "samples" / "step_0000004.png") as img:  # 8 rows of source | output | target
+        w, h = img.size
+    assert h > 2 * w and w > 3 * 64  # three 64 px columns (16 px digits upscaled x4) plus padding
+
+
+def test_best_checkpoint_can_follow_psnr(run):
+    summary, out = run(
+        "psnr", *SR, "metrics=[psnr,l1]", "metrics.monitor=val/psnr", "metrics.every=2", "train.steps=4"
+    )
+    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["ganforge"]["g_step"] == summary["best_step"]
+    assert summary["best"]["val/psnr"] == max(
+        best["ganforge"]["last_metrics"]["val/psnr"], summary["last"]["val/psnr"]
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["data.degradation=inpaint", "train.n_critic=2", "loss=lsgan", "train.ema.decay=0.9"]],
+    ids=["sr", "inpaint-ncritic2-lsgan-ema"],
+)
+def test_paired_resume_is_exact(run, extra):
+    args = [*SR, "metrics=[]", *extra]
+    _, straight = run("straight", *args, "train.steps=6")
+    _, first = run("first", *args, "train.steps=3")
+    summary, second = run("second", *args, "train.steps=6", f"ckpt_path={first}/checkpoints/last.ckpt")
+    assert summary["g_steps"] == 6 and summary["resumed_from"].endswith("last.ckpt")
+    assert_same_training_state(last(straight), last(second))
+
+
+def test_l1_only_baseline_trains_without_the_adversarial_term(run):
+    summary, out = run(
+        "l1", *SR, "metrics=[]", "task.adversarial=false", "train.steps=2", "train.log_every=1"
+    )
+    assert summary["status"] == "finished"
+    assert summary["last"]["train/g_adv"] == 0.0
+    assert summary["last"]["train/g_loss"] == pytest.approx(100.0 * summary["last"]["train/g_l1"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["task=paired"], "task=paired needs paired data"),
+        (["data=degrade"], "use task=paired"),
+        ([*SR, "model.conditional=true"], "model.conditional=true is for task=generation"),
+        ([*SR, "data.degradation=colorize"], "colorize needs RGB data"),
+        ([*SR, "data.scale=3"], "scale"),
+        ([*SR, "metrics=[kid]"], "for generation"),
+        (["metrics=[psnr]"], "need paired data"),
+    ],
+)
+def test_translation_mistakes_are_one_line(tmp_path, args, message):
+    res = command("train", *args, "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
+    assert len(errors) == 1 and message in errors[0], res.stderr[-2000:]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A short pix2pix super-resolution run with metrics at its end (best.ckpt = last step)."""
+    from helpers import train_run
+
+    out = tmp_path_factory.mktemp("p2p")
+    train_run(out, *SR, *METRICS, "train.steps=4", "metrics.every=0")
+    return out
+
+
+def test_eval_on_a_translation_checkpoint_agrees_with_training(trained, tmp_path):
+    summary = json.loads((trained / "summary.json").read_text())
+    res = command(
+        "eval",
+        f"ckpt_path={trained}/checkpoints/best.ckpt",
+        *METRICS,
+        f"out={tmp_path}/eval.json",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["g_step"] == 4 and result["num_samples"] == result["held_out_pairs"] == 180
+    for key in ("val/psnr", "val/ssim", "val/l1", "val/fid", "val/class_acc"):
+        assert result["metrics"][key] == pytest.approx(summary["last"][key], rel=1e-6, abs=1e-9), key
+
+
+def test_sample_translates_a_folder_with_the_same_names(trained, tmp_path):
+    inputs = tmp_path / "lowres"
+    rng = np.random.default_rng(0)
+    names = ["a.png", "b.jpg", "sub/c.png"]
+    for name in names:
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(inputs / name)
+    res = command(
+        "sample",
+        f"ckpt_path={trained}/checkpoints/last.ckpt",
+        f"input={inputs}",
+        f"out={tmp_path}/hr",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    written = sorted(
+        p.relative_to(tmp_path / "hr").as_posix() for p in (tmp_path / "hr").rglob("*") if p.is_file()
+    )
+    assert written == sorted(names)
+    with Image.open(tmp_path / "hr" / "a.png") as img:
+        assert img.size == (16, 16) and img.mode == "L"
+    grid = command(
+        "sample", f"ckpt_path={trained}/checkpoints/last.ckpt", "n=4", f"out={tmp_path}/g.png", cwd=tmp_path
+    )
+    assert grid.returncode == 0, grid.stderr[-2000:]
+    with Image.open(tmp_path / "g.png") as img:
+        assert img.size[1] > img.size[0]  # 4 rows of source | output | target
+    bad = command(
+        "sample", f"ckpt_path={trained}/checkpoints/last.ckpt", f"input={tmp_path}/none", cwd=tmp_path
+    )
+    assert bad.returncode == 2 and "no such folder or zip" in bad.stderr
