@@ -70,3 +70,28 @@ def test_ddp_matches_single_process_at_the_same_global_batch(local_ddp_run, run)
         assert worst <= tol, (name, worst)
     # the comparison has teeth: both runs moved away from the first step's values by more than tol
     assert abs(ddp_rows[-1]["train/d_loss"] - ddp_rows[0]["train/d_loss"]) > TOLERANCE["train/d_loss"]
+
+
+def test_ddp_paired_translation(tmp_path):
+    """task=paired under 2-process DDP: the alternation, the translation metrics (each rank measures its
+    share of the held-out pairs, reduced across ranks) and best.ckpt."""
+    out = tmp_path / "run"
+    res = command(
+        "train",
+        *DDP_CPU,
+        "experiment=pix2pix_sr_digits",
+        "model.generator.width=8",
+        "model.discriminator.width=8",
+        "train.steps=4",
+        "train.log_every=2",
+        "metrics=[psnr,ssim,l1]",
+        "metrics.every=2",
+        "logger=[csv]",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["g_steps"] == 4
+    assert summary["last"]["val/psnr"] > 0 and 0 < summary["last"]["val/ssim"] <= 1
+    assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "samples" / "step_0000004.png").is_file()

@@ -24,10 +24,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from ganforge.build import build
 from ganforge.config import CONFIG_DIR
 from ganforge.losses import plain
 from ganforge.module import grad_norm
-from ganforge.train import build
 
 
 def per_call_us(fn: Callable[[], object], calls: int, rounds: int = 3) -> float:

@@ -87,7 +87,7 @@ def torch_default(factory, net: torch.nn.Module) -> torch.optim.Optimizer:
 
 def plain_loop(cfg, device: str) -> float:
     """The hand-written reference: same nets, losses, optimizers and data; seconds for the steps."""
-    from ganforge.train import build
+    from ganforge.build import build
 
     torch.manual_seed(cfg.seed)
     datamodule, module = build(cfg)

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge import resolvers
+from ganforge.checkpoint_file import read_checkpoint
 from ganforge.errors import ConfigError, GanforgeError
 
 # the Hydra tree ships inside the package (the repository's top-level conf/, mapped in pyproject.toml)
@@ -81,8 +82,6 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> Path | None:
     """``None``, ``auto`` (the run dir's last.ckpt when there is one) or an existing file."""
     if ckpt_path in (None, ""):
         return None
-    from ganforge.restore import read_checkpoint
-
     if ckpt_path == "auto":
         path = output_dir / "checkpoints" / "last.ckpt"
         if not path.is_file():

@@ -16,9 +16,8 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from ganforge.augment import DiffAugment, InstanceNoise
+from ganforge.build import build
 from ganforge.callbacks.guard import DivergenceGuard
 from ganforge.callbacks.health import health_issues
 from ganforge.callbacks.metrics import MetricsCallback
@@ -28,12 +27,9 @@ from ganforge.callbacks.preemption import (
     lightning_plugins,
     requeued_ckpt_path,
 )
-from ganforge.config import CONFIG_PACKAGE, check_config, make, resolve_ckpt_path, steps_per_batch
-from ganforge.errors import ConfigError, DivergedError, GanforgeError
+from ganforge.config import CONFIG_PACKAGE, check_config, make, resolve_ckpt_path
+from ganforge.errors import DivergedError, GanforgeError
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
-from ganforge.module import GANModule
-from ganforge.nets.build import build_networks
-from ganforge.settings import Optimizers, Runtime, Schedule, Tricks
 
 QUIET_WARNINGS = (
     r".*does not have many workers.*",
@@ -55,76 +51,6 @@ def quiet_lightning() -> None:
     for pattern in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropInfo())
-
-
-def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
-    """The data module and the GANModule that ``cfg`` describes."""
-    per_batch = steps_per_batch(cfg)
-    datamodule = make(cfg.data, draws_per_step=cfg.train.n_critic, steps_per_batch=per_batch)
-    task = make(cfg.get("task") or {"_target_": "ganforge.tasks.generation.GenerationTask"})
-    task.check(datamodule)  # data the task cannot use fails here, in one line
-    datamodule.check()  # missing or empty data fails here, before anything is built
-    generator, discriminator, num_classes = build_networks(cfg.model, datamodule, task)
-    if num_classes:
-        task.num_classes, task.acgan_weight = num_classes, float(cfg.model.get("acgan_weight", 1.0))
-    task.bind(datamodule, cfg.train.num_fixed, cfg.seed)
-    module = GANModule(
-        generator,
-        discriminator,
-        make(cfg.loss),
-        Optimizers(
-            generator=make(cfg.optim.generator),
-            discriminator=make(cfg.optim.discriminator),
-            scheduler=make(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
-        ),
-        Schedule(
-            steps=cfg.train.steps,
-            n_critic=cfg.train.n_critic,
-            steps_per_batch=per_batch,
-            log_every=cfg.train.log_every,
-            clip_grad_g=cfg.train.clip_grad_g,
-            clip_grad_d=cfg.train.clip_grad_d,
-            num_fixed=cfg.train.num_fixed,
-            seed=cfg.seed,
-        ),
-        task,
-        tricks(cfg, datamodule.data_shape),
-        Runtime(
-            compile=bool(cfg.model.get("compile", False)),
-            compile_options={
-                "mode": cfg.model.get("compile_mode"),
-                "backend": cfg.model.get("compile_backend", "inductor"),
-            },
-            channels_last=bool(cfg.model.get("channels_last", False)),
-        ),
-    )
-    check_penalties(module)
-    return datamodule, module
-
-
-def tricks(cfg: DictConfig, data_shape: tuple[int, ...]) -> Tricks:
-    """The training tricks of ``cfg.train`` (EMA, DiffAugment, instance noise)."""
-    ema = cfg.train.get("ema") or {}
-    noise = cfg.train.get("instance_noise") or {}
-    policy = cfg.train.get("diffaugment")
-    return Tricks(
-        ema_decay=ema.get("decay"),
-        ema_warmup=bool(ema.get("warmup", True)),
-        augment=DiffAugment(policy, data_shape) if policy else None,
-        instance_noise=InstanceNoise(noise["std"], noise["anneal_steps"]) if noise.get("std") else None,
-    )
-
-
-def check_penalties(module: GANModule) -> None:
-    """Input-gradient penalties are per-sample; batch norm in D mixes samples and breaks them."""
-    if module.loss.penalties and any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.discriminator.modules()
-    ):
-        names = ", ".join(module.loss.penalties)
-        raise ConfigError(
-            f"the penalties ({names}) need a discriminator without batch norm (Gulrajani et al. 2017); "
-            "set model.discriminator.norm=layer or none"
-        )
 
 
 def config_digest(cfg: DictConfig) -> str:

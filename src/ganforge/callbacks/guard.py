@@ -15,8 +15,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
+from ganforge.checkpoint_file import load_weights_only
 from ganforge.errors import DivergedError
-from ganforge.restore import load_weights_only
 
 log = logging.getLogger(__name__)
 

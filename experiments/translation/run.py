@@ -1,0 +1,148 @@
+"""What the adversarial term buys in image-to-image translation: for each setting, the held-out PSNR /
+SSIM / L1 / FID / class accuracy of (a) the trivial baseline (G's input as the answer: bicubic
+upsampling, the noisy image), (b) the U-Net trained on L1 alone (``task.adversarial=false``) and
+(c) pix2pix (the same U-Net, + PatchGAN and the non-saturating loss). Prints JSON; writes
+``results.json``, ``results.md`` and a sample figure per setting into ``--out``.
+
+    python experiments/translation/run.py                       # digits: x2 super-resolution, denoising
+    python experiments/translation/run.py --cifar ../shared/datasets/cifar10-train-jpg.zip
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose, initialize_config_dir
+from torchvision.utils import save_image
+
+from ganforge.build import build
+from ganforge.config import CONFIG_DIR
+from ganforge.metrics.suite import MetricSettings
+from ganforge.metrics.translation import TranslationSuite
+from ganforge.restore import restore
+from ganforge.tasks.base import as_rgb, upscale
+
+METRICS = "metrics=[psnr,ssim,l1,fid,class_acc]"
+VARIANTS = {"l1_only": ["task.adversarial=false"], "pix2pix": []}
+
+
+def settings(args: argparse.Namespace) -> dict[str, list[str]]:
+    """Setting name -> the overrides of its run (a preset plus the budget)."""
+    digits = [f"train.steps={args.steps}", "train.sample_every=500", "metrics.every=500"]
+    out = {
+        "digits_sr_x2": ["experiment=pix2pix_sr_digits", *digits],
+        "digits_denoise_0.5": ["experiment=pix2pix_denoise_digits", *digits],
+    }
+    if args.cifar:
+        cifar = [
+            f"data.source.root={Path(args.cifar).resolve()}",
+            f"train.steps={args.cifar_steps}",
+            f"model.generator.width={args.cifar_width}",
+            f"model.discriminator.width={args.cifar_width}",
+            "train.sample_every=1000",
+            "metrics.every=1000",
+            "metrics.num_samples=2000",
+        ]
+        out["cifar10_sr_x2"] = ["experiment=pix2pix_sr_cifar10", *cifar]
+        out["cifar10_denoise_0.2"] = [
+            "experiment=pix2pix_sr_cifar10", "data.degradation=denoise", "data.noise_std=0.2", *cifar
+        ]  # fmt: skip
+    return out
+
+
+def train(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """One ganforge-train job (W&B offline); returns its summary."""
+    if not (run_dir / "summary.json").is_file():
+        cmd = [
+            sys.executable,
+            "-m",
+            "ganforge.train",
+            *overrides,
+            METRICS,
+            "logger=[csv]",
+            f"hydra.run.dir={run_dir}",
+        ]
+        env = {**os.environ, "WANDB_MODE": "offline"}
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+class Identity:
+    """The trivial baseline as a "generator": its answer is its input."""
+
+    device = torch.device("cpu")
+
+    def translate(self, source: torch.Tensor) -> torch.Tensor:
+        return source
+
+
+def baseline(overrides: list[str], cache_dir: str) -> dict[str, float]:
+    """Metrics of the input itself, through the same suite (same held-out pairs, same extractor)."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("train", overrides=[*overrides, METRICS, "paths.output_dir=."])
+    datamodule, _ = build(cfg)
+    suite = TranslationSuite(MetricSettings.from_config(cfg.metrics), datamodule, cache_dir)
+    suite.prepare(torch.device("cpu"))
+    return suite.measure(Identity(), torch.device("cpu"))
+
+
+def figure(runs: dict[str, Path], path: Path, n: int = 8) -> None:
+    """Rows of held-out examples: input | L1 only | pix2pix | ground truth."""
+    outputs, source, target = [], None, None
+    for run_dir in runs.values():
+        _, datamodule, module, _ = restore(run_dir / "checkpoints" / "last.ckpt")
+        source, target, _ = datamodule.val_items(list(range(n)))
+        outputs.append(module.translate(source).float())
+    columns = [source, *outputs, target]
+    channels = max(c.shape[1] for c in columns)
+    rows = torch.stack([as_rgb(c, channels) for c in columns], dim=1).flatten(0, 1)
+    save_image(upscale(rows, 96), path, nrow=len(columns), normalize=True, value_range=(-1, 1), pad_value=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="experiments/translation/runs", help="run dirs, results and figures")
+    parser.add_argument("--steps", type=int, default=1500, help="generator steps of the digits runs")
+    parser.add_argument("--cifar", default=None, help="CIFAR-10: the training zip or torchvision root")
+    parser.add_argument("--cifar-steps", type=int, default=3000)
+    parser.add_argument("--cifar-width", type=int, default=32, help="U-Net/PatchGAN width (the preset: 64)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    cache_dir = os.environ.get("GANFORGE_CACHE_DIR", str(Path.home() / ".cache" / "ganforge"))
+    results: dict[str, dict[str, Any]] = {}
+    for name, overrides in settings(args).items():
+        runs = {variant: out / name / variant for variant in VARIANTS}
+        row: dict[str, Any] = {"input": baseline(overrides, cache_dir)}
+        for variant, extra in VARIANTS.items():
+            summary = train(runs[variant], [*overrides, *extra])
+            row[variant] = {**summary["last"], "wall_time_s": summary["wall_time_s"]}
+        figure(runs, out / f"{name}.png")
+        results[name] = {"overrides": overrides, **row}
+        print(json.dumps({name: results[name]}), flush=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(table(results))
+    print(table(results))
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    keys = ["val/psnr", "val/ssim", "val/l1", "val/fid", "val/class_acc"]
+    lines = [
+        "| setting | model | PSNR (dB) ↑ | SSIM ↑ | L1 ↓ | FID ↓ | class acc ↑ |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in results.items():
+        for variant in ("input", *VARIANTS):
+            values = " | ".join(f"{row[variant][k]:.4g}" if k in row[variant] else "-" for k in keys)
+            lines.append(f"| {name} | {variant} | {values} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

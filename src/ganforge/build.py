@@ -1,0 +1,85 @@
+"""Build a run from its config: the data module, the task, the nets and the GANModule (below the entry
+points: ``ganforge-train`` builds with it, ``ganforge-eval``/``ganforge-sample`` rebuild checkpoints)."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+from torch import nn
+
+from ganforge.augment import DiffAugment, InstanceNoise
+from ganforge.config import make, steps_per_batch
+from ganforge.errors import ConfigError
+from ganforge.module import GANModule
+from ganforge.nets.build import build_networks
+from ganforge.settings import Optimizers, Runtime, Schedule, Tricks
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
+    """The data module and the GANModule that ``cfg`` describes."""
+    per_batch = steps_per_batch(cfg)
+    datamodule = make(cfg.data, draws_per_step=cfg.train.n_critic, steps_per_batch=per_batch)
+    task = make(cfg.get("task") or {"_target_": "ganforge.tasks.generation.GenerationTask"})
+    task.check(datamodule)  # data the task cannot use fails here, in one line
+    datamodule.check()  # missing or empty data fails here, before anything is built
+    generator, discriminator, num_classes = build_networks(cfg.model, datamodule, task)
+    if num_classes:
+        task.num_classes, task.acgan_weight = num_classes, float(cfg.model.get("acgan_weight", 1.0))
+    task.bind(datamodule, cfg.train.num_fixed, cfg.seed)
+    module = GANModule(
+        generator,
+        discriminator,
+        make(cfg.loss),
+        Optimizers(
+            generator=make(cfg.optim.generator),
+            discriminator=make(cfg.optim.discriminator),
+            scheduler=make(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        ),
+        Schedule(
+            steps=cfg.train.steps,
+            n_critic=cfg.train.n_critic,
+            steps_per_batch=per_batch,
+            log_every=cfg.train.log_every,
+            clip_grad_g=cfg.train.clip_grad_g,
+            clip_grad_d=cfg.train.clip_grad_d,
+            num_fixed=cfg.train.num_fixed,
+            seed=cfg.seed,
+        ),
+        task,
+        tricks(cfg, datamodule.data_shape),
+        Runtime(
+            compile=bool(cfg.model.get("compile", False)),
+            compile_options={
+                "mode": cfg.model.get("compile_mode"),
+                "backend": cfg.model.get("compile_backend", "inductor"),
+            },
+            channels_last=bool(cfg.model.get("channels_last", False)),
+        ),
+    )
+    check_penalties(module)
+    return datamodule, module
+
+
+def tricks(cfg: DictConfig, data_shape: tuple[int, ...]) -> Tricks:
+    """The training tricks of ``cfg.train`` (EMA, DiffAugment, instance noise)."""
+    ema = cfg.train.get("ema") or {}
+    noise = cfg.train.get("instance_noise") or {}
+    policy = cfg.train.get("diffaugment")
+    return Tricks(
+        ema_decay=ema.get("decay"),
+        ema_warmup=bool(ema.get("warmup", True)),
+        augment=DiffAugment(policy, data_shape) if policy else None,
+        instance_noise=InstanceNoise(noise["std"], noise["anneal_steps"]) if noise.get("std") else None,
+    )
+
+
+def check_penalties(module: GANModule) -> None:
+    """Input-gradient penalties are per-sample; batch norm in D mixes samples and breaks them."""
+    if module.loss.penalties and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.discriminator.modules()
+    ):
+        names = ", ".join(module.loss.penalties)
+        raise ConfigError(
+            f"the penalties ({names}) need a discriminator without batch norm (Gulrajani et al. 2017); "
+            "set model.discriminator.norm=layer or none"
+        )
