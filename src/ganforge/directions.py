@@ -21,6 +21,12 @@ METRIC_MODES: dict[str, str] = {
     "ssim": "max",
     "l1": "min",
     "class_acc": "max",
+    "fid_ab": "min",
+    "fid_ba": "min",
+    "cycle_l1": "min",
+    "psnr_ab": "max",
+    "ssim_ab": "max",
+    "class_acc_ab": "max",
 }
 
 

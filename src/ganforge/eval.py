@@ -26,7 +26,7 @@ from ganforge.metrics.suite import (
     check,
     reference_input,
 )
-from ganforge.metrics.translation import TranslationSuite
+from ganforge.metrics.translation import make_suite
 from ganforge.restore import pick_device, restore
 
 FIDELITY_KEYS = {
@@ -76,7 +76,8 @@ def evaluate(
     settings = MetricSettings.from_config(metrics)
     if settings is None:
         raise GanforgeError("no metrics selected: pass e.g. metrics=[fid,kid]")
-    if getattr(datamodule, "paired", False):  # translation: the very code path training measures with
+    if getattr(datamodule, "paired", False) or getattr(datamodule, "unpaired", False):
+        # translation: the very code path training measures with
         return evaluate_translation(ckpt_path, module, datamodule, settings, cache_dir, dev)
     names = check(settings, datamodule)
     start = time.time()
@@ -129,16 +130,17 @@ def evaluate(
 def evaluate_translation(
     ckpt_path: str, module: Any, datamodule: Any, settings: MetricSettings, cache_dir: str, dev: torch.device
 ) -> dict[str, Any]:
-    """Translation metrics of the checkpoint on the held-out pairs (:class:`TranslationSuite`)."""
+    """Translation metrics of the checkpoint on the held-out images (the suite training uses)."""
     start = time.time()
-    suite = TranslationSuite(settings, datamodule, cache_dir)
+    suite = make_suite(settings, datamodule, cache_dir)
     suite.prepare(dev)
     values = suite.measure_module(module)
+    held_out = suite.info.get("held_out_pairs") or suite.info["held_out_a"] + suite.info["held_out_b"]
     return {
         "checkpoint": str(ckpt_path),
         "g_step": module.g_step,
         "metrics": values,
-        "num_samples": suite.info["held_out_pairs"],
+        "num_samples": held_out,
         "seed": settings.seed,
         "time_s": round(time.time() - start, 3),
         **suite.info,

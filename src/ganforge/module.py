@@ -238,10 +238,11 @@ class GANModule(pl.LightningModule):
         return self._in_eval(lambda net: net(z) if y is None else net(z, y.to(self.device)))
 
     @torch.no_grad()
-    def translate(self, source: Tensor) -> Tensor:
-        """G's output for source images (image-to-image tasks), in eval mode like :meth:`sample`."""
+    def translate(self, source: Tensor, direction: str | None = None) -> Tensor:
+        """G's output for source images (image-to-image tasks; ``direction`` AtoB or BtoA for two-way
+        ones), in eval mode like :meth:`sample`."""
         source = source.to(self.device)
-        return self._in_eval(lambda net: net(source))
+        return self._in_eval(lambda net: self.task.translate(net, source, direction))
 
     def _in_eval(self, run: Any) -> Tensor:
         net = self.generator if self.ema_generator is None else self.ema_generator  # EMA weights when on
@@ -333,7 +334,7 @@ class GANModule(pl.LightningModule):
         the fake batch. ``part``: this update's share of the loader batch; ``draw``: G's input."""
         real, real_cond = self.task.real(part)
         with torch.no_grad():
-            fake = self.task.generate(self.generator, draw)
+            fake = self.task.for_d(self.task.generate(self.generator, draw))
         real, y_real = self.task.d_input(real, real_cond)
         fake, y_fake = self.task.d_input(fake, draw.cond)
         real, fake = self.d_view(real), self.d_view(fake)
@@ -354,7 +355,7 @@ class GANModule(pl.LightningModule):
         """G loss: the adversarial term (the relativistic losses also see D's logits on the real part,
         with no gradient there) plus the task's own weighted terms (e.g. pix2pix's L1)."""
         fake = self.task.generate(self.generator, draw)
-        terms = self.task.g_terms(part, fake)
+        terms = self.task.g_terms(self.generator, part, fake)
         if self.task.adversarial:
             fake_in, y_fake = self.task.d_input(fake, draw.cond)
             fake_logits, fake_classes = self.discriminate(self.d_view(fake_in), y_fake)
@@ -365,6 +366,8 @@ class GANModule(pl.LightningModule):
                 with torch.no_grad():
                     real_logits = self.discriminate(self.d_view(real_in), y_real)[0]
             g_adv = g_loss = self.loss.generator_loss(fake_logits, real_logits)
+            if self.task.adversarial_weight != 1.0:  # e.g. CycleGAN: two domains' terms, summed
+                g_adv = g_loss = self.task.adversarial_weight * g_adv
             if fake_classes is not None:  # ACGAN: G makes samples that D classifies as their labels
                 class_loss = acgan_class_loss(fake_classes, y_fake)
                 self._class_losses["train/g_cls"] = class_loss.detach()

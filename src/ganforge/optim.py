@@ -122,3 +122,27 @@ class OptimisticAdam(Optimizer):
                 p.add_(2 * direction - state["prev_direction"], alpha=-group["lr"])
                 state["prev_direction"] = direction
         return loss
+
+
+class ConstantThenLinear(torch.optim.lr_scheduler.LRScheduler):
+    """The learning rate held for the first ``constant_fraction`` of ``total_iters`` steps, then decayed
+    linearly to 0 at ``total_iters`` (the schedule of CycleGAN and pix2pix, Zhu et al. 2017: constant for
+    the first half, linear decay over the second)."""
+
+    def __init__(
+        self, optimizer: Optimizer, total_iters: int, constant_fraction: float = 0.5, last_epoch: int = -1
+    ) -> None:
+        if total_iters <= 0 or not 0.0 <= constant_fraction <= 1.0:
+            raise ValueError("total_iters must be positive and constant_fraction in [0, 1]")
+        self.total_iters = int(total_iters)
+        self.decay_start = int(round(constant_fraction * total_iters))
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step: int) -> float:
+        """The multiplier of the base rate after ``step`` scheduler steps."""
+        if step <= self.decay_start:
+            return 1.0
+        return max(0.0, (self.total_iters - step) / max(1, self.total_iters - self.decay_start))
+
+    def get_lr(self) -> list[float]:
+        return [base * self.factor(self.last_epoch) for base in self.base_lrs]

@@ -44,6 +44,8 @@ def write_samples(
     _, datamodule, module, _ = restore(ckpt_path, dev)
     if getattr(datamodule, "paired", False):
         return translation_grid(module, datamodule, n, path, fmt)
+    if getattr(datamodule, "unpaired", False):
+        return cycle_grid(module, datamodule, n, path, fmt)
     z = torch.randn(n, module.z_dim, generator=torch.Generator().manual_seed(seed))
     x = torch.cat([module.sample(chunk) for chunk in z.split(500)]).float().cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,30 @@ def translation_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str)
     return path
 
 
-def translate_folder(ckpt_path: str, source: str, out: str, device: str = "auto") -> Path:
+def cycle_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str) -> Path:
+    """Rows a | G_AB(a) | G_BA(G_AB(a)) for ``n`` held-out A images, then the same from B."""
+    rows, arrays = [], {}
+    for name, images, there, back in (
+        ("a", datamodule.val_a(list(range(min(n, datamodule.num_val_a()))))[0], "AtoB", "BtoA"),
+        ("b", datamodule.val_b(list(range(min(n, datamodule.num_val_b()))))[0], "BtoA", "AtoB"),
+    ):
+        moved = module.translate(images, there).float().cpu()
+        cycled = module.translate(moved, back).float().cpu()
+        arrays.update(
+            {name: images.numpy(), f"{name}_translated": moved.numpy(), f"{name}_cycled": cycled.numpy()}
+        )
+        rows.append(torch.stack([images, moved, cycled], dim=1).flatten(0, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "npz":
+        np.savez_compressed(path, **arrays)
+    else:
+        save_image(upscale(torch.cat(rows)), path, nrow=3, normalize=True, value_range=(-1, 1))
+    return path
+
+
+def translate_folder(
+    ckpt_path: str, source: str, out: str, device: str = "auto", direction: str | None = None
+) -> Path:
     """G's output for every image of a folder or zip, written under ``out`` with the same relative names.
 
     Each input is read like the training data (converted to the source's channels, scaled and
@@ -107,7 +132,16 @@ def translate_folder(ckpt_path: str, source: str, out: str, device: str = "auto"
                 [torch.from_numpy(a.copy()).reshape(resolution, resolution, channels) for a in arrays]
             )
             x = x.permute(0, 3, 1, 2).float().div(127.5).sub(1)
-            y = module.translate(x).float().cpu().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+            y = (
+                module.translate(x, direction)
+                .float()
+                .cpu()
+                .add(1)
+                .mul(127.5)
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8)
+            )
             for name, image in zip(chunk, y, strict=True):
                 file = target / name
                 file.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +158,7 @@ def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-sample``: mistakes exit with one line and code 2."""
     try:
         if cfg.get("input"):
-            path = translate_folder(cfg.ckpt_path, cfg.input, cfg.out, cfg.device)
+            path = translate_folder(cfg.ckpt_path, cfg.input, cfg.out, cfg.device, cfg.get("direction"))
         else:
             path = write_samples(cfg.ckpt_path, cfg.n, cfg.out, cfg.format, cfg.seed, cfg.nrow, cfg.device)
     except GanforgeError as err:

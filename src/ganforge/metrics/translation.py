@@ -27,16 +27,28 @@ TRANSLATION_METRICS = ("psnr", "ssim", "l1", "fid", "class_acc")
 EXTRACTOR_METRICS = ("fid", "class_acc")  # the ones that need a feature extractor
 
 
-def choose_translation(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
-    """The metrics for paired data; a ConfigError for one that cannot work on it."""
+TRUTH_METRICS = ("psnr", "ssim", "class_acc")  # compare with a known answer
+
+
+def choose_translation(
+    settings: MetricSettings, datamodule: GANDataModule, ground_truth: bool = True
+) -> list[str]:
+    """The metrics for translation data (``ground_truth``: whether outputs have a known answer); a
+    ConfigError for one that cannot work on it."""
     labelled = datamodule.num_classes > 1
     names = settings.names
     if names is None:  # the default: everything that works without downloads
-        names = ["psnr", "ssim", "l1"]
+        names = ["psnr", "ssim", "l1"] if ground_truth else ["l1"]
         if labelled or settings.extractor == "inception":
             names.append("fid")
-        if labelled and settings.extractor != "inception":
+        if labelled and ground_truth and settings.extractor != "inception":
             names.append("class_acc")
+    missing = [n for n in names if n in TRUTH_METRICS and not ground_truth]
+    if missing:
+        raise ConfigError(
+            f"metrics {missing} compare outputs with a known answer, which {type(datamodule).__name__} "
+            "does not have (data=digits_translation has one); use metrics=[fid,l1]"
+        )
     wrong = [n for n in names if n not in TRANSLATION_METRICS]
     if wrong:
         raise ConfigError(
@@ -57,6 +69,33 @@ def choose_translation(settings: MetricSettings, datamodule: GANDataModule) -> l
     if "fid" in names and extractor_kind(settings, datamodule) == "inception":
         inception_weights(settings.weights_path)
     return names
+
+
+def extractor_for(
+    settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path, device: torch.device
+) -> tuple[torch.nn.Module, bool, dict[str, Any]]:
+    """(the built extractor giving (features, logits) — Inception: features only —, whether it takes
+    RGB, what to report about it)."""
+    extractor = build_extractor(settings, datamodule, cache_dir, device)
+    layers = ["features", "logits"] if extractor.name != "inception-v3-compat" else ["2048"]
+    module = extractor.build(layers, device)
+    return module, extractor.info["rgb"], {"extractor": extractor.tag, **extractor.info}
+
+
+def fid_with_real(
+    extractor: torch.nn.Module, rgb: bool, real: list[Tensor], device: torch.device
+) -> FrechetInceptionDistance:
+    """A torchmetrics FID on the extractor's first output, holding the features of ``real`` batches."""
+    probe = extractor(extractor_input(real[0][:1], rgb).to(device))[0]
+    layer = FeatureLayer(extractor, 0, rgb, probe.shape[1])
+    fid = FrechetInceptionDistance(feature=layer, reset_real_features=False).to(device)
+    for batch in real:
+        fid.update(extractor_input(batch, rgb).to(device), real=True)
+    return fid
+
+
+def chunks(indices: list[int], size: int) -> list[list[int]]:
+    return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
 def unit(x: Tensor) -> Tensor:
@@ -99,25 +138,17 @@ class TranslationSuite:
             self.metrics["l1"] = MeanAbsoluteError().to(device)
         if not any(name in self.names for name in EXTRACTOR_METRICS):
             return
-        extractor = build_extractor(s, dm, self.cache_dir, device)
-        layers = ["features", "logits"] if extractor.name != "inception-v3-compat" else ["2048"]
-        module = self.extractor_module = extractor.build(layers, device)
-        self.info.update(extractor=extractor.tag, **extractor.info)
-        rgb = extractor.info["rgb"]
+        module, self.rgb, info = extractor_for(s, dm, self.cache_dir, device)
+        self.extractor_module = module
+        self.info.update(info)
         if "fid" in self.names:
-            probe = module(extractor_input(dm.val_items(self.indices[:1])[1], rgb).to(device))[0]
-            layer = FeatureLayer(module, 0, rgb, probe.shape[1])
-            fid = FrechetInceptionDistance(feature=layer, reset_real_features=False).to(device)
-            for chunk in self._chunks():
-                fid.update(extractor_input(dm.val_items(chunk)[1], rgb).to(device), real=True)
-            self.metrics["fid"] = fid
+            targets = [dm.val_items(chunk)[1] for chunk in self._chunks()]
+            self.metrics["fid"] = fid_with_real(module, self.rgb, targets, device)
         if "class_acc" in self.names:
             self.metrics["class_acc"] = MulticlassAccuracy(dm.num_classes, average="micro").to(device)
-        self.rgb = rgb
 
     def _chunks(self) -> list[list[int]]:
-        size = self.settings.batch_size
-        return [self.indices[i : i + size] for i in range(0, len(self.indices), size)]
+        return chunks(self.indices, self.settings.batch_size)
 
     def measure_module(self, module: Any, rank: int = 0, world: int = 1) -> dict[str, float]:
         """``val/*`` of a GANModule (prepared for this rank and world size)."""
@@ -148,10 +179,13 @@ class TranslationSuite:
         return values
 
 
-def make_suite(
-    settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path
-) -> MetricSuite | TranslationSuite:
-    """The suite that measures generators of this data: translation metrics for paired data."""
+def make_suite(settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path) -> Any:
+    """The suite that measures generators of this data: translation metrics for paired data, both
+    directions for two-domain data, sample metrics otherwise."""
     if getattr(datamodule, "paired", False):
         return TranslationSuite(settings, datamodule, cache_dir)
+    if getattr(datamodule, "unpaired", False):
+        from ganforge.metrics.unpaired import UnpairedSuite
+
+        return UnpairedSuite(settings, datamodule, cache_dir)
     return MetricSuite(settings, datamodule, cache_dir)

@@ -11,6 +11,7 @@ from torch import nn
 from ganforge.config import make
 from ganforge.errors import ConfigError
 from ganforge.nets.conditional import check_conditioning
+from ganforge.nets.cycle import CycleDiscriminators, CycleGenerators
 from ganforge.nets.packing import Packed, packed_shape
 
 
@@ -40,7 +41,7 @@ def build_networks(model: Any, datamodule: Any, task: Any = None) -> tuple[nn.Mo
     """(G, D, number of classes) for ``model`` (the config group) on ``datamodule``'s data; ``task``
     adds the shapes it needs (e.g. paired translation: G's input channels, D's paired input)."""
     g_extra, d_extra = task.net_kwargs(datamodule) if task is not None else ({}, {})
-    if g_extra and model.get("conditional", False):
+    if task is not None and task.name != "generation" and model.get("conditional", False):
         raise ConfigError(f"model.conditional=true is for task=generation, not task={task.name}")
     num_classes = conditioning(model, datamodule)
     pack = model.get("pack", 1)
@@ -60,4 +61,11 @@ def build_networks(model: Any, datamodule: Any, task: Any = None) -> tuple[nn.Mo
     generator = make(model.generator, data_shape=shape, **labels, **g_extra)
     d_shape = packed_shape(d_shape, pack)
     discriminator = make(model.discriminator, data_shape=d_shape, **labels, **cond, **d_extra)
+    if getattr(task, "two_way", False):  # CycleGAN: G_AB, G_BA, D_A, D_B, each initialised on its own
+        if pack > 1:
+            raise ConfigError(f"model.pack > 1 does not combine with task={task.name}")
+        generator = CycleGenerators(generator, make(model.generator, data_shape=shape, **g_extra))
+        discriminator = CycleDiscriminators(
+            discriminator, make(model.discriminator, data_shape=d_shape, **d_extra)
+        )
     return generator, Packed(discriminator, pack) if pack > 1 else discriminator, num_classes

@@ -64,14 +64,24 @@ class Task(nn.Module):
         """What D gets for an image: (its input tensor, labels for a conditional D or None)."""
         return image, cond
 
-    def g_terms(self, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
-        """Extra generator terms besides the adversarial one (none by default)."""
+    def for_d(self, fake: Tensor) -> Tensor:
+        """The fakes D's update sees (an image history for CycleGAN; by default the fresh ones)."""
+        return fake
+
+    def g_terms(self, net: nn.Module, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
+        """Extra generator terms besides the adversarial one (none by default); ``net`` is G."""
         return {}
 
     @property
     def adversarial(self) -> bool:
         """Whether G minimises the adversarial loss (off: a plain regression baseline)."""
         return True
+
+    adversarial_weight = 1.0  # the G loss's adversarial term is this times the loss of conf/loss
+
+    def translate(self, net: nn.Module, source: Tensor, direction: str | None = None) -> Tensor:
+        """G's output for source images (image-to-image tasks; ``direction`` for two-way ones)."""
+        return net(source)
 
     # --- samples -------------------------------------------------------------------------------
     def fixed_sample(self, module: Any, net: nn.Module) -> Tensor:

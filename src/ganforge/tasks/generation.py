@@ -23,11 +23,12 @@ class GenerationTask(Task):
         self.acgan_weight = acgan_weight  # weight of ACGAN's class loss when D also classifies
 
     def check(self, datamodule: Any) -> None:
-        if getattr(datamodule, "paired", False):
-            raise ConfigError(
-                f"{type(datamodule).__name__} yields (source, target) pairs for image-to-image translation: "
-                "use task=paired (or unpaired data such as data=digits for task=generation)"
-            )
+        for kind, task in (("paired", "paired"), ("unpaired", "unpaired")):
+            if getattr(datamodule, kind, False):
+                raise ConfigError(
+                    f"{type(datamodule).__name__} is data for image-to-image translation: use task={task} "
+                    "(task=generation trains on single images, e.g. data=digits)"
+                )
 
     def real(self, part: tuple[Tensor, ...]) -> tuple[Tensor, Tensor | None]:
         x, y = part[0], part[1]

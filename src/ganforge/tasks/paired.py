@@ -65,7 +65,7 @@ class PairedTask(Task):
     def d_input(self, image: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
         return torch.cat([cond, image], dim=1), None
 
-    def g_terms(self, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
+    def g_terms(self, net: nn.Module, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
         return {"l1": Term((fake - part[1]).abs().mean(), self.l1_weight)}
 
     def fixed_sample(self, module: Any, net: nn.Module) -> Tensor:

@@ -1,0 +1,100 @@
+"""``task=unpaired``: CycleGAN (Zhu et al. 2017) — G_AB: A → B and G_BA: B → A with D_B and D_A, trained
+with the adversarial loss of ``conf/loss`` (the paper's: lsgan), cycle consistency and identity terms,
+and D updates from a history of generated images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ganforge.errors import ConfigError
+from ganforge.nets.cycle import halves
+from ganforge.tasks.base import Draw, Task, Term, as_rgb, upscale
+from ganforge.tasks.pool import ImagePool
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+class UnpairedTask(Task):
+    """Loader batches are (a, b, label_a, label_b), A and B drawn independently. G and D are
+    :class:`~ganforge.nets.cycle.CycleGenerators` / ``CycleDiscriminators``: one G step updates both
+    translators, one D step both discriminators. G's loss: the adversarial terms of both domains
+    (summed, as the paper: ``adversarial_weight`` 2 on the loss's average over the two) +
+    λ_cyc·(‖G_BA(G_AB(a)) − a‖₁ + ‖G_AB(G_BA(b)) − b‖₁) + λ_cyc·λ_id·(‖G_BA(a) − a‖₁ + ‖G_AB(b) − b‖₁)."""
+
+    name = "unpaired"
+    two_way = True  # the build makes two translators and two discriminators (nets/cycle.py)
+    adversarial_weight = 2.0
+
+    def __init__(
+        self,
+        cycle_weight: float = 10.0,
+        identity_weight: float = 0.5,
+        pool_size: int = 50,
+        grid_examples: int = 4,
+    ) -> None:
+        super().__init__()
+        if cycle_weight < 0 or identity_weight < 0:
+            raise ConfigError("task.cycle_weight and task.identity_weight must be non-negative")
+        if pool_size < 0:
+            raise ConfigError(f"task.pool_size must be non-negative (0: no history), got {pool_size}")
+        self.cycle_weight, self.identity_weight = float(cycle_weight), float(identity_weight)
+        self.pool_size, self.grid_examples = int(pool_size), int(grid_examples)
+        self.num_classes, self.acgan_weight = 0, 1.0  # G and D take no labels
+        self.register_buffer("fixed_a", torch.zeros(0))
+        self.register_buffer("fixed_b", torch.zeros(0))
+
+    def check(self, datamodule: Any) -> None:
+        if not getattr(datamodule, "unpaired", False):
+            raise ConfigError(
+                "task=unpaired needs two-domain data (data=digits_translation, unpaired_folder or "
+                f"class_pair), got {type(datamodule).__name__}"
+            )
+
+    def bind(self, datamodule: Any, num_fixed: int, seed: int) -> None:
+        """Image pools of the data's shape; the first held-out images of each domain for the grids."""
+        shape = tuple(datamodule.data_shape)
+        self.pool_a, self.pool_b = ImagePool(self.pool_size, shape), ImagePool(self.pool_size, shape)
+        n = min(self.grid_examples, datamodule.num_val_a(), datamodule.num_val_b())
+        self.fixed_a = datamodule.val_a(list(range(n)))[0].clone()
+        self.fixed_b = datamodule.val_b(list(range(n)))[0].clone()
+
+    def real(self, part: tuple[Tensor, ...]) -> tuple[Tensor, Tensor | None]:
+        return torch.cat([part[0], part[1]]), None
+
+    def draw(self, module: Any, part: tuple[Tensor, ...]) -> Draw:
+        return Draw((part[0], part[1]), None)
+
+    def for_d(self, fake: Tensor) -> Tensor:
+        fake_a, fake_b = halves(fake)
+        return torch.cat([self.pool_a.query(fake_a), self.pool_b.query(fake_b)])
+
+    def g_terms(self, net: nn.Module, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
+        a, b = part[0], part[1]
+        fake_a, fake_b = halves(fake)  # G_BA(b), G_AB(a)
+        cycle = (net.ba(fake_b) - a).abs().mean() + (net.ab(fake_a) - b).abs().mean()
+        terms = {"cycle": Term(cycle, self.cycle_weight)}
+        if self.identity_weight > 0:
+            identity = (net.ba(a) - a).abs().mean() + (net.ab(b) - b).abs().mean()
+            terms["identity"] = Term(identity, self.cycle_weight * self.identity_weight)
+        return terms
+
+    def translate(self, net: nn.Module, source: Tensor, direction: str | None = None) -> Tensor:
+        direction = direction or "AtoB"
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"direction={direction}: choose AtoB or BtoA")
+        return (net.ab if direction == "AtoB" else net.ba)(source)
+
+    def fixed_sample(self, module: Any, net: nn.Module) -> Tensor:
+        return net(self.fixed_a, self.fixed_b)
+
+    def grid(self, module: Any) -> tuple[Tensor, int]:
+        """Rows a | G_AB(a) | G_BA(G_AB(a)), then b | G_BA(b) | G_AB(G_BA(b)), for fixed held-out images."""
+        rows = []
+        for images, there, back in ((self.fixed_a, "AtoB", "BtoA"), (self.fixed_b, "BtoA", "AtoB")):
+            moved = module.translate(images, there)
+            rows.append(torch.stack([images, moved, module.translate(moved, back)], dim=1).flatten(0, 1))
+        grid = torch.cat(rows).float().cpu()
+        return upscale(as_rgb(grid, grid.shape[1])), 3
