@@ -158,19 +158,55 @@ def pix2pix_dir(tmp_path_factory):
     return root
 
 
-def stand_in_data(name: str, image_dir: Path, mnist_root: Path, pix2pix_dir: Path) -> list[str]:
+@pytest.fixture(scope="session")
+def cyclegan_dir(tmp_path_factory):
+    """A tiny dataset in CycleGAN's layout: trainA/, trainB/, testA/, testB/ of 32 px images."""
+    root = tmp_path_factory.mktemp("horse2zebra")
+    gen = torch.Generator().manual_seed(1)
+    for folder, n in (("trainA", 5), ("trainB", 7), ("testA", 2), ("testB", 2)):
+        (root / folder).mkdir()
+        for i in range(n):
+            arr = (torch.rand(32, 32, 3, generator=gen) * 255).to(torch.uint8).numpy()
+            Image.fromarray(arr).save(root / folder / f"{i}.png")
+    return root
+
+
+UNPAIRED_SMALL = [
+    "model.generator.width=8",
+    "model.generator.n_blocks=1",
+    "model.discriminator.width=8",
+    "model.discriminator.n_layers=2",
+    "metrics=[l1]",
+]
+
+
+def stand_in_data(
+    name: str, image_dir: Path, mnist_root: Path, pix2pix_dir: Path, cyclegan_dir: Path
+) -> list[str]:
     """Overrides that let a preset run without its real data: MNIST presets read the fake MNIST, CIFAR-10
     presets a tiny labelled image folder at 32 px (torchvision's CIFAR-10 files are checksummed),
     pix2pix_folder a tiny side-by-side folder."""
     text = (Path(__file__).resolve().parents[1] / "conf" / "experiment" / f"{name}.yaml").read_text()
     if "override /data: mnist" in text:
         return [f"data.root={mnist_root}"]
+    if "override /data: class_pair" in text:
+        return [
+            "data/source=image_folder",
+            f"data.source.path={image_dir}",
+            "data.class_a=cats",
+            "data.class_b=dogs",
+            "data.val_fraction=0.25",
+            "data.resolution=32",
+            *UNPAIRED_SMALL,
+        ]
     if "override /data/source: cifar10" in text:
         return ["data/source=image_folder", f"data.source.path={image_dir}", "data.resolution=32"] + [
             *SMALL_TRANSLATION
         ]
     if "override /data: paired_folder" in text:
         return [f"data.path={pix2pix_dir}", "data.resolution=32", "data.num_workers=0", *SMALL_TRANSLATION]
+    if "override /data: unpaired_folder" in text:
+        return [f"data.path={cyclegan_dir}", "data.resolution=32", "data.num_workers=0", *UNPAIRED_SMALL]
     if "override /data: cifar10" in text:
         return [
             "data=image_folder",
@@ -184,8 +220,10 @@ def stand_in_data(name: str, image_dir: Path, mnist_root: Path, pix2pix_dir: Pat
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_experiment_preset_composes_and_runs(run, image_dir, mnist_root, pix2pix_dir, name):
-    extra = stand_in_data(name, image_dir, mnist_root, pix2pix_dir)
+def test_every_experiment_preset_composes_and_runs(
+    run, image_dir, mnist_root, pix2pix_dir, cyclegan_dir, name
+):
+    extra = stand_in_data(name, image_dir, mnist_root, pix2pix_dir, cyclegan_dir)
     small = ["data.batch_size=8", "train.num_fixed=16"] if extra else []
     summary, _ = run(name, f"experiment={name}", "train.steps=2", *extra, *small)
     assert summary["status"] == "finished" and summary["g_steps"] == 2

@@ -107,11 +107,15 @@ def translate_folder(
     """
     dev = pick_device(device)
     _, datamodule, module, _ = restore(ckpt_path, dev)
-    if not getattr(datamodule, "paired", False):
+    two_way = getattr(datamodule, "unpaired", False)
+    if not (getattr(datamodule, "paired", False) or two_way):
         raise ConfigError(
-            f"input={source}: ckpt_path={ckpt_path} is not an image-to-image model (task=paired)"
+            f"input={source}: ckpt_path={ckpt_path} is not an image-to-image model (task=paired or unpaired)"
         )
-    channels, resolution = datamodule.source_shape[0], datamodule.source_shape[-1]
+    if direction not in (None, "AtoB", "BtoA"):
+        raise ConfigError(f"direction={direction}: choose AtoB or BtoA")
+    shape = datamodule.data_shape if two_way else datamodule.source_shape
+    channels, resolution = shape[0], shape[-1]
     names = list_images(Path(source).expanduser()) if Path(source).expanduser().exists() else None
     if not names:
         raise ConfigError(f"input={source}: no such folder or zip, or it holds no images")

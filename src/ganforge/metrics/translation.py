@@ -110,6 +110,11 @@ class TranslationSuite:
     def __init__(self, settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path) -> None:
         self.settings, self.datamodule, self.cache_dir = settings, datamodule, cache_dir
         self.names = choose_translation(settings, datamodule)
+        if datamodule.num_val_items() < 2:  # before training, not after
+            raise ConfigError(
+                f"the held-out split has {datamodule.num_val_items()} pairs: metrics need at least 2; "
+                "raise data.val_fraction or add val/ images"
+            )
         self.metrics: dict[str, Metric] = {}
         self.indices: list[int] = []
         self.extractor_module: torch.nn.Module | None = None
@@ -126,8 +131,6 @@ class TranslationSuite:
         """The metric objects, the extractor, and the features of this rank's held-out targets."""
         s, dm = self.settings, self.datamodule
         n = min(s.num_samples, dm.num_val_items())
-        if n < 2:
-            raise ConfigError(f"the held-out split has {dm.num_val_items()} pairs: metrics need at least 2")
         self.indices = list(range(n))[rank::world]
         self.info = {"held_out_pairs": n}
         if "psnr" in self.names:

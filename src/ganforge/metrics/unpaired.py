@@ -34,6 +34,12 @@ class UnpairedSuite:
     def __init__(self, settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path) -> None:
         self.settings, self.datamodule, self.cache_dir = settings, datamodule, cache_dir
         self.names = choose_translation(settings, datamodule, bool(datamodule.has_ground_truth))
+        if min(datamodule.num_val_a(), datamodule.num_val_b()) < 2:  # before training, not after
+            raise ConfigError(
+                f"metrics need at least 2 held-out images in each domain; the data holds out "
+                f"{datamodule.num_val_a()} (A) and {datamodule.num_val_b()} (B): raise data.val_fraction "
+                "or add testA/ and testB/ images"
+            )
         self.metrics: dict[str, Metric] = {}
         self.index_a: list[int] = []
         self.index_b: list[int] = []
@@ -51,8 +57,6 @@ class UnpairedSuite:
     def prepare(self, device: torch.device, rank: int = 0, world: int = 1) -> None:
         s, dm = self.settings, self.datamodule
         n_a, n_b = min(s.num_samples, dm.num_val_a()), min(s.num_samples, dm.num_val_b())
-        if min(n_a, n_b) < 2:
-            raise ConfigError("metrics need at least 2 held-out images in each domain")
         self.index_a, self.index_b = list(range(n_a))[rank::world], list(range(n_b))[rank::world]
         self.info = {"held_out_a": n_a, "held_out_b": n_b}
         if "l1" in self.names:
