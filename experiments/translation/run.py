@@ -42,7 +42,7 @@ def settings(args: argparse.Namespace) -> dict[str, list[str]]:
     }
     if args.cifar:
         cifar = [
-            f"data.source.root={Path(args.cifar).resolve()}",
+            f"data.source.root={args.cifar}",
             f"train.steps={args.cifar_steps}",
             f"model.generator.width={args.cifar_width}",
             f"model.discriminator.width={args.cifar_width}",
@@ -83,14 +83,19 @@ class Identity:
         return source
 
 
-def baseline(overrides: list[str], cache_dir: str) -> dict[str, float]:
-    """Metrics of the input itself, through the same suite (same held-out pairs, same extractor)."""
+def measured(overrides: list[str], runs: dict[str, Path], cache_dir: str) -> dict[str, dict[str, float]]:
+    """The metrics of the input itself and of each run's final generator, through one suite (the same
+    held-out pairs and extractor as training uses)."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
         cfg = compose("train", overrides=[*overrides, METRICS, "paths.output_dir=."])
     datamodule, _ = build(cfg)
     suite = TranslationSuite(MetricSettings.from_config(cfg.metrics), datamodule, cache_dir)
     suite.prepare(torch.device("cpu"))
-    return suite.measure(Identity(), torch.device("cpu"))
+    values = {"input": suite.measure(Identity(), torch.device("cpu"))}
+    for variant, run_dir in runs.items():
+        _, _, module, _ = restore(run_dir / "checkpoints" / "last.ckpt")
+        values[variant] = suite.measure(module, torch.device("cpu"))
+    return values
 
 
 def figure(runs: dict[str, Path], path: Path, n: int = 8) -> None:
@@ -119,10 +124,13 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     for name, overrides in settings(args).items():
         runs = {variant: out / name / variant for variant in VARIANTS}
-        row: dict[str, Any] = {"input": baseline(overrides, cache_dir)}
-        for variant, extra in VARIANTS.items():
-            summary = train(runs[variant], [*overrides, *extra])
-            row[variant] = {**summary["last"], "wall_time_s": summary["wall_time_s"]}
+        wall = {
+            variant: train(runs[variant], [*overrides, *extra])["wall_time_s"]
+            for variant, extra in VARIANTS.items()
+        }
+        row: dict[str, Any] = measured(overrides, runs, cache_dir)
+        for variant, seconds in wall.items():
+            row[variant]["wall_time_s"] = seconds
         figure(runs, out / f"{name}.png")
         results[name] = {"overrides": overrides, **row}
         print(json.dumps({name: results[name]}), flush=True)

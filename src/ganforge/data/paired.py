@@ -43,7 +43,9 @@ PIX2PIX_JITTER = 286 / 256  # pix2pix resizes 256 px images to 286, then random-
 
 def held_out_split(n: int, val_fraction: float) -> tuple[list[int], list[int]]:
     """(training, held-out) indices of ``n`` items: the held-out ones are the last ``val_fraction``
-    of a permutation fixed by :data:`HELD_OUT_SEED`; both lists are sorted."""
+    of a permutation fixed by :data:`HELD_OUT_SEED`. The training list is sorted; the held-out list
+    keeps the permutation's order, so any prefix of it (``metrics.num_samples``, the grids' examples)
+    is a uniform sample, not the first classes of data stored class by class."""
     if n <= 1:
         return list(range(n)), []
     n_val = round(n * val_fraction)
@@ -51,7 +53,7 @@ def held_out_split(n: int, val_fraction: float) -> tuple[list[int], list[int]]:
         n_val = max(n_val, 1)
     n_val = min(n_val, n - 1)  # at least one training item
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(HELD_OUT_SEED))
-    return sorted(perm[: n - n_val].tolist()), sorted(perm[n - n_val :].tolist())
+    return sorted(perm[: n - n_val].tolist()), perm[n - n_val :].tolist()
 
 
 def check_val_fraction(val_fraction: float) -> float:
