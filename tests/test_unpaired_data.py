@@ -75,12 +75,14 @@ def test_transform_is_not_a_shift(digits_tr: DigitsTranslationDataModule) -> Non
     assert torch.equal(truth, transform(a)) and torch.equal(transform(a[0]), truth[0])
     assert truth.shape == a.shape == (40, 3, 16, 16)
     shifts = list(itertools.product(range(-4, 5), repeat=2))
-    # no integer translation of a, in any channel, comes near any channel of T(a)
+    # no integer translation of a, in any channel, comes near any channel of T(a) (measured: >= 0.24)
     for x, t in zip(a, truth, strict=True):
         best = min(
             (shifted(x[0], dy, dx, -1.0) - t[c]).abs().mean().item() for dy, dx in shifts for c in range(3)
         )
-        assert best > 0.3
+        assert best > 0.2
+    # in the blue channel the digit is inverted (ink darker than paper): anti-correlated with a
+    assert torch.corrcoef(torch.stack([a[:, 0].flatten(), truth[:, 2].flatten()]))[0, 1] < -0.8
     # nor once the colours are undone: T's stroke map (read back from its green channel) holds more
     # ink than a's, at every shift
     stroke_a = (a[:, 0] + 1) / 2
@@ -89,9 +91,10 @@ def test_transform_is_not_a_shift(digits_tr: DigitsTranslationDataModule) -> Non
     assert (stroke_t.sum((1, 2)) > 1.2 * stroke_a.sum((1, 2))).all()
     for s, t in zip(stroke_a, stroke_t, strict=True):
         assert min((shifted(s, dy, dx, 0.0) - t).abs().mean().item() for dy, dx in shifts) > 0.05
-    # B: light paper (the brightest value of each channel: the ink is darker in all three), in [-1, 1]
-    paper = torch.tensor(PAPER).mul(2).sub(1)
-    assert torch.allclose(truth.amax((0, 2, 3)), paper) and truth.min() >= -1
+    # B: paper and ink are the extremes of every channel (blue: paper brightest; red, green: ink), in [-1, 1]
+    paper, ink = torch.tensor(PAPER).mul(2).sub(1), torch.tensor(INK).mul(2).sub(1)
+    assert torch.allclose(truth.amax((0, 2, 3)), torch.maximum(paper, ink), atol=1e-5)
+    assert truth.min() >= -1
 
 
 def test_digits_translation_halves_are_disjoint(digits_tr: DigitsTranslationDataModule) -> None:

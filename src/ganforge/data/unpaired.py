@@ -617,8 +617,9 @@ class UnpairedFolderDataModule(UnpairedDataModule):
 
 
 # --- digits translation: a benchmark with a known answer --------------------------------------------
-INK = (0.85, 0.25, 0.1)  # RGB in [0, 1] of domain B's strokes: a red-brown ink
-PAPER = (0.95, 0.92, 0.8)  # RGB in [0, 1] of domain B's background: light, yellowish paper
+INK = (1.0, 0.55, 0.1)  # RGB in [0, 1] of domain B's strokes: an orange ink
+PAPER = (0.05, 0.05, 0.2)  # RGB in [0, 1] of domain B's background: a dark blue paper (its blue channel
+# is brighter than the ink's: there the digit is inverted)
 
 
 def stroke_kernel(size: int) -> int:
@@ -639,9 +640,13 @@ def transform(x: Tensor) -> Tensor:
     3. ink on paper: ``paper * (1 - s') + ink * s'`` per RGB channel, ``ink`` = :data:`INK`,
        ``paper`` = :data:`PAPER`, then mapped to [-1, 1].
 
-    Returns 3 channels. No translation of ``x`` matches ``T(x)``: the background goes from black to
-    light paper, the strokes get darker than it in every channel, and the dilation adds stroke
-    pixels (more ink than any shift of the digit has).
+    Returns 3 channels. No translation of ``x`` matches ``T(x)``: the colours change (in the blue
+    channel the strokes are darker than the paper: the digit is inverted there), and the dilation
+    adds stroke pixels (more ink than any shift of the digit has).
+
+    Dark paper, not light: with light paper (the digit inverted in every channel) CycleGAN found a
+    permutation of the digit classes instead (G_AB turned 5s into 1s and 0s into 5s, cycle-consistent,
+    class accuracy 0.07 after 2,000 steps); with dark paper it keeps the digit (0.9+ after 750 steps).
     """
     single = x.ndim == 3
     batch = x.unsqueeze(0) if single else x
