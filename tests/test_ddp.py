@@ -95,3 +95,30 @@ def test_ddp_paired_translation(tmp_path):
     assert summary["status"] == "finished" and summary["g_steps"] == 4
     assert summary["last"]["val/psnr"] > 0 and 0 < summary["last"]["val/ssim"] <= 1
     assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "samples" / "step_0000004.png").is_file()
+
+
+def test_ddp_unpaired_translation(tmp_path):
+    """task=unpaired under 2-process DDP: two translators and two discriminators as one G and one D (the
+    frozen pair is unused in each update), per-rank image pools, the metrics of both directions."""
+    out = tmp_path / "run"
+    res = command(
+        "train",
+        *DDP_CPU,
+        "experiment=cyclegan_digits",
+        "model.generator.width=8",
+        "model.generator.n_blocks=1",
+        "model.discriminator.width=8",
+        "data.batch_size=4",
+        "train.steps=4",
+        "train.log_every=2",
+        "metrics=[l1,fid]",
+        "metrics.every=2",
+        "logger=[csv]",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["g_steps"] == 4
+    assert summary["last"]["val/cycle_l1"] > 0 and summary["last"]["val/fid_ab"] > 0
+    assert (out / "checkpoints" / "best.ckpt").is_file()

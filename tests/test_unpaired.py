@@ -150,3 +150,15 @@ def test_sample_translates_a_folder_either_way_and_draws_cycle_rows(trained, tmp
         assert img.size[1] > 1.5 * img.size[0]
     bad = command("sample", ckpt, f"input={inputs}", "direction=sideways", f"out={tmp_path}/z", cwd=tmp_path)
     assert bad.returncode == 2 and "direction=sideways" in bad.stderr
+
+
+@pytest.mark.slow
+def test_cyclegan_digits_keeps_the_digit(run):
+    """The benchmark's point: 200 steps of the preset (its nets and settings, ~50 s) and G_AB(a) reads
+    as a's digit to the metrics classifier. Measured at 200 steps (seed 42): class accuracy 0.92,
+    PSNR_ab 25.6 dB against T(a); the identity map scores 0.36 and 8.6 dB (the classifier learned both
+    styles, so the untranslated digit still reads right a third of the time). Chance is 0.1."""
+    summary, _ = run("cg", "experiment=cyclegan_digits", "train.steps=200", "metrics.every=0", "logger=[csv]")
+    assert summary["status"] == "finished"
+    assert summary["last"]["val/class_acc_ab"] > 0.6
+    assert summary["last"]["val/psnr_ab"] > 20.0

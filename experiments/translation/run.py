@@ -1,11 +1,16 @@
-"""What the adversarial term buys in image-to-image translation: for each setting, the held-out PSNR /
-SSIM / L1 / FID / class accuracy of (a) the trivial baseline (G's input as the answer: bicubic
-upsampling, the noisy image), (b) the U-Net trained on L1 alone (``task.adversarial=false``) and
-(c) pix2pix (the same U-Net, + PatchGAN and the non-saturating loss). Prints JSON; writes
-``results.json``, ``results.md`` and a sample figure per setting into ``--out``.
+"""Image-to-image translation, measured on held-out images by the suites training uses.
+
+pix2pix (the default part): for each setting, PSNR / SSIM / L1 / FID / class accuracy of (a) the trivial
+baseline (G's input as the answer: bicubic upsampling, the noisy image), (b) the U-Net trained on L1
+alone (``task.adversarial=false``) and (c) pix2pix (the same U-Net, + PatchGAN and the non-saturating
+loss). CycleGAN (``--cyclegan``): on ``data=digits_translation`` (known answer T(a)), PSNR / SSIM / class
+accuracy / FID of G_AB for (a) the identity map, (b) CycleGAN, (c) CycleGAN without the cycle term,
+(d) pix2pix trained on the pairs (a, T(a)), the upper bound with pairs. Prints JSON; writes
+``results*.json``, ``results*.md`` and a sample figure per setting into ``--out``.
 
     python experiments/translation/run.py                       # digits: x2 super-resolution, denoising
     python experiments/translation/run.py --cifar ../shared/datasets/cifar10-train-jpg.zip
+    python experiments/translation/run.py --cyclegan
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ganforge.build import build
 from ganforge.config import CONFIG_DIR
 from ganforge.metrics.suite import MetricSettings
 from ganforge.metrics.translation import TranslationSuite
+from ganforge.metrics.unpaired import UnpairedSuite
 from ganforge.restore import restore
 from ganforge.tasks.base import as_rgb, upscale
 
@@ -79,7 +85,7 @@ class Identity:
 
     device = torch.device("cpu")
 
-    def translate(self, source: torch.Tensor) -> torch.Tensor:
+    def translate(self, source: torch.Tensor, direction: str | None = None) -> torch.Tensor:
         return source
 
 
@@ -111,6 +117,65 @@ def figure(runs: dict[str, Path], path: Path, n: int = 8) -> None:
     save_image(upscale(rows, 96), path, nrow=len(columns), normalize=True, value_range=(-1, 1), pad_value=1)
 
 
+CYCLE_RUNS = {
+    "cyclegan": ["experiment=cyclegan_digits"],
+    "no_cycle": ["experiment=cyclegan_digits", "task.cycle_weight=0"],  # identity terms off too (λ_id·λ_cyc)
+    "pix2pix_paired": [
+        "task=paired", "data=digits_translation_pairs", "model=unet", "loss=nonsaturating",
+        "model.generator.width=32", "model.discriminator.width=32", "model.discriminator.n_layers=2",
+        "optim/scheduler=constant_then_linear", "train.sample_every=500", "metrics.every=500",
+    ],
+}  # fmt: skip
+
+
+def cyclegan_part(out: Path, steps: int, cache_dir: str) -> dict[str, Any]:
+    """The CycleGAN rows: every model measured by the unpaired suite of ``experiment=cyclegan_digits``."""
+    runs = {name: out / "cyclegan_digits" / name for name in CYCLE_RUNS}
+    wall = {}
+    for name, overrides in CYCLE_RUNS.items():
+        metrics = [] if name == "pix2pix_paired" else ["metrics=default"]
+        run_dir = runs[name]
+        if not (run_dir / "summary.json").is_file():
+            cmd = [sys.executable, "-m", "ganforge.train", *overrides, *metrics, f"train.steps={steps}",
+                   "logger=[csv]", f"hydra.run.dir={run_dir}"]  # fmt: skip
+            subprocess.run(
+                cmd, check=True, env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.DEVNULL
+            )
+        wall[name] = json.loads((run_dir / "summary.json").read_text())["wall_time_s"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose(
+            "train", overrides=["experiment=cyclegan_digits", "metrics=default", "paths.output_dir=."]
+        )
+    datamodule, _ = build(cfg)
+    suite = UnpairedSuite(MetricSettings.from_config(cfg.metrics), datamodule, cache_dir)
+    suite.prepare(torch.device("cpu"))
+    results: dict[str, Any] = {"identity": suite.measure(Identity(), torch.device("cpu"))}
+    modules = {}
+    for name, run_dir in runs.items():
+        _, _, modules[name], _ = restore(run_dir / "checkpoints" / "last.ckpt")
+        results[name] = {**suite.measure(modules[name], torch.device("cpu")), "wall_time_s": wall[name]}
+        if name == "pix2pix_paired":  # one direction only: its B -> A and cycle numbers mean nothing
+            for key in ("val/fid_ba", "val/cycle_l1"):
+                results[name].pop(key, None)
+    a, _, truth = datamodule.val_a(list(range(8)))
+    columns = [a, *(modules[name].translate(a, "AtoB").float() for name in CYCLE_RUNS), truth]
+    rows = torch.stack(columns, dim=1).flatten(0, 1)
+    save_image(upscale(rows, 96), out / "cyclegan_digits.png", nrow=len(columns), normalize=True,
+               value_range=(-1, 1), pad_value=1)  # fmt: skip
+    return results
+
+
+def cycle_table(results: dict[str, Any]) -> str:
+    keys = ["val/psnr_ab", "val/ssim_ab", "val/class_acc_ab", "val/fid_ab", "val/fid_ba", "val/cycle_l1"]
+    lines = [
+        "| model | PSNR_ab (dB) ↑ | SSIM_ab ↑ | class acc_ab ↑ | FID_ab ↓ | FID_ba ↓ | cycle L1 ↓ |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{row[k]:.4g}" if k in row else "-" for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="experiments/translation/runs", help="run dirs, results and figures")
@@ -118,9 +183,20 @@ def main() -> None:
     parser.add_argument("--cifar", default=None, help="CIFAR-10: the training zip or torchvision root")
     parser.add_argument("--cifar-steps", type=int, default=3000)
     parser.add_argument("--cifar-width", type=int, default=32, help="U-Net/PatchGAN width (the preset: 64)")
+    parser.add_argument("--cyclegan", action="store_true", help="the CycleGAN part instead of pix2pix's")
+    parser.add_argument(
+        "--cyclegan-steps", type=int, default=2000, help="generator steps of each CycleGAN-part run"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     cache_dir = os.environ.get("GANFORGE_CACHE_DIR", str(Path.home() / ".cache" / "ganforge"))
+    if args.cyclegan:
+        results = cyclegan_part(out, args.cyclegan_steps, cache_dir)
+        (out / "results_cyclegan.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / "results_cyclegan.md").write_text(cycle_table(results))
+        print(json.dumps(results))
+        print(cycle_table(results))
+        return
     results: dict[str, dict[str, Any]] = {}
     for name, overrides in settings(args).items():
         runs = {variant: out / name / variant for variant in VARIANTS}
