@@ -6,9 +6,10 @@ import io
 import logging
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +21,8 @@ from ganforge.data.base import GANDataModule
 from ganforge.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif")
 
@@ -88,7 +91,7 @@ def index_images(path: str | os.PathLike) -> ImageIndex:
     return ImageIndex(members, [to_index[parent.name] for parent in parents], classes)
 
 
-def load_image(data: bytes | str, resolution: int, mode: str) -> np.ndarray:
+def load_image(data: bytes | str | io.BytesIO, resolution: int, mode: str) -> np.ndarray:
     """Decode an image, convert it to ``mode`` ("RGB"/"L"), scale its shorter side, center-crop a square."""
     src = io.BytesIO(data) if isinstance(data, bytes) else data
     with Image.open(src) as img:
@@ -106,28 +109,20 @@ def load_image(data: bytes | str, resolution: int, mode: str) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-class ImageFileDataset(Dataset):
-    """Decodes image files (or zip members) on demand; an unreadable one is replaced by the next readable.
+class FileSource:
+    """Reads the members of a folder or a .zip on demand and skips unreadable items up to a share.
 
-    Picklable for DataLoader workers: the zip handle is opened lazily per process and never pickled.
-    ``bad_indices`` records the unreadable items this process met (each worker keeps its own record).
+    Picklable for DataLoader workers: the zip handle is opened lazily, once per process, and never
+    pickled. ``bad_indices`` records the unreadable items this process met (each worker its own).
+    Subclasses name their items (``noun``, ``where``, :meth:`item_name`) for the messages.
     """
 
-    def __init__(
-        self,
-        source: str,
-        members: list[str],
-        labels: list[int],
-        resolution: int = 32,
-        channels: int = 3,
-        max_bad_fraction: float = 0.01,
-    ) -> None:
+    noun = "image"  # what one item is, in messages
+    where = ""  # e.g. " of domain A"
+
+    def __init__(self, source: str | os.PathLike, max_bad_fraction: float = 0.01) -> None:
         self.source = str(source)
         self.is_zip = not os.path.isdir(self.source)
-        self.members = list(members)
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.resolution = resolution
-        self.mode = "L" if channels == 1 else "RGB"
         self.max_bad_fraction = max_bad_fraction
         self.bad_indices: set[int] = set()
         self._zip: zipfile.ZipFile | None = None
@@ -140,60 +135,90 @@ class ImageFileDataset(Dataset):
         return state
 
     def __len__(self) -> int:
-        return len(self.members)
+        raise NotImplementedError
+
+    def item_name(self, i: int) -> str:
+        raise NotImplementedError
 
     @property
     def num_bad(self) -> int:
-        """How many unreadable images this process has met so far."""
+        """How many unreadable items this process has met so far."""
         return len(self.bad_indices)
 
-    def _read(self, i: int) -> bytes | str:
-        member = self.members[i]
+    def member_file(self, member: str) -> str | io.BytesIO:
+        """A member as something ``PIL.Image.open`` reads: its path, or its bytes from the zip."""
         if not self.is_zip:
             return os.path.join(self.source, member)
         if self._zip is None or self._zip_pid != os.getpid():  # a forked worker must not share the handle
             self._zip = zipfile.ZipFile(self.source)
             self._zip_pid = os.getpid()
-        return self._zip.read(member)
+        return io.BytesIO(self._zip.read(member))
 
-    def _decode(self, i: int) -> Tensor:
-        arr = load_image(self._read(i), self.resolution, self.mode)
-        x = torch.from_numpy(arr.copy())
-        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
-        return x.float().div_(127.5).sub_(1.0)
-
-    def _mark_bad(self, i: int, exc: Exception) -> None:
+    def mark_bad(self, i: int, exc: Exception) -> None:
+        """Record item ``i`` as unreadable; a DataError once more than ``max_bad_fraction`` are."""
         if i in self.bad_indices:
             return
         self.bad_indices.add(i)
-        log.warning(
-            "skipping unreadable image %s in %s (%s: %s)",
-            self.members[i],
-            self.source,
-            type(exc).__name__,
-            exc,
-        )
+        name, why = self.item_name(i), f"{type(exc).__name__}: {exc}"
+        log.warning("skipping unreadable %s %s in %s (%s)", self.noun, name, self.source, why)
         if len(self.bad_indices) > self.max_bad_fraction * len(self):
             raise DataError(
-                f"{len(self.bad_indices)} of {len(self)} images in {self.source} could not be read "
-                f"(latest: {self.members[i]}: {type(exc).__name__}: {exc}), more than "
-                f"data.max_bad_fraction={self.max_bad_fraction} allows. Remove or repair the broken files, "
-                f"or raise data.max_bad_fraction."
+                f"{len(self.bad_indices)} of {len(self)} {self.noun}s{self.where} in {self.source} could not "
+                f"be read (latest: {name}: {why}), more than data.max_bad_fraction={self.max_bad_fraction} "
+                "allows. Remove or repair the broken files, or raise data.max_bad_fraction."
             )
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+    def first_readable(self, i: int, decode: Callable[[int], T]) -> tuple[int, T]:
+        """(j, ``decode(j)``) for the first readable item from ``i`` on (wrapping around)."""
         n = len(self)
         for step in range(n):
             j = (i + step) % n
             if j in self.bad_indices:
                 continue
             try:
-                return self._decode(j), self.labels[j]
+                return j, decode(j)
+            except DataError:
+                raise
             except (
                 Exception
             ) as exc:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
-                self._mark_bad(j, exc)
-        raise DataError(f"None of the {n} images in {self.source} could be read.")
+                self.mark_bad(j, exc)
+        raise DataError(f"None of the {n} {self.noun}s{self.where} in {self.source} could be read.")
+
+
+class ImageFileDataset(FileSource, Dataset):
+    """Decodes image files (or zip members) on demand; an unreadable one is replaced by the next readable."""
+
+    def __init__(
+        self,
+        source: str,
+        members: list[str],
+        labels: list[int],
+        resolution: int = 32,
+        channels: int = 3,
+        max_bad_fraction: float = 0.01,
+    ) -> None:
+        super().__init__(source, max_bad_fraction)
+        self.members = list(members)
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.resolution = resolution
+        self.mode = "L" if channels == 1 else "RGB"
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def item_name(self, i: int) -> str:
+        return self.members[i]
+
+    def _decode(self, i: int) -> Tensor:
+        arr = load_image(self.member_file(self.members[i]), self.resolution, self.mode)
+        x = torch.from_numpy(arr.copy())
+        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+        return x.float().div_(127.5).sub_(1.0)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        j, x = self.first_readable(i, self._decode)
+        return x, self.labels[j]
 
 
 class ImageFolderDataModule(GANDataModule):

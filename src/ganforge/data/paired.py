@@ -12,7 +12,6 @@ It also holds a fixed held-out split (the same for every run seed) for evaluatio
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import zipfile
@@ -28,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ganforge.data.base import GANDataModule, InfiniteBatchSampler, identity_collate, mix_seed
-from ganforge.data.folder import list_images
+from ganforge.data.folder import FileSource, list_images
 from ganforge.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -376,7 +375,7 @@ def _scale(x: Tensor) -> Tensor:
     return x.float().div_(127.5).sub_(1.0)
 
 
-class PairedImageDataset(Dataset):
+class PairedImageDataset(FileSource, Dataset):
     """Decodes pairs on demand: ``(source, target, label)`` batches through ``__getitems__``.
 
     ``augment=True`` (training): indices are virtual (``v % len`` is the pair), each pair is resized
@@ -401,8 +400,7 @@ class PairedImageDataset(Dataset):
         seed: int = 0,
         max_bad_fraction: float = 0.01,
     ) -> None:
-        self.source = str(source)
-        self.is_zip = not os.path.isdir(self.source)
+        super().__init__(source, max_bad_fraction)
         self.pairs = list(pairs)
         self.layout = layout
         self.resolution = resolution
@@ -412,30 +410,17 @@ class PairedImageDataset(Dataset):
         self.flip = flip
         self.augment = augment
         self.seed = seed
-        self.max_bad_fraction = max_bad_fraction
-        self.bad_indices: set[int] = set()
-        self._zip: zipfile.ZipFile | None = None
-        self._zip_pid: int | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_zip"] = None
-        state["_zip_pid"] = None
-        return state
+    noun = "pair"
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _file(self, member: str) -> Any:
-        if not self.is_zip:
-            return os.path.join(self.source, member)
-        if self._zip is None or self._zip_pid != os.getpid():  # a forked worker must not share the handle
-            self._zip = zipfile.ZipFile(self.source)
-            self._zip_pid = os.getpid()
-        return io.BytesIO(self._zip.read(member))
+    def item_name(self, i: int) -> str:
+        return self.pairs[i].name
 
     def _open(self, member: str) -> Image.Image:
-        return Image.open(self._file(member))
+        return Image.open(self.member_file(member))
 
     def sizes(self, i: int) -> None:
         """Read only the headers of pair ``i``: a :class:`DataError` when its images cannot pair."""
@@ -484,39 +469,9 @@ class PairedImageDataset(Dataset):
                 a, b = self._load(img_a, (s, s)), self._load(img_b, (s, s))
         return _to_tensor(fit_square(a, s)), _to_tensor(fit_square(b, s))
 
-    def _mark_bad(self, i: int, exc: Exception) -> None:
-        if i in self.bad_indices:
-            return
-        self.bad_indices.add(i)
-        pair = self.pairs[i]
-        log.warning(
-            "skipping unreadable pair %s in %s (%s: %s)", pair.name, self.source, type(exc).__name__, exc
-        )
-        if len(self.bad_indices) > self.max_bad_fraction * len(self):
-            raise DataError(
-                f"{len(self.bad_indices)} of {len(self)} pairs in {self.source} could not be read "
-                f"(latest: {pair.name}: {type(exc).__name__}: {exc}), more than "
-                f"data.max_bad_fraction={self.max_bad_fraction} allows. Remove or repair the broken files, "
-                f"or raise data.max_bad_fraction."
-            )
-
-    def _readable(self, i: int) -> tuple[int, Tensor, Tensor]:
-        n = len(self)
-        for step in range(n):
-            j = (i + step) % n
-            if j in self.bad_indices:
-                continue
-            try:
-                return j, *self._decode(j)
-            except DataError:
-                raise
-            except Exception as exc:  # PIL raises many types (UnidentifiedImageError, OSError, ...)
-                self._mark_bad(j, exc)
-        raise DataError(f"None of the {n} pairs in {self.source} could be read.")
-
     def item(self, v: int) -> tuple[Tensor, Tensor, int]:
         """(source, target, label) of (virtual) index ``v``: float tensors in [-1, 1]."""
-        j, a, b = self._readable(v % len(self))
+        j, (a, b) = self.first_readable(v % len(self), self._decode)
         if self.augment:
             gen = torch.Generator().manual_seed(mix_seed(self.seed, v))
             room = self.load_size - self.resolution

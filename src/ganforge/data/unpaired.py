@@ -18,7 +18,6 @@ for every run seed) for evaluation.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import zipfile
@@ -36,7 +35,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ganforge.data.base import GANDataModule, InMemoryDataset, identity_collate, mix_seed
-from ganforge.data.folder import list_images
+from ganforge.data.folder import FileSource, list_images
 from ganforge.data.paired import (
     HELD_OUT_SEED,
     PIX2PIX_JITTER,
@@ -396,7 +395,7 @@ def index_cyclegan(path: str | os.PathLike, val_fraction: float = 0.1) -> CycleG
     return CycleGANIndex((train[0], train[1]), (held[0], held[1]), (sources[0], sources[1]))
 
 
-class ImageFileDomain(Domain):
+class ImageFileDomain(FileSource, Domain):
     """Images of one domain decoded on demand from a folder or zip, unlabelled.
 
     ``items``: resized to ``resolution`` (shorter side, then a center square), nothing random.
@@ -418,8 +417,7 @@ class ImageFileDomain(Domain):
         domain: int = 0,
         max_bad_fraction: float = 0.01,
     ) -> None:
-        self.source = str(source)
-        self.is_zip = not os.path.isdir(self.source)
+        FileSource.__init__(self, source, max_bad_fraction)
         self.members = list(members)
         self.resolution = resolution
         self.load_size = load_size
@@ -427,31 +425,17 @@ class ImageFileDomain(Domain):
         self.flip = flip
         self.seed = seed
         self.domain = domain
-        self.max_bad_fraction = max_bad_fraction
-        self.bad_indices: set[int] = set()
-        self._zip: zipfile.ZipFile | None = None
-        self._zip_pid: int | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_zip"] = None
-        state["_zip_pid"] = None
-        return state
+        self.where = f" of domain {DOMAINS[domain]}"
 
     def __len__(self) -> int:
         return len(self.members)
 
-    def _file(self, member: str) -> Any:
-        if not self.is_zip:
-            return os.path.join(self.source, member)
-        if self._zip is None or self._zip_pid != os.getpid():  # a forked worker must not share the handle
-            self._zip = zipfile.ZipFile(self.source)
-            self._zip_pid = os.getpid()
-        return io.BytesIO(self._zip.read(member))
+    def item_name(self, i: int) -> str:
+        return self.members[i]
 
     def _decode(self, i: int, size: int) -> Tensor:
         """Image ``i`` as uint8 (C, size, size)."""
-        with Image.open(self._file(self.members[i])) as img:
+        with Image.open(self.member_file(self.members[i])) as img:
             img.draft(self.mode, (size, size))  # JPEG only: decode at a reduced scale, still >= size
             if img.mode == "P" and "transparency" in img.info:
                 img = img.convert("RGBA")
@@ -459,38 +443,8 @@ class ImageFileDomain(Domain):
         x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
         return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
 
-    def _mark_bad(self, i: int, exc: Exception) -> None:
-        if i in self.bad_indices:
-            return
-        self.bad_indices.add(i)
-        log.warning(
-            "skipping unreadable image %s in %s (%s: %s)",
-            self.members[i],
-            self.source,
-            type(exc).__name__,
-            exc,
-        )
-        if len(self.bad_indices) > self.max_bad_fraction * len(self):
-            raise DataError(
-                f"{len(self.bad_indices)} of {len(self)} images of domain {DOMAINS[self.domain]} in "
-                f"{self.source} could not be read (latest: {self.members[i]}: {type(exc).__name__}: {exc}), "
-                f"more than data.max_bad_fraction={self.max_bad_fraction} allows. Remove or repair the "
-                f"broken files, or raise data.max_bad_fraction."
-            )
-
     def _readable(self, i: int, size: int) -> Tensor:
-        n = len(self)
-        for step in range(n):
-            j = (i + step) % n
-            if j in self.bad_indices:
-                continue
-            try:
-                return self._decode(j, size)
-            except Exception as exc:  # PIL raises many types (UnidentifiedImageError, OSError, ...)
-                self._mark_bad(j, exc)
-        raise DataError(
-            f"None of the {n} images of domain {DOMAINS[self.domain]} in {self.source} could be read."
-        )
+        return self.first_readable(i, lambda j: self._decode(j, size))[1]
 
     @staticmethod
     def _scale(xs: list[Tensor]) -> Tensor:
