@@ -95,3 +95,12 @@ def _python(args: list[str], cwd: Path, env: dict[str, str] | None, timeout: int
         text=True,
         timeout=timeout,
     )
+
+
+def assert_refused_before_training(tmp_path: Path, *args: str, message: str) -> None:
+    """``ganforge-train *args`` exits 2 with one ``error:`` line holding ``message``, and no checkpoint."""
+    res = command("train", *args, "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
+    assert len(errors) == 1 and message in errors[0], res.stderr[-2000:]
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -58,17 +58,25 @@ class ImageIndex:
     classes: list[str]
 
 
-def index_images(path: str | os.PathLike) -> ImageIndex:
-    """List the images of ``path`` and label them by parent folder name (sorted), or -1 if all share one."""
+def existing_source(path: str | os.PathLike, kind: str = "image", holding: str = "of images") -> Path:
+    """``path`` when it is a folder or a .zip; else a one-line DataError (``kind``: "paired image", ...;
+    ``holding``: what data.path should hold, for the message)."""
     p = Path(path)
     shown = p.resolve()
     if not p.exists():
         raise DataError(
-            f"The image folder or zip {shown} does not exist. Set data.path=/path/to/images "
-            f"(a folder or a .zip of images) to a path that exists."
+            f"The {kind} folder or zip {shown} does not exist. Set data.path=/path/to/data "
+            f"(a folder or a .zip {holding}) to a path that exists."
         )
     if not p.is_dir() and not zipfile.is_zipfile(p):
         raise DataError(f"data.path={shown} is neither a folder nor a .zip archive of images.")
+    return p
+
+
+def index_images(path: str | os.PathLike) -> ImageIndex:
+    """List the images of ``path`` and label them by parent folder name (sorted), or -1 if all share one."""
+    p = existing_source(path)
+    shown = p.resolve()
     members = list_images(p)
     if not members:
         kind = "folder" if p.is_dir() else "zip archive"

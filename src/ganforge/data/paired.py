@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -27,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ganforge.data.base import GANDataModule, InfiniteBatchSampler, identity_collate, mix_seed
-from ganforge.data.folder import FileSource, list_images
+from ganforge.data.folder import FileSource, existing_source, list_images
 from ganforge.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -53,6 +52,27 @@ def held_out_split(n: int, val_fraction: float) -> tuple[list[int], list[int]]:
     n_val = min(n_val, n - 1)  # at least one training item
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(HELD_OUT_SEED))
     return sorted(perm[: n - n_val].tolist()), perm[n - n_val :].tolist()
+
+
+def file_options(
+    resolution: int, load_size: int | None, channels: int, max_bad_fraction: float
+) -> tuple[int, int]:
+    """(resolution, load size) of image files read with pix2pix's resize-then-random-crop jitter
+    (``load_size`` None: resolution·286/256); one-line ConfigErrors for values that cannot work."""
+    if channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+    if int(resolution) < 1:
+        raise ConfigError(f"data.resolution must be a positive integer, got {resolution}.")
+    resolution = int(resolution)
+    load = round(resolution * PIX2PIX_JITTER) if load_size is None else int(load_size)
+    if load < resolution:
+        raise ConfigError(
+            f"data.load_size={load_size} must be at least data.resolution={resolution} "
+            f"(training images are resized to load_size, then randomly cropped to resolution)."
+        )
+    if not 0.0 <= float(max_bad_fraction) <= 1.0:
+        raise ConfigError(f"data.max_bad_fraction must lie in [0, 1], got {max_bad_fraction}.")
+    return resolution, load
 
 
 def check_val_fraction(val_fraction: float) -> float:
@@ -207,15 +227,8 @@ def _labels(keys: list[str]) -> tuple[list[int], list[str]]:
 
 def index_pairs(path: str | os.PathLike, layout: str = "auto", val_fraction: float = 0.1) -> PairIndex:
     """Find the pairs of ``path`` (a folder or .zip); raises one-line :class:`DataError` s."""
-    p = Path(path)
+    p = existing_source(path, "paired image", "of image pairs")
     shown = p.resolve()
-    if not p.exists():
-        raise DataError(
-            f"The paired image folder or zip {shown} does not exist. Set data.path=/path/to/pairs "
-            f"(a folder or a .zip) to a path that exists."
-        )
-    if not p.is_dir() and not zipfile.is_zipfile(p):
-        raise DataError(f"data.path={shown} is neither a folder nor a .zip archive of images.")
     names = list_images(p)
     expected = (
         "expected A/ and B/ folders whose images pair by matching file names (optionally inside "
@@ -529,19 +542,7 @@ class PairedFolderDataModule(PairedDataModule):
             raise ConfigError(f"data.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}.")
         if direction not in DIRECTIONS:
             raise ConfigError(f"data.direction must be AtoB or BtoA, got {direction!r}.")
-        if channels not in (1, 3):
-            raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
-        if int(resolution) < 1:
-            raise ConfigError(f"data.resolution must be a positive integer, got {resolution}.")
-        resolution = int(resolution)
-        load = round(resolution * PIX2PIX_JITTER) if load_size is None else int(load_size)
-        if load < resolution:
-            raise ConfigError(
-                f"data.load_size={load_size} must be at least data.resolution={resolution} "
-                f"(training images are resized to load_size, then randomly cropped to resolution)."
-            )
-        if not 0.0 <= float(max_bad_fraction) <= 1.0:
-            raise ConfigError(f"data.max_bad_fraction must lie in [0, 1], got {max_bad_fraction}.")
+        resolution, load = file_options(resolution, load_size, channels, max_bad_fraction)
         self.path = str(path)
         self.layout = layout
         self.direction = direction

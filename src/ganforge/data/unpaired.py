@@ -35,12 +35,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ganforge.data.base import GANDataModule, InMemoryDataset, identity_collate, mix_seed
-from ganforge.data.folder import FileSource, list_images
+from ganforge.data.folder import FileSource, existing_source, list_images
 from ganforge.data.paired import (
     HELD_OUT_SEED,
-    PIX2PIX_JITTER,
     EpochIndexSampler,
     check_val_fraction,
+    file_options,
     fit_square,
     held_out_split,
 )
@@ -341,15 +341,8 @@ def _folders(path: Path) -> set[str]:
 
 def index_cyclegan(path: str | os.PathLike, val_fraction: float = 0.1) -> CycleGANIndex:
     """Find the images of ``path`` (a folder or .zip in CycleGAN's layout); one-line :class:`DataError` s."""
-    p = Path(path)
+    p = existing_source(path, "unpaired image", "with trainA/ and trainB/")
     shown = p.resolve()
-    if not p.exists():
-        raise DataError(
-            f"The unpaired image folder or zip {shown} does not exist. Set data.path=/path/to/data "
-            f"(a folder or a .zip with trainA/ and trainB/) to a path that exists."
-        )
-    if not p.is_dir() and not zipfile.is_zipfile(p):
-        raise DataError(f"data.path={shown} is neither a folder nor a .zip archive of images.")
     names = list_images(p)
     if not names:
         raise DataError(f"{shown} holds no images; {CYCLEGAN_LAYOUT}.")
@@ -501,19 +494,7 @@ class UnpairedFolderDataModule(UnpairedDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if channels not in (1, 3):
-            raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
-        if int(resolution) < 1:
-            raise ConfigError(f"data.resolution must be a positive integer, got {resolution}.")
-        resolution = int(resolution)
-        load = round(resolution * PIX2PIX_JITTER) if load_size is None else int(load_size)
-        if load < resolution:
-            raise ConfigError(
-                f"data.load_size={load_size} must be at least data.resolution={resolution} "
-                f"(training images are resized to load_size, then randomly cropped to resolution)."
-            )
-        if not 0.0 <= float(max_bad_fraction) <= 1.0:
-            raise ConfigError(f"data.max_bad_fraction must lie in [0, 1], got {max_bad_fraction}.")
+        resolution, load = file_options(resolution, load_size, channels, max_bad_fraction)
         self.path = str(path)
         self.resolution = resolution
         self.load_size = load
