@@ -26,7 +26,7 @@ from ganforge.metrics.suite import (
     check,
     reference_input,
 )
-from ganforge.metrics.translation import make_suite
+from ganforge.metrics.suites import make_suite
 from ganforge.restore import pick_device, restore
 
 FIDELITY_KEYS = {

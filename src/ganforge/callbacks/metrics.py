@@ -14,8 +14,8 @@ from pytorch_lightning.loggers import WandbLogger
 from ganforge.callbacks.checkpoint import save_checkpoint
 from ganforge.directions import better
 from ganforge.loggers import logger_fault
-from ganforge.metrics.suite import MetricSettings, MetricSuite
-from ganforge.metrics.translation import TranslationSuite, make_suite
+from ganforge.metrics.suite import MetricSettings
+from ganforge.metrics.suites import Suite, make_suite
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class MetricsCallback(Callback):
         self.settings = MetricSettings.from_config(config)
         self.cache_dir = cache_dir
         self.dirpath = Path(dirpath)
-        self.suite: MetricSuite | TranslationSuite | None = None
+        self.suite: Suite | None = None
         self.best: dict[str, float] = {}
         self.best_step: int | None = None
         self.latest: dict[str, float] = {}

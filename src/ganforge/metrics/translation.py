@@ -21,7 +21,7 @@ from torchmetrics.image import (
 from ganforge.data.base import GANDataModule
 from ganforge.errors import ConfigError
 from ganforge.metrics.features import FeatureLayer, extractor_input, inception_weights
-from ganforge.metrics.suite import MetricSettings, MetricSuite, build_extractor, extractor_kind
+from ganforge.metrics.suite import MetricSettings, build_extractor, extractor_kind
 
 TRANSLATION_METRICS = ("psnr", "ssim", "l1", "fid", "class_acc")
 EXTRACTOR_METRICS = ("fid", "class_acc")  # the ones that need a feature extractor
@@ -180,15 +180,3 @@ class TranslationSuite:
         for metric in self.metrics.values():
             metric.reset()
         return values
-
-
-def make_suite(settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path) -> Any:
-    """The suite that measures generators of this data: translation metrics for paired data, both
-    directions for two-domain data, sample metrics otherwise."""
-    if getattr(datamodule, "paired", False):
-        return TranslationSuite(settings, datamodule, cache_dir)
-    if getattr(datamodule, "unpaired", False):
-        from ganforge.metrics.unpaired import UnpairedSuite
-
-        return UnpairedSuite(settings, datamodule, cache_dir)
-    return MetricSuite(settings, datamodule, cache_dir)
