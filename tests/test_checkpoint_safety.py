@@ -46,3 +46,15 @@ def test_ganforge_checkpoints_load_weights_only(tmp_path: Path) -> None:
     )
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["ganforge"]["g_step"] == 4
+
+
+def test_a_run_dir_as_ckpt_path_names_its_checkpoint(tmp_path: Path) -> None:
+    from ganforge.checkpoint_file import read_checkpoint
+    from ganforge.errors import ConfigError
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    with pytest.raises(
+        ConfigError, match=r"a directory, not a checkpoint file; did you mean ckpt_path=.*last\.ckpt\?"
+    ):
+        read_checkpoint(tmp_path)

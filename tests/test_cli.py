@@ -55,6 +55,9 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
         (["data=digits", "data.resolution=20"], "model dcgan makes square images of 16/32/64 px"),
         (["data=image_folder", "data.path=no/such/dir"], "no/such/dir"),
         (["loss=wgan_gp"], "the penalties (gp) need a discriminator without batch norm"),
+        (["data=image_folder"], "data.path is required: pass data.path=<value>"),
+        (["seed=abc"], "seed must be an integer, got 'abc'"),
+        (["ckpt_path=."], "ckpt_path=.: a directory, not a checkpoint file"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
@@ -80,3 +83,26 @@ def test_default_job_prints_where_outputs_are(tmp_path):
     assert summary["status"] == "finished"
     assert summary["last"]["val/fid"] >= 0  # the default job ends with FID on classifier features
     assert summary["metrics"]["extractor"].startswith("clf")
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        ("eval", [], "ganforge-eval: error: ckpt_path is required: pass ckpt_path=<value>"),
+        (
+            "sample",
+            ["ckpt_path=x.ckpt", "n=abc"],
+            "ganforge-sample: error: n must be a positive integer, got 'abc'",
+        ),
+        (
+            "sample",
+            ["ckpt_path=x.ckpt", "n=0"],
+            "ganforge-sample: error: n must be a positive integer, got 0",
+        ),
+    ],
+)
+def test_eval_and_sample_mistakes_are_one_line(tmp_path, name, args, message):
+    cmd = [sys.executable, "-m", f"ganforge.{name}", *args]
+    res = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines() == [message]

@@ -13,11 +13,21 @@ import torch
 from ganforge.errors import ConfigError
 
 
+def directory_hint(path: Path) -> str:
+    """What to say when a checkpoint path is a directory (a run dir, or its checkpoints/)."""
+    for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+        if candidate.is_file():
+            return f"a directory, not a checkpoint file; did you mean ckpt_path={candidate}?"
+    return "a directory, not a checkpoint file (pass e.g. <run dir>/checkpoints/last.ckpt)"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict at ``path``; a ConfigError naming the file when it is missing or unreadable."""
     if path in (None, "", "???"):
         raise ConfigError("ckpt_path=<file> is required (a checkpoint written by ganforge-train)")
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise ConfigError(f"ckpt_path={path}: {directory_hint(file)}")
     if not file.is_file():
         raise ConfigError(f"ckpt_path={path}: no such file")
     if file.stat().st_size == 0:

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge import resolvers
-from ganforge.checkpoint_file import read_checkpoint
+from ganforge.checkpoint_file import directory_hint, read_checkpoint
 from ganforge.errors import ConfigError, GanforgeError
 
 # the Hydra tree ships inside the package (the repository's top-level conf/, mapped in pyproject.toml)
@@ -38,8 +38,20 @@ def _positive(cfg: DictConfig, key: str, kind: type = float, allow_zero: bool = 
         raise ConfigError(f"{key} must be a {bound} {'integer' if kind is int else 'number'}, got {value!r}")
 
 
+def check_required(cfg: DictConfig) -> None:
+    """A ConfigError naming the first mandatory key (``???``) the command line left unset."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        more = f" (also unset: {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        raise ConfigError(f"{missing[0]} is required: pass {missing[0]}=<value>{more}")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Reject values that cannot train, before anything is built."""
+    check_required(cfg)
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
     for key in ("train.steps", "train.n_critic", "train.log_every", "train.num_fixed", "data.batch_size"):
         _positive(cfg, key, int)
     for key in ("train.sample_every", "train.ckpt_every"):
@@ -88,6 +100,8 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> Path | None:
             return None
     else:
         path = Path(ckpt_path).expanduser()
+        if path.is_dir():
+            raise ConfigError(f"ckpt_path={ckpt_path}: {directory_hint(path)}")
         if not path.is_file():
             raise ConfigError(f"ckpt_path={ckpt_path}: no such file ({path.resolve()})")
     ckpt = read_checkpoint(path)  # a truncated or foreign file fails here, in one line, not in Lightning

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch_fidelity.generative_model_base import GenerativeModelBase
 
-from ganforge.config import CONFIG_PACKAGE
+from ganforge.config import CONFIG_PACKAGE, check_required
 from ganforge.errors import GanforgeError
 from ganforge.metrics.features import extractor_input
 from ganforge.metrics.suite import (
@@ -163,6 +163,7 @@ def print_table(result: dict[str, Any]) -> None:
 def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-eval``: mistakes exit with one line and code 2."""
     try:
+        check_required(cfg)
         result = evaluate(cfg.ckpt_path, cfg.get("metrics") or {}, cfg.paths.cache_dir, cfg.device)
     except GanforgeError as err:
         print(f"ganforge-eval: error: {err}", file=sys.stderr)

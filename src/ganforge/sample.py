@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from ganforge.callbacks.samples import save_scatter
-from ganforge.config import CONFIG_PACKAGE
+from ganforge.config import CONFIG_PACKAGE, check_required
 from ganforge.data.folder import list_images, load_image
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.restore import pick_device, restore
@@ -34,8 +34,8 @@ def write_samples(
     device: str = "auto",
 ) -> Path:
     """``n`` samples of the checkpoint's generator from latents seeded by ``seed``, written to ``out``."""
-    if n <= 0:
-        raise ConfigError(f"n must be positive, got {n}")
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise ConfigError(f"n must be a positive integer, got {n!r}")
     path = Path(out).expanduser()
     fmt = path.suffix.lstrip(".").lower() if fmt == "auto" else fmt
     if fmt not in ("png", "npz"):
@@ -161,6 +161,7 @@ def translate_folder(
 def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-sample``: mistakes exit with one line and code 2."""
     try:
+        check_required(cfg)
         if cfg.get("input"):
             path = translate_folder(cfg.ckpt_path, cfg.input, cfg.out, cfg.device, cfg.get("direction"))
         else:
