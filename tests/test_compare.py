@@ -116,6 +116,17 @@ def test_cli_table_sorted_by_metric(sweep, tmp_path, capsys):
         check_png(out / name)
 
 
+def test_a_metric_no_run_logged_is_one_line_and_writes_nothing(sweep, tmp_path, capsys):
+    sweep_dir, _ = sweep
+    out = tmp_path / "cmp"
+    assert compare.main([str(sweep_dir), "--metric", "val/bogus", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "ganforge-compare: error: --metric val/bogus: no run logged it"
+    )
+    assert "train/g_loss" in err[0] and not out.exists()
+
+
 # --- run dirs built here -------------------------------------------------------------------------------
 def make_run(
     path: Path,

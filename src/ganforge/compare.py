@@ -674,7 +674,7 @@ def compare(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``ganforge-compare``; exit code 1 when no run was found."""
+    """Entry point of ``ganforge-compare``; exit code 1 when no run was found, 2 for a metric none logged."""
     parser = argparse.ArgumentParser(
         prog="ganforge-compare",
         description="Compare ganforge runs: a table and plots from run dirs or multirun dirs.",
@@ -690,6 +690,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-plots", action="store_true", help="only the table")
     args = parser.parse_args(argv)
+    if args.metric:  # a metric no run logged would sort by nothing: say so before writing anything
+        runs = build_comparison([Path(d) for d in args.dirs]).runs
+        logged = sorted({n for r in runs for n in r.metric_names()})
+        if runs and args.metric not in logged:
+            shown = ", ".join(n for n in logged if n.startswith(("val/", "train/"))) or "none"
+            print(
+                f"ganforge-compare: error: --metric {args.metric}: no run logged it; logged: {shown}",
+                file=sys.stderr,
+            )
+            return 2
     result = compare(args.dirs, metric=args.metric, out=args.out, plots=not args.no_plots)
     if not result["comparison"].runs:
         print("ganforge-compare: error: no runs found", file=sys.stderr)
