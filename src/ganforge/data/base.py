@@ -34,6 +34,8 @@ class InfiniteBatchSampler(Sampler[list[int]]):
     batch), so the data of step ``k`` is batch ``k`` whatever the grouping, and ``start`` is a step.
     """
 
+    virtual = False  # True: yield epoch * num_items + i (see ganforge.data.paired.EpochIndexSampler)
+
     def __init__(
         self,
         num_items: int,
@@ -72,7 +74,8 @@ class InfiniteBatchSampler(Sampler[list[int]]):
         while len(out) < self.batch_size:
             epoch, offset = divmod(pos, self.num_items)
             take = min(self.batch_size - len(out), self.num_items - offset)
-            out.extend(self._permutation(epoch)[offset : offset + take].tolist())
+            part = self._permutation(epoch)[offset : offset + take]
+            out.extend((part + epoch * self.num_items if self.virtual else part).tolist())
             pos += take
         return out
 

@@ -90,17 +90,7 @@ class EpochIndexSampler(InfiniteBatchSampler):
     any batch is exact, and every epoch draws new augmentations.
     """
 
-    def batch(self, k: int) -> list[int]:
-        first = (k * self.world_size + self.rank) * self.batch_size
-        out: list[int] = []
-        pos = first
-        while len(out) < self.batch_size:
-            epoch, offset = divmod(pos, self.num_items)
-            take = min(self.batch_size - len(out), self.num_items - offset)
-            perm = self._permutation(epoch)[offset : offset + take]
-            out.extend((perm + epoch * self.num_items).tolist())
-            pos += take
-        return out
+    virtual = True
 
 
 class PairedDataModule(GANDataModule):
@@ -188,8 +178,9 @@ class PairIndex:
     classes: list[str]
 
 
-def _strip_wrapper(names: list[str]) -> str:
-    """The prefix of single folders wrapping every name (``facades/`` of ``facades/train/1.jpg``)."""
+def wrapper_prefix(names: list[str], layout_folders: set[str] | frozenset[str]) -> str:
+    """The prefix of single folders wrapping every name (``facades/`` of ``facades/train/1.jpg``), up to
+    the first folder of the layout (``layout_folders``: A, B, train, ... or trainA, testB, ...)."""
     prefix = ""
     rest = names
     while rest:
@@ -197,7 +188,7 @@ def _strip_wrapper(names: list[str]) -> str:
         if len(tops) != 1 or any(len(PurePosixPath(n).parts) < 2 for n in rest):
             break
         top = tops.pop()
-        if top in SIDES or top in SPLITS:
+        if top in layout_folders:
             break
         prefix += top + "/"
         rest = [n[len(top) + 1 :] for n in rest]
@@ -237,7 +228,7 @@ def index_pairs(path: str | os.PathLike, layout: str = "auto", val_fraction: flo
     )
     if not names:
         raise DataError(f"{shown} holds no images; {expected}.")
-    prefix = _strip_wrapper(names)
+    prefix = wrapper_prefix(names, {*SIDES, *SPLITS})
     rel = [n[len(prefix) :] for n in names]
     # (split or "", side or "") -> {pairing key: member}
     groups: dict[tuple[str, str], dict[str, str]] = {}

@@ -43,6 +43,7 @@ from ganforge.data.paired import (
     file_options,
     fit_square,
     held_out_split,
+    wrapper_prefix,
 )
 from ganforge.errors import ConfigError, DataError
 
@@ -309,22 +310,6 @@ class CycleGANIndex:
     held_out_from: tuple[str, str]  # "testA"/"testB", or "val_fraction"
 
 
-def _strip_cyclegan_wrapper(names: list[str]) -> str:
-    """The prefix of single folders wrapping every name (``horse2zebra/`` of ``horse2zebra/trainA/1.jpg``)."""
-    prefix = ""
-    rest = names
-    while rest:
-        tops = {PurePosixPath(n).parts[0] for n in rest}
-        if len(tops) != 1 or any(len(PurePosixPath(n).parts) < 2 for n in rest):
-            break
-        top = tops.pop()
-        if top in CYCLEGAN_FOLDERS:
-            break
-        prefix += top + "/"
-        rest = [n[len(top) + 1 :] for n in rest]
-    return prefix
-
-
 def _folders(path: Path) -> set[str]:
     """POSIX paths of every folder inside ``path`` (a folder or a zip), images or not."""
     if path.is_dir():
@@ -346,7 +331,7 @@ def index_cyclegan(path: str | os.PathLike, val_fraction: float = 0.1) -> CycleG
     names = list_images(p)
     if not names:
         raise DataError(f"{shown} holds no images; {CYCLEGAN_LAYOUT}.")
-    prefix = _strip_cyclegan_wrapper(names)
+    prefix = wrapper_prefix(names, set(CYCLEGAN_FOLDERS))
     groups: dict[str, list[str]] = {}
     others: set[str] = set()
     for name in names:
