@@ -171,17 +171,21 @@ class GANDataModule(pl.LightningDataModule):
     def collate_fn(self) -> Any:
         return identity_collate if hasattr(self.dataset, "__getitems__") else None
 
+    def batch_sampler(self, start: int, rank: int, world: int) -> Sampler:
+        """The index batches of the training stream from generator step ``start`` on this rank (paired
+        and two-domain data draw theirs otherwise)."""
+        assert self.dataset is not None
+        return InfiniteBatchSampler(
+            len(self.dataset), self.step_batch_size, self.seed, start, rank, world, self.steps_per_batch
+        )
+
     def train_dataloader(self) -> DataLoader:
         if self.dataset is None:
             self.setup("fit")
         assert self.dataset is not None
-        start, rank, world = self._position()
-        sampler = InfiniteBatchSampler(
-            len(self.dataset), self.step_batch_size, self.seed, start, rank, world, self.steps_per_batch
-        )
         return DataLoader(
             self.dataset,
-            batch_sampler=sampler,
+            batch_sampler=self.batch_sampler(*self._position()),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

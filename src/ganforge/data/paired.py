@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ganforge.data.base import GANDataModule, InfiniteBatchSampler, identity_collate, mix_seed
+from ganforge.data.base import GANDataModule, InfiniteBatchSampler, mix_seed
 from ganforge.data.folder import FileSource, existing_source, list_images
 from ganforge.errors import ConfigError, DataError
 
@@ -132,21 +132,10 @@ class PairedDataModule(GANDataModule):
             raise IndexError(f"held-out index {bad[0]} out of range: the held-out split has {n} items")
         return out
 
-    def train_dataloader(self) -> DataLoader:
-        if self.dataset is None:
-            self.setup("fit")
-        assert self.dataset is not None
-        start, rank, world = self._position()
-        sampler = EpochIndexSampler(
+    def batch_sampler(self, start: int, rank: int, world: int) -> EpochIndexSampler:
+        """Virtual indices: each item's crop, flip, noise or holes follow its position in the stream."""
+        return EpochIndexSampler(
             self.num_items(), self.step_batch_size, self.seed, start, rank, world, self.steps_per_batch
-        )
-        return DataLoader(
-            self.dataset,
-            batch_sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=identity_collate,
         )
 
     def real_batch(self, n: int, seed: int = 0) -> Tensor:

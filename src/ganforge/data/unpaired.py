@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
-from ganforge.data.base import GANDataModule, InMemoryDataset, identity_collate, mix_seed
+from ganforge.data.base import GANDataModule, InMemoryDataset, mix_seed
 from ganforge.data.folder import FileSource, existing_source, list_images
 from ganforge.data.paired import (
     HELD_OUT_SEED,
@@ -209,19 +209,11 @@ class UnpairedDataModule(GANDataModule):
     def labelled_source(self) -> GANDataModule:
         return self
 
-    def train_dataloader(self) -> DataLoader:
+    def batch_sampler(self, start: int, rank: int, world: int) -> UnpairedBatchSampler:
+        """Two independent streams, one per domain."""
         a, b = self._domains(held_out=False)
-        start, rank, world = self._position()
-        sampler = UnpairedBatchSampler(
+        return UnpairedBatchSampler(
             len(a), len(b), self.step_batch_size, self.seed, start, rank, world, self.steps_per_batch
-        )
-        return DataLoader(
-            self.dataset,  # type: ignore[arg-type]
-            batch_sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=identity_collate,
         )
 
     @staticmethod
