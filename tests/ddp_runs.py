@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 
 from helpers import DDP_CPU, command
@@ -43,3 +45,44 @@ def metrics_rows(run_dir: Path) -> list[dict[str, Any]]:
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """The final weights of G and D (``last.ckpt``)."""
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+class LocalScalars(pl.Callback):
+    """Writes, on every rank, the training scalars each logging step hands to ``_log_scalars`` before
+    they are averaged across ranks (``<out>/rank<r>.jsonl``); the module's own method still runs."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        path, log_scalars = self.out / f"rank{trainer.global_rank}.jsonl", pl_module._log_scalars
+        self.out.mkdir(parents=True, exist_ok=True)
+
+        def record(scalars: dict[str, torch.Tensor], *args: Any) -> None:
+            row = {"step": pl_module.g_step, **{k: float(v) for k, v in scalars.items()}}
+            with path.open("a") as file:
+                file.write(json.dumps(row) + "\n")
+            log_scalars(scalars, *args)
+
+        pl_module._log_scalars = record
+
+
+def local_scalars(out: Path, rank: int) -> list[dict[str, float]]:
+    """The rows :class:`LocalScalars` wrote for ``rank``."""
+    return [json.loads(line) for line in (out / f"rank{rank}.jsonl").read_text().splitlines()]
+
+
+class RankMetrics(pl.Callback):
+    """Writes, on every rank at the end of training, what its metrics callback measured last and the
+    step it kept as best (``<out>/metrics_rank<r>.json``); add it after the metrics callback."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        from ganforge.callbacks.metrics import MetricsCallback
+
+        callback = next(cb for cb in trainer.callbacks if isinstance(cb, MetricsCallback))
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = {"latest": callback.latest, "best": callback.best, "best_step": callback.best_step}
+        (self.out / f"metrics_rank{trainer.global_rank}.json").write_text(json.dumps(state))

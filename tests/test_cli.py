@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
         (["data=image_folder"], "data.path is required: pass data.path=<value>"),
         (["seed=abc"], "seed must be an integer, got 'abc'"),
         (["ckpt_path=."], "ckpt_path=.: a directory, not a checkpoint file"),
+        (["metrics.every=-5"], "metrics.every must be a non-negative integer, got -5"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
@@ -106,3 +108,90 @@ def test_eval_and_sample_mistakes_are_one_line(tmp_path, name, args, message):
     res = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr[-2000:]
     assert res.stderr.strip().splitlines() == [message]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["metrics=[modes]", "data=ring8", "model=mlp", "metrics.modes_num_samples=-1"],
+            "metrics.modes_num_samples",
+        ),
+        (["metrics=[fid]", "metrics.num_samples=0"], "metrics.num_samples must be a positive integer, got 0"),
+        (
+            ["metrics=[kid]", "metrics.kid_subset_size=0"],
+            "metrics.kid_subset_size must be a positive integer",
+        ),
+        (["model.z_dim=0"], "model.z_dim must be a positive integer, got 0"),
+        (["metrics=[fid]", "metrics.every=2.5"], "metrics.every must be a non-negative integer, got 2.5"),
+    ],
+)
+def test_metric_settings_that_cannot_work_are_refused(tmp_path, args, message):
+    """Checked by check_config, before anything is built (the CLI turns it into one line, exit 2)."""
+    from ganforge.config import check_config
+    from ganforge.errors import ConfigError
+    from helpers import compose_cfg
+
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        check_config(compose_cfg(tmp_path, *args))
+    assert info.value.exit_code == 2 and "\n" not in str(info.value)
+
+
+def test_a_run_dir_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    res = cli("logger=[csv]", f"hydra.run.dir={tmp_path}/taken", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines() == [
+        f"ganforge-train: error: hydra.run.dir={tmp_path}/taken: {tmp_path}/taken is a file, not a directory"
+    ]
+
+
+def test_a_key_typo_gets_a_did_you_mean_line(tmp_path):
+    res = cli("data=ring8", "train.stepz=5", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert res.returncode == 1  # Hydra's own message and exit code, then the hint
+    assert "Key 'stepz' is not in struct" in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        "ganforge-train: train.stepz is not a key of the config; did you mean train.steps?"
+    )
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only filesystem (root may write anywhere else; mounting needs root: skipped elsewhere)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_read_only_places_are_one_line_each(read_only_dir, tmp_path):
+    from ganforge.errors import ConfigError
+    from helpers import command, train_run
+
+    res = cli("logger=[csv]", f"hydra.run.dir={read_only_dir}/run", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines() == [
+        f"ganforge-train: error: hydra.run.dir={read_only_dir}/run: cannot write in {read_only_dir} "
+        "(read-only, or no permission)"
+    ]
+    res = command("sample", "ckpt_path=x.ckpt", f"out={read_only_dir}/grid.png", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        f"ganforge-sample: error: out={read_only_dir}/grid.png: cannot write in {read_only_dir} "
+        "(read-only, or no permission)"
+    ], res.stderr[-2000:]
+    with pytest.raises(ConfigError, match=rf"^paths.cache_dir={read_only_dir}/cache: cannot write in "):
+        train_run(
+            tmp_path / "run",
+            "data=ring8",
+            "model=mlp",
+            "metrics=[modes]",
+            f"paths.cache_dir={read_only_dir}/cache",
+        )
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -4,6 +4,7 @@ runs in progress, diverged runs, skipped dirs and metric directions on run dirs 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -226,6 +227,8 @@ def test_hydra_callback_writes_on_multirun_end_and_never_raises(tmp_path, caplog
     (tmp_path / "0" / "metrics.csv").write_text("not,a\ncsv")  # damaged: still no exception
     (tmp_path / "0" / "summary.json").write_text("{")
     callback.write(tmp_path)
+    assert [r["run"] for r in read_csv(tmp_path / "comparison.csv")] == ["1"]  # the other run still
+    assert f"skipped {(tmp_path / '0').resolve()}: summary.json is not valid JSON" in caplog.text
     callback.write(tmp_path / "missing")
     assert "no runs" in caplog.text
 
@@ -236,3 +239,168 @@ def test_only_real_differences_are_columns(tmp_path):
     comp = compare.build_comparison([tmp_path])
     assert comp.keys == ["loss"]
     assert [r.label for r in comp.runs] == ["loss=hinge", "loss=lsgan"]
+
+
+# damaged files: (file, content, words of the reason)
+DAMAGED = {
+    "summary-list": ("summary.json", "[1, 2]", "summary.json holds a JSON list, not an object"),
+    "summary-empty": ("summary.json", "", "summary.json is empty"),
+    "summary-bad-json": ("summary.json", '{"status": "finished",', "summary.json is not valid JSON"),
+    "summary-bad-field": ("summary.json", '{"status": "finished", "last": [1]}', "summary.json: last is"),
+    "overrides-bad-yaml": (".hydra/overrides.yaml", "- loss=[hinge\n- a: {", ".hydra/overrides.yaml is not"),
+    "config-not-mapping": (".hydra/config.yaml", "- 1\n- 2\n", ".hydra/config.yaml holds a list"),
+    "metrics-binary": ("metrics.csv", b"\xff\xfe\x00garbage\n", "metrics.csv cannot be read"),
+    "metrics-no-step": ("metrics.csv", "a,b\n1,2\n", "metrics.csv is not a metrics table"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGED))
+def test_a_damaged_run_is_listed_with_its_reason_and_the_others_compared(tmp_path, capsys, kind):
+    name, content, reason = DAMAGED[kind]
+    root = tmp_path / "runs"
+    make_run(root / "good1", ["loss=hinge"], curve(5, fid=[40]))
+    make_run(root / "good2", ["loss=lsgan"], curve(5, fid=[30]), status=None)  # running: no summary
+    bad = make_run(root / "bad", ["loss=wgan"], curve(5, fid=[20]))
+    target = bad / name
+    target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+
+    assert compare.main([str(root), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    captured = capsys.readouterr()
+    assert f"skipped {bad.resolve()}: {reason}" in captured.err
+    rows = read_csv(tmp_path / "out" / "comparison.csv")
+    assert [(r["run"], r["status"]) for r in rows] == [("good2", "running"), ("good1", "finished")]
+    assert "bad" not in captured.out.split("written:")[0]
+    md = (tmp_path / "out" / "comparison.md").read_text()
+    assert f"`{bad.resolve()}`: {reason}" in md.split("## Skipped")[1]
+
+
+# --- readable tables and plots ------------------------------------------------------------------------
+AUGMENT = ["[color,translation,cutout]", "[color]", "null"]
+
+
+def many_runs(root: Path, n: int = 10, points: int = 12) -> None:
+    """``n`` runs that differ in a list-valued override, a long key and a boolean."""
+    for i in range(n):
+        overrides = [
+            f"train.diffaugment={AUGMENT[i % 3]}",
+            f"optim.lr_d={i + 1}e-4",
+            f"model.discriminator.an_uncommonly_long_option_name={'true' if i % 2 else 'false'}",
+        ]
+        make_run(root / f"run_with_a_long_name_{i}", overrides, curve(points, fid=[60 - i, 50 - i]))
+
+
+def table_cells(text: str) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of a rich table as printed, each cell's wrapped lines joined (spaces dropped)."""
+    lines = text.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    mid = next(i for i, line in enumerate(lines) if line.startswith("┡"))
+    bottom = next(i for i, line in enumerate(lines) if line.startswith("└"))
+    cuts = [i for i, ch in enumerate(lines[mid]) if ch in "┡╇┩"]
+
+    def cells(line: str) -> list[str]:
+        return [line[a + 1 : b].replace(" ", "") for a, b in zip(cuts, cuts[1:], strict=False)]
+
+    header = ["".join(parts) for parts in zip(*(cells(line) for line in lines[top + 1 : mid]), strict=True)]
+    rows: list[list[str]] = []
+    for line in lines[mid + 1 : bottom]:
+        parts = cells(line)
+        if parts[0]:  # a new row (every row has a run name)
+            rows.append(parts)
+        else:  # a wrapped cell's next line
+            rows[-1] = [a + b for a, b in zip(rows[-1], parts, strict=True)]
+    return header, rows
+
+
+def test_terminal_table_keeps_list_values_and_cuts_nothing_when_wide(tmp_path):
+    many_runs(tmp_path)
+    comp = compare.build_comparison([tmp_path])
+    assert comp.keys == [
+        "train.diffaugment",
+        "optim.lr_d",
+        "model.discriminator.an_uncommonly_long_option_name",
+    ]
+    for width in (200, 100):
+        out = io.StringIO()
+        compare.print_table(comp, file=out, width=width)
+        text = out.getvalue()
+        assert "…" not in text
+        header, rows = table_cells(text)
+        expected = [[c.replace(" ", "") for c in row] for row in comp.rows(compact=True)]
+        assert rows == expected  # every value whole, list-valued overrides included
+        assert header[1:4] == ["diffaugment", "lr_d", "an_uncommonly_long_option_name"]
+        assert "diffaugment = train.diffaugment" in text  # the full keys of the short headers
+        if width == 200:
+            assert "[color,translation,cutout]" in text and "run_with_a_long_name_0" in text
+
+
+def test_one_rendering_of_values_in_every_table(tmp_path):
+    make_run(tmp_path / "a", ["train.ema.decay=0.999", "model.conditional=True", "data.aug=[a, b]"], curve(3))
+    make_run(tmp_path / "b", ["data.aug=[c]"], curve(3, fid=[5]))
+    config = {"train": {"steps": 100, "ema": {"decay": None}}, "model": {"conditional": False}}
+    (tmp_path / "b" / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    comp = compare.build_comparison([tmp_path])
+    assert comp.keys == ["train.ema.decay", "model.conditional", "data.aug"]
+    rows = {row[0]: row for row in comp.rows()}
+    assert rows["a"][1:4] == ["0.999", "true", "[a,b]"]
+    assert rows["b"][1:4] == ["null", "false", "[c]"]
+    assert rows["a"][-1] == rows["a"][-2] == "-"  # a never logged val/fid
+    text = io.StringIO()
+    compare.print_table(comp, file=text)
+    assert not {"None", "True", "False"} & set(text.getvalue().split())
+    # the same value written as an override and found in the config is no difference
+    make_run(tmp_path / "c", ["data.aug=[a,b]"], curve(3))
+    (tmp_path / "c" / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({**config, "data": {"aug": ["a", "b"]}})
+    )
+    make_run(tmp_path / "d", [], curve(3))
+    (tmp_path / "d" / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({**config, "data": {"aug": ["a", "b"]}})
+    )
+    assert "data.aug" not in compare.build_comparison([tmp_path / "c", tmp_path / "d"]).keys
+
+
+def test_loss_axes_show_every_point_unless_a_run_shoots_off(tmp_path):
+    make_run(tmp_path / "few", ["seed=1"], curve(12))  # 12 points of 1/i: the largest, 1.0, must show
+    halved = [{k: v if k == "trainer/g_step" else v / 2 for k, v in r.items()} for r in curve(12)]
+    make_run(tmp_path / "few2", ["seed=2"], halved)
+    fig = compare.losses_figure(compare.build_comparison([tmp_path]).runs)
+    for ax, key in zip(fig.axes, compare.LOSSES, strict=False):
+        lo, hi = ax.get_ylim()
+        values = [v for r in compare.build_comparison([tmp_path]).runs for _, v in r.series[key]]
+        assert lo <= min(values) and max(values) <= hi, key
+
+    steady = [1.0 + 0.1 * math.sin(i) for i in range(200)]
+    assert compare.robust_limits(steady) is None
+    lo, hi = compare.robust_limits([*steady, 1e6, 2e6, -5e5])
+    assert lo <= min(steady) and max(steady) <= hi < 3
+    assert compare.robust_limits([1.0, 2.0, 1e6]) is None  # a handful of points: all shown
+
+
+def test_legend_of_ten_runs_is_whole_and_clear_of_the_panels(tmp_path):
+    many_runs(tmp_path)
+    comp = compare.build_comparison([tmp_path])
+    for fig in (compare.losses_figure(comp.runs), compare.metrics_figure(comp.runs, comp.metrics)):
+        fig.draw_without_rendering()
+        legend = fig.legends[0].get_window_extent()
+        page = fig.bbox
+        assert page.x0 <= legend.x0 and legend.x1 <= page.x1 and page.y0 <= legend.y0 and legend.y1 <= page.y1
+        panels = [ax.get_tightbbox() for ax in fig.axes if ax.get_visible() and ax.axison]
+        assert legend.y1 <= min(p.y0 for p in panels)  # below every panel and its axis labels
+        assert len(fig.legends[0].get_texts()) == 10
+        assert all("…" not in t.get_text() for t in fig.legends[0].get_texts())
+
+
+def test_montage_titles_clear_the_row_above(tmp_path):
+    many_runs(tmp_path, n=8)
+    tall = Image.effect_noise((64, 256), 60).convert("RGB")  # a conditional grid: taller than wide
+    tall.save(tmp_path / "run_with_a_long_name_1" / "samples" / "step_0000120.png")
+    comp = compare.build_comparison([tmp_path])
+    fig = compare.samples_figure(comp.runs, comp.keys)
+    fig.draw_without_rendering()
+    axes = [ax for ax in fig.axes if ax.images]
+    assert len(axes) == 8
+    for upper in axes[:4]:
+        for lower in axes[4:]:
+            assert not lower.title.get_window_extent().overlaps(upper.get_window_extent())
+    for ax in axes:  # whole titles: every differing value is in it
+        assert "diffaugment=" in ax.get_title().replace("\n", "")

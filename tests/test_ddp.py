@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
+import pytest
 import torch
 
-from ddp_runs import DDP_ARGS, metrics_rows
+from ddp_runs import DDP_ARGS, local_scalars, metrics_rows, weights
 from helpers import DDP_CPU, command
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
@@ -122,3 +124,62 @@ def test_ddp_unpaired_translation(tmp_path):
     assert summary["status"] == "finished" and summary["g_steps"] == 4
     assert summary["last"]["val/cycle_l1"] > 0 and summary["last"]["val/fid_ab"] > 0
     assert (out / "checkpoints" / "best.ckpt").is_file()
+
+
+# WGAN-GP with n_critic 2 under 2 CPU processes: every rank draws latents and the penalty's
+# interpolation weights from its own random stream, which resume must give back to each rank.
+WGAN_GP_DDP = (
+    *DDP_CPU,
+    "data=ring8",
+    "model=mlp",
+    "loss=wgan_gp",
+    "train.n_critic=2",
+    "data.batch_size=32",
+    "train.log_every=1",
+    "train.sample_every=0",
+    "train.ckpt_every=0",
+    "logger=[csv]",
+    "metrics=[]",
+)
+PROBE_ENV = {"PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+
+
+def ddp_train(out: Path, *args: str) -> Path:
+    res = command("train", *WGAN_GP_DDP, *args, f"hydra.run.dir={out}", cwd=out.parent, env=PROBE_ENV)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def wgan_gp_straight(tmp_path_factory) -> Path:
+    """8 generator steps straight, recording each rank's training scalars before they are averaged."""
+    out = tmp_path_factory.mktemp("wgan_gp") / "straight"
+    probe = ("+callbacks.probe._target_=ddp_runs.LocalScalars", f"+callbacks.probe.out={out}/probe")
+    return ddp_train(out, "train.steps=8", *probe)
+
+
+def test_ddp_resume_gives_every_rank_its_own_random_stream(wgan_gp_straight):
+    first = ddp_train(wgan_gp_straight.parent / "first", "train.steps=4")
+    saved = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["ganforge"]["rng"]
+    assert len(saved["per_rank"]) == 2 and not torch.equal(
+        saved["per_rank"][0]["cpu"], saved["per_rank"][1]["cpu"]
+    )
+    resumed = ddp_train(
+        wgan_gp_straight.parent / "resumed", "train.steps=8", f"ckpt_path={first}/checkpoints/last.ckpt"
+    )
+    straight, again = weights(wgan_gp_straight), weights(resumed)
+    assert straight.keys() == again.keys()
+    for key, value in straight.items():
+        assert torch.equal(value, again[key]), key
+
+
+def test_ddp_logged_training_scalars_are_the_mean_over_ranks(wgan_gp_straight):
+    logged = metrics_rows(wgan_gp_straight)
+    ranks = [local_scalars(wgan_gp_straight / "probe", r) for r in (0, 1)]
+    assert [r["step"] for r in logged] == [r["step"] for r in ranks[0]] == [r["step"] for r in ranks[1]]
+    names = ("train/d_loss", "train/d_adv", "train/g_loss", "train/d_real", "train/d_fake")
+    for row, zero, one in zip(logged, *ranks, strict=True):
+        for name in names:
+            assert row[name] == pytest.approx((zero[name] + one[name]) / 2, rel=1e-6, abs=1e-7), name
+    # the ranks' own values differ (their own latents and data), so rank 0's alone would not pass
+    assert any(abs(a["train/d_fake"] - b["train/d_fake"]) > 1e-3 for a, b in zip(*ranks, strict=True))

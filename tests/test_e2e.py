@@ -189,6 +189,8 @@ def stand_in_data(
     text = (Path(__file__).resolve().parents[1] / "conf" / "experiment" / f"{name}.yaml").read_text()
     if "override /data: mnist" in text:
         return [f"data.root={mnist_root}"]
+    if "override /data: stacked_mnist" in text:
+        return [f"data.source.root={mnist_root}", "data.num_items=64"]
     if "override /data: class_pair" in text:
         return [
             "data/source=image_folder",

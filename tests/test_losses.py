@@ -395,8 +395,8 @@ def test_discriminator_loss_adds_every_penalty():
     calls = []
 
     def const(value: float):
-        def penalty(discriminator, real, fake):
-            calls.append((discriminator, real, fake))
+        def penalty(discriminator, real, fake, *, y_real=None, y_fake=None):
+            calls.append((discriminator, real, fake, y_real, y_fake))
             return torch.tensor(value, dtype=torch.float64)
 
         return penalty
@@ -409,7 +409,10 @@ def test_discriminator_loss_adds_every_penalty():
     out = loss.discriminator_loss(disc, r, f, real, fake)
     assert out.item() == pytest.approx(-1.75 + 0.25 + 2.0)
     assert len(calls) == 2
-    assert all(c[0] is disc and c[1] is real and c[2] is fake for c in calls)
+    assert all(c[0] is disc and c[1] is real and c[2] is fake and c[3:] == (None, None) for c in calls)
+    y_real, y_fake = torch.tensor([0, 1]), torch.tensor([1, 1])  # a conditional D: each batch's labels
+    loss.discriminator_loss(disc, r, f, real, fake, y_real, y_fake)
+    assert all(c[3] is y_real and c[4] is y_fake for c in calls[2:]) and len(calls) == 4
 
 
 def test_discriminator_loss_with_real_penalties():

@@ -17,7 +17,7 @@ from ganforge.data.stacked import StackedDataModule
 from ganforge.data.toy import RingDataModule
 from ganforge.metrics.features import FeatureLayer
 from ganforge.metrics.modes import ModeCoverage, mixture_metrics, stacked_modes
-from ganforge.metrics.suite import MetricSettings, MetricSuite
+from ganforge.metrics.suite import LatentSequence, MetricSettings, MetricSuite, block, mode_samples
 
 RING = RingDataModule().centers  # 8 centres on the unit circle
 
@@ -182,3 +182,78 @@ def test_stacked_digits_have_a_thousand_modes(digits_suite):
         lambda z: dm.items(torch.randint(50000, (len(z),), generator=gen).tolist())[0], 8, torch.device("cpu")
     )
     assert real["val/modes"] > 900  # 3,000 uniform draws of 1,000 modes cover about 950
+
+
+def test_stacked_data_count_26000_samples_for_its_modes():
+    """1,000 equally likely modes: 2,500 uniform draws cover 1000·(1 - 0.999^2500) ≈ 918 on average
+    (the 2D default would under-count a perfect G), 26,000 cover all (VEEGAN, PacGAN)."""
+    gen = torch.Generator().manual_seed(0)
+    covered = {}
+    for n in (2500, 26000):
+        metric = ModeCoverage(1000)
+        metric.update(torch.randint(1000, (n,), generator=gen))
+        covered[n] = metric.compute()["modes"]
+    assert 1000 * (1 - 0.999**2500) == pytest.approx(918.0, abs=0.1)
+    assert abs(covered[2500] - 918) < 30 and covered[26000] == 1000
+    stacked = StackedDataModule(DigitsDataModule(resolution=16), seed=1)
+    assert mode_samples(MetricSettings(), stacked) == 26000
+    assert mode_samples(MetricSettings(), RingDataModule()) == 2500
+    assert mode_samples(MetricSettings(modes_num_samples=400), stacked) == 400  # the user's count wins
+
+
+def test_contiguous_blocks_split_the_samples_across_ranks():
+    assert [block(301, r, 2) for r in (0, 1)] == [(0, 151), (151, 301)]
+    assert [block(10, r, 3) for r in (0, 1, 2)] == [(0, 4), (4, 7), (7, 10)]
+    assert block(5, 0, 1) == (0, 5)
+
+
+def test_the_sample_sequence_does_not_depend_on_batches_or_ranks():
+    """Sample i has the same latent and label however the evaluation is cut into batches or ranks."""
+
+    def labels(n: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.randint(10, (n,), generator=gen)
+
+    whole_z, whole_y = LatentSequence(3, 5, labels).rows(0, 2300)
+    seq = LatentSequence(3, 5, labels)
+    parts = [seq.rows(a, min(a + 333, 2300)) for a in range(0, 2300, 333)]
+    assert torch.equal(torch.cat([z for z, _ in parts]), whole_z)
+    assert torch.equal(torch.cat([y for _, y in parts]), whole_y)
+    z, y = LatentSequence(3, 5, labels).rows(1500, 2100)  # a second rank's block, read on its own
+    assert torch.equal(z, whole_z[1500:2100]) and torch.equal(y, whole_y[1500:2100])
+    assert LatentSequence(3, 5).rows(0, 4)[1] is None
+    assert not torch.equal(LatentSequence(4, 5).rows(0, 4)[0], whole_z[:4])  # the seed matters
+
+
+def test_fid_does_not_depend_on_the_batch_size(digits_suite):
+    """A per-sample map of the latents as G: any batch size measures the same samples."""
+    suite, _ = digits_suite
+    weight = torch.randn(8, 256, generator=torch.Generator().manual_seed(0))
+
+    def sample(z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(z @ weight).reshape(len(z), 1, 16, 16)
+
+    values = []
+    for size in (300, 77):
+        suite.settings.batch_size = size
+        values.append(suite.measure(sample, 8, torch.device("cpu"))["val/fid"])
+    suite.settings.batch_size = 300
+    assert values[0] == pytest.approx(values[1], rel=1e-6)
+
+
+def test_a_small_data_set_is_compared_with_as_many_generated_samples():
+    """1,797 digits and metrics.num_samples=2000: 1,797 real against 1,797 generated, both recorded."""
+    import os
+
+    dm = DigitsDataModule(resolution=16)
+    settings = MetricSettings(names=["fid", "prc"], num_samples=2000, batch_size=500)
+    suite = MetricSuite(settings, dm, os.environ["GANFORGE_CACHE_DIR"])
+    suite.prepare(torch.device("cpu"))
+    assert suite.info["n_real"] == suite.info["n_fake"] == dm.num_items() == 1797
+    drawn = []
+
+    def sample(z: torch.Tensor) -> torch.Tensor:
+        drawn.append(len(z))
+        return dm.items(list(range(len(z))))[0]
+
+    values = suite.measure(sample, 8, torch.device("cpu"))
+    assert sum(drawn) == 1797 and 0 <= values["val/precision"] <= 1

@@ -199,7 +199,7 @@ def test_sample_png_grid_and_npz(trained, tmp_path):
     res = command("sample", f"ckpt_path={trained}", "n=16", f"out={tmp_path}/grid.png", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     with Image.open(tmp_path / "grid.png") as image:
-        assert image.size == (4 * 16 + 5 * 2, 4 * 16 + 5 * 2)  # 4x4 grid of 16 px with 2 px padding
+        assert image.size == (4 * 128 + 5 * 2,) * 2  # 4x4 grid of 16 px enlarged x8 (>= 512 px), 2 px padding
     res = command(
         "sample", f"ckpt_path={trained}", "n=5", "format=npz", "seed=3", f"out={tmp_path}/s.npz", cwd=tmp_path
     )
@@ -214,20 +214,28 @@ def test_sample_png_grid_and_npz(trained, tmp_path):
 
 
 def test_ddp_ranks_share_the_samples_and_only_rank_0_logs(tmp_path):
-    """2 CPU processes: rank 0 prepares the cache, both generate half, the states are reduced."""
+    """2 CPU processes: rank 0 prepares the cache, both generate half, the states are reduced, and
+    both ranks compute the same values, also KID's random subsets and IS's splits, so both agree on
+    best.ckpt by val/kid (a disagreement would leave one rank waiting in the collective save)."""
     out = tmp_path / "run"
     res = command(
         "train",
         *DDP_CPU,
         "train.steps=4",
-        "metrics=[fid,prc]",
+        "metrics=[fid,kid,is,prc]",
+        "metrics.monitor=val/kid",
+        "metrics.kid_subset_size=100",
         "metrics.every=2",
         "metrics.num_samples=301",
         "metrics.batch_size=100",
         "logger=[csv]",
         "train.sample_every=0",
+        "+callbacks.ranks._target_=ddp_runs.RankMetrics",
+        f"+callbacks.ranks.out={out}/ranks",
         f"hydra.run.dir={out}",
         cwd=tmp_path,
+        env={"PYTHONPATH": str(Path(__file__).parent)},
+        timeout=240,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     val = [r for r in rows(out / "metrics.csv") if r.get("val/fid")]
@@ -235,3 +243,37 @@ def test_ddp_ranks_share_the_samples_and_only_rank_0_logs(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["last"]["val/fid"] == float(val[-1]["val/fid"]) > 0
     assert 0 <= summary["last"]["val/precision"] <= 1 and (out / "checkpoints" / "best.ckpt").is_file()
+    ranks = [json.loads((out / "ranks" / f"metrics_rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1] and {"val/kid", "val/is"} <= set(ranks[0]["latest"])
+    assert summary["best_step"] == ranks[0]["best_step"]
+    assert summary["metrics"]["n_real"] == summary["metrics"]["n_fake"] == 301
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["metrics=[fid,kid,prc]", *SMALL, "metrics.kid_subset_size=100"],
+        ["data=ring8", "model=mlp", "metrics=default"],
+    ],
+    ids=["digits", "ring8"],
+)
+def test_eval_reproduces_the_values_logged_at_the_checkpoints_step(run, tmp_path, overrides):
+    """ganforge-eval on best.ckpt with the training run's metrics settings gives the val/* logged at
+    that step: one code path (same samples, reference set and extractor)."""
+    summary, out = run("train", *overrides, "metrics.every=2", "train.steps=4")
+    step = summary["best_step"]
+    val = [r for r in rows(out / "metrics.csv") if any(v for k, v in r.items() if k.startswith("val/"))]
+    logged = next(r for r in val if int(r["trainer/g_step"]) == step)
+    ckpt = out / "checkpoints" / "best.ckpt"
+    res = command(
+        "eval",
+        f"ckpt_path={ckpt}",
+        *[o for o in overrides if o.startswith("metrics")],
+        f"out={tmp_path}/eval.json",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["g_step"] == step and set(result["metrics"]) == set(summary["best"])
+    for name, value in result["metrics"].items():
+        assert value == pytest.approx(float(logged[name]), rel=1e-6, abs=1e-9), name

@@ -9,9 +9,13 @@ import json
 import os
 import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from ddp_runs import metrics_rows
@@ -126,3 +130,38 @@ def test_exit_after_preemption_requeues_the_slurm_job(tmp_path, monkeypatch, cap
         exit_after_preemption(report, rank=0)
     assert calls.read_text() == "requeue 4242\n"
     assert "preempted at generator step 7; requeued job 4242" in capsys.readouterr().err
+
+
+class SlowBatches(pl.Callback):
+    """Sleeps at every batch end (after the other callbacks): signals land inside a batch."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args) -> None:
+        time.sleep(self.seconds)
+
+
+def test_a_second_ctrl_c_stops_at_once_as_interrupted(tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY, "train.steps=100000", "logger=[csv]", "train.log_every=1", "train.ckpt_every=2"]
+    slow = "+callbacks.slow={_target_:test_preemption.SlowBatches,seconds:1.0}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ganforge.train", *args, slow, f"hydra.run.dir={out}"],
+        cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoints" / "last.ckpt").exists():
+        time.sleep(0.1)
+    time.sleep(0.3)  # inside a batch end's sleep
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("ganforge-train:")]
+    assert errors == ["ganforge-train: interrupted: stopped without writing a checkpoint"], stderr[-3000:]
+    assert "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert ckpt(out)["ganforge"]["g_step"] % 2 == 0  # a checkpoint written before is whole

@@ -74,3 +74,60 @@ def test_crash_then_auto_resume_is_exact(run):
 def test_auto_without_checkpoint_starts_fresh(run):
     summary, _ = run("fresh", "data=ring8", "model=mlp", "train.steps=2", "ckpt_path=auto")
     assert summary["resumed_from"] is None and summary["g_steps"] == 2
+
+
+# --- resuming into another setup (issue 15) -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("first", "then", "differ"),
+    [
+        ((), ("model=resnet",), "model.generator._target_: 'ganforge.nets.dcgan."),
+        (("data=ring8", "model=mlp"), ("model=mlp",), "data._target_: 'ganforge.data.toy.RingDataModule' in"),
+    ],
+)
+def test_a_checkpoint_of_another_setup_is_refused_before_anything_starts(run, tmp_path, first, then, differ):
+    from ganforge.errors import ConfigError
+
+    _, out = run("first", *first, "train.steps=2")
+    saved = (out / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(ConfigError) as info:
+        run("other", *then, "train.steps=4", f"ckpt_path={out}/checkpoints/last.ckpt", "logger=[csv,wandb]")
+    message = str(info.value)
+    assert info.value.exit_code == 2 and "\n" not in message
+    assert "was trained with another setup: " in message and differ in message, message
+    assert not (tmp_path / "other").exists()  # no logger started, nothing written
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == saved
+
+
+def test_a_checkpoint_at_or_past_train_steps_is_refused(run):
+    from ganforge.errors import ConfigError
+
+    _, out = run("first", "data=ring8", "model=mlp", "train.steps=4")
+    with pytest.raises(ConfigError, match=r"is at generator step 4 and train\.steps=2: nothing to train"):
+        run("again", "data=ring8", "model=mlp", "train.steps=2", f"ckpt_path={out}/checkpoints/last.ckpt")
+
+
+def test_new_learning_rates_apply_on_resume_and_are_logged(run, caplog):
+    toy = ("data=ring8", "model=mlp", "train.ckpt_every=0")
+    _, first = run("first", *toy, "train.steps=4")
+    with caplog.at_level("WARNING", logger="ganforge.callbacks.checkpoint"):
+        resume = f"ckpt_path={first}/checkpoints/last.ckpt"
+        summary, out = run("second", *toy, "train.steps=8", "optim.lr_g=1e-4", resume)
+    assert summary["last"]["train/lr_g"] == pytest.approx(1e-4)
+    assert summary["last"]["train/lr_d"] == pytest.approx(2e-4)  # unchanged: the checkpoint's
+    assert "resuming with optim.lr_g=0.0001 (the checkpoint was trained with 0.0002)" in caplog.text
+    ckpt = final_state(out)
+    assert [s["param_groups"][0]["lr"] for s in ckpt["optimizer_states"]] == pytest.approx([1e-4, 2e-4])
+    assert ckpt["ganforge"]["config"]["optim"]["lr_g"] == pytest.approx(1e-4)  # a second resume: no rescale
+
+
+def test_a_run_dir_that_holds_a_run_is_not_overwritten_silently(run):
+    from ganforge.errors import ConfigError
+
+    toy = ("data=ring8", "model=mlp", "train.steps=2")
+    _, out = run("taken", *toy)
+    saved = {p: p.read_bytes() for p in (out / "checkpoints" / "last.ckpt", out / "metrics.csv")}
+    with pytest.raises(ConfigError, match=r"already holds a run \(checkpoints/last\.ckpt, summary\.json\): "):
+        run("taken", *toy)
+    assert all(p.read_bytes() == data for p, data in saved.items())  # nothing was touched
+    summary, _ = run("taken", *toy, "train.overwrite=true")
+    assert summary["status"] == "finished" and summary["resumed_from"] is None

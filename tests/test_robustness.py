@@ -50,6 +50,66 @@ class PoisonDAt(pl.Callback):
                 next(pl_module.discriminator.parameters()).view(-1)[0] = float("nan")
 
 
+class DLearningRateAt(pl.Callback):
+    """From generator step ``step`` on, D's learning rate is ``lr`` (``once``: only at that step, so a
+    rollback's restored rate holds): D's huge weights make G's loss or gradient non-finite while D's
+    own updates stay finite, a generator-only divergence."""
+
+    def __init__(self, step: int, lr: float = 1e6, once: bool = True) -> None:
+        self.step, self.lr, self.once = step, lr, once
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if pl_module.g_step == self.step or (not self.once and pl_module.g_step > self.step):
+            for group in trainer.optimizers[1].param_groups:
+                group["lr"] = self.lr
+
+
+G_DIVERGES = (
+    "train.steps_per_batch=1",
+    "callbacks.guard.max_bad_steps=3",
+    "+callbacks.lr._target_=test_robustness.DLearningRateAt",
+    "+callbacks.lr.step=15",
+)
+
+
+def test_generator_only_divergence_rolls_back(run):
+    """D's finite updates no longer hide a generator whose every update is skipped (issue 15, item 1)."""
+    summary, out = run("g_rollback", *TOY, *G_DIVERGES)
+    assert summary["status"] == "finished" and summary["g_steps"] == 30
+    assert summary["guard"]["skipped_updates"]["discriminator"] == 0
+    assert summary["guard"]["skipped_updates"]["generator"] >= 4
+    [rollback] = summary["guard"]["rollbacks"]
+    assert rollback["network"] == "generator" and rollback["to_step"] == 10
+    assert summary["last"]["train/lr_d"] == pytest.approx(2e-4 * 0.5)  # the checkpoint's rate, halved
+    assert summary["last"]["train/lr_g"] == pytest.approx(2e-4 * 0.5)
+
+
+def test_generator_frozen_after_rollbacks_stops_with_exit_code_3(tmp_path):
+    out = tmp_path / "run"
+    res = command(
+        "train",
+        *TOY,
+        *G_DIVERGES,
+        "+callbacks.lr.once=false",
+        "train.steps=100",
+        "logger=[csv]",
+        "metrics=[]",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+        env={"PYTHONPATH": os.path.dirname(__file__)},
+    )
+    assert res.returncode == 3, res.stderr[-3000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
+    assert len(errors) == 1 and "the generator loss or gradient" in errors[0], res.stderr[-3000:]
+    assert "2 rollback(s) did not help" in errors[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert [r["network"] for r in summary["guard"]["rollbacks"]] == ["generator", "generator"]
+    assert summary["guard"]["skipped_updates"]["discriminator"] == 0
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["ganforge"]["g_step"] == 10  # no checkpoint was written while G's updates were skipped
+
+
 def test_a_nan_batch_skips_its_updates_and_training_goes_on(run):
     summary, out = run(
         "nan",

@@ -89,9 +89,9 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
 
 def test_train_returns_optimized_metric(tmp_path, capsys):
     from ganforge.loggers import finish_wandb
-    from ganforge.train import main
+    from ganforge.train import run_job
 
-    task = main.__wrapped__  # the function under @hydra.main
+    task = run_job.__wrapped__  # the function under @hydra.main
     tiny = ("data=ring8", "model=mlp", "train.steps=5", "metrics=[]")
     value = task(compose_cfg(tmp_path / "a", *tiny, "optimized_metric=train/d_loss"))
     finish_wandb()

@@ -60,6 +60,7 @@ COMMON = [
     "~callbacks.samples",  # the plain loop draws no sample grids
     "train.ckpt_every=0",
     "train.log_every=25",
+    "train.overwrite=true",  # each repeat trains again in the same run dir
 ]
 
 

@@ -25,15 +25,15 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
-from torchvision.utils import save_image
 
 from ganforge.build import build
+from ganforge.callbacks.samples import grid_image
 from ganforge.config import CONFIG_DIR
 from ganforge.metrics.suite import MetricSettings
 from ganforge.metrics.translation import TranslationSuite
 from ganforge.metrics.unpaired import UnpairedSuite
 from ganforge.restore import restore
-from ganforge.tasks.base import as_rgb, upscale
+from ganforge.tasks.base import as_rgb
 
 METRICS = "metrics=[psnr,ssim,l1,fid,class_acc]"
 VARIANTS = {"l1_only": ["task.adversarial=false"], "pix2pix": []}
@@ -114,7 +114,7 @@ def figure(runs: dict[str, Path], path: Path, n: int = 8) -> None:
     columns = [source, *outputs, target]
     channels = max(c.shape[1] for c in columns)
     rows = torch.stack([as_rgb(c, channels) for c in columns], dim=1).flatten(0, 1)
-    save_image(upscale(rows, 96), path, nrow=len(columns), normalize=True, value_range=(-1, 1), pad_value=1)
+    grid_image(rows, len(columns)).save(path)
 
 
 CYCLE_RUNS = {
@@ -160,8 +160,7 @@ def cyclegan_part(out: Path, steps: int, cache_dir: str) -> dict[str, Any]:
     a, _, truth = datamodule.val_a(list(range(8)))
     columns = [a, *(modules[name].translate(a, "AtoB").float() for name in CYCLE_RUNS), truth]
     rows = torch.stack(columns, dim=1).flatten(0, 1)
-    save_image(upscale(rows, 96), out / "cyclegan_digits.png", nrow=len(columns), normalize=True,
-               value_range=(-1, 1), pad_value=1)  # fmt: skip
+    grid_image(rows, len(columns)).save(out / "cyclegan_digits.png")
     return results
 
 

@@ -18,7 +18,9 @@ from ganforge.settings import Optimizers, Runtime, Schedule, Tricks
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
     """The data module and the GANModule that ``cfg`` describes."""
     per_batch = steps_per_batch(cfg)
-    datamodule = make(cfg.data, draws_per_step=cfg.train.n_critic, steps_per_batch=per_batch)
+    # extragradient with fresh samples (optim.fresh_samples) takes a real batch for each of its half-steps
+    draws = cfg.train.n_critic * (2 if cfg.optim.get("fresh_samples", False) else 1)
+    datamodule = make(cfg.data, draws_per_step=draws, steps_per_batch=per_batch)
     task = make(cfg.get("task") or {"_target_": "ganforge.tasks.generation.GenerationTask"})
     task.check(datamodule)  # data the task cannot use fails here, in one line
     datamodule.check()  # missing or empty data fails here, before anything is built
@@ -68,6 +70,9 @@ def tricks(cfg: DictConfig, data_shape: tuple[int, ...]) -> Tricks:
     return Tricks(
         ema_decay=ema.get("decay"),
         ema_warmup=bool(ema.get("warmup", True)),
+        ema_standing=ema.get("standing_stats", "auto"),
+        ema_standing_batches=ema.get("standing_batches", 16),
+        ema_standing_batch_size=ema.get("standing_batch_size", 64),
         augment=DiffAugment(policy, data_shape) if policy else None,
         instance_noise=InstanceNoise(noise["std"], noise["anneal_steps"]) if noise.get("std") else None,
     )

@@ -5,7 +5,8 @@ result is a table (terminal, ``comparison.md``, ``comparison.csv``) with one row
 overrides that differ between the runs, steps, wall time, status and the final/best value of
 every ``val/*`` metric, sorted by the chosen metric; and PNG plots next to it: D/G loss curves,
 ``val/*`` curves and a montage of each run's latest sample grid. Runs in progress and crashed
-runs are read from whatever they have written so far.
+runs are read from whatever they have written so far; a run dir with a damaged file is listed
+with the file and what is wrong with it, and the other runs are still compared.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ from ganforge.directions import mode
 LOSSES = ("train/d_loss", "train/g_loss")
 STEP_KEYS = ("trainer/g_step", "step")
 NOT_METRICS = {"step", "epoch", "trainer/g_step", "trainer/global_step"}
+# the summary.json fields read here and their JSON types (a field of another type makes the run damaged)
+SUMMARY_FIELDS = {
+    "status": str,
+    "g_steps": (int, float),
+    "steps_target": (int, float),
+    "wall_time_s": (int, float),
+    "last": dict,
+    "best": dict,
+}
 MAX_DEPTH = 4  # how deep below a given DIR run dirs are looked for
 MONTAGE_MAX = 36  # sample grids in the montage (the best runs first)
 # the default metric to sort by: the first of these that any run logged, else the first val/* by name
@@ -135,20 +145,40 @@ def _float(value: Any) -> float:
         return math.nan
 
 
+class DamagedRun(Exception):
+    """A run dir holding a file that cannot be read as ganforge writes it: the run is listed with
+    this reason instead of being compared (a wrong value would read as a real result)."""
+
+
+def _why(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:120]}" if lines else type(exc).__name__
+
+
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     """Every column of a CSVLogger ``metrics.csv`` as (generator step, value) pairs, empty cells skipped.
 
     Tolerates files being written: a last line without its newline and unparsable cells are ignored.
+    A file that cannot be read, or whose header has no step column, raises :class:`DamagedRun`.
     """
     series: dict[str, list[tuple[int, float]]] = {}
+    if not path.is_file():
+        return series
     try:
         text = path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return series
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedRun(f"{path.name} cannot be read ({_why(exc)})") from None
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines.pop()  # still being written
-    for row in csv.DictReader(lines):
+    reader = csv.DictReader(lines)
+    try:
+        if lines and not set(STEP_KEYS) & set(reader.fieldnames or []):
+            raise DamagedRun(f"{path.name} is not a metrics table: no {' or '.join(STEP_KEYS)} column")
+        rows = list(reader)
+    except csv.Error as exc:
+        raise DamagedRun(f"{path.name} cannot be read ({_why(exc)})") from None
+    for row in rows:
         step = next((row[k] for k in STEP_KEYS if row.get(k) not in (None, "")), None)
         x = _float(step)
         if not math.isfinite(x):
@@ -164,14 +194,49 @@ def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def _yaml(path: Path) -> Any:
-    """A YAML file as plain containers; None when missing or unreadable (a run is never an error)."""
+def _yaml(path: Path, kind: type = dict) -> Any:
+    """A YAML file of the run as plain containers (None when missing); :class:`DamagedRun` when it
+    cannot be parsed or holds something other than a ``kind`` (an empty file counts as empty)."""
     from omegaconf import OmegaConf
 
-    try:
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else None
-    except Exception:  # noqa: BLE001 - damaged or half-written
+    if not path.is_file():
         return None
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:  # noqa: BLE001 - OmegaConf raises many types for a damaged file
+        raise DamagedRun(f"{_rel(path)} is not readable YAML ({_why(exc)})") from None
+    if data == {}:
+        return kind()
+    if not isinstance(data, kind):
+        raise DamagedRun(f"{_rel(path)} holds a {type(data).__name__}, not a {kind.__name__}")
+    return data
+
+
+def _rel(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}" if path.parent.name == ".hydra" else path.name
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """``summary.json`` as a dict (None when missing: the run is still going); :class:`DamagedRun`
+    when it is empty (a crash while writing it), not JSON or not a JSON object."""
+    if not path.is_file():
+        return None
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedRun(f"{path.name} cannot be read ({_why(exc)})") from None
+    if not text.strip():
+        raise DamagedRun(f"{path.name} is empty (the run stopped while writing it)")
+    try:
+        summary = json.loads(text)
+    except ValueError as exc:
+        raise DamagedRun(f"{path.name} is not valid JSON ({_why(exc)})") from None
+    if not isinstance(summary, dict):
+        raise DamagedRun(f"{path.name} holds a JSON {type(summary).__name__}, not an object")
+    for key, kind in SUMMARY_FIELDS.items():
+        if summary.get(key) is not None and not isinstance(summary[key], kind):
+            raise DamagedRun(f"{path.name}: {key} is a JSON {type(summary[key]).__name__}")
+    return summary
 
 
 def parse_overrides(lines: Iterable[str]) -> dict[str, str]:
@@ -184,24 +249,19 @@ def parse_overrides(lines: Iterable[str]) -> dict[str, str]:
 
 
 def load_run(path: Path) -> Run:
-    """Read one run dir; missing or damaged files give empty parts, never an error."""
+    """Read one run dir; missing files give empty parts (a run in progress), a damaged one raises
+    :class:`DamagedRun` with the file and what is wrong with it."""
     hydra = path / ".hydra"
-    overrides = parse_overrides(_yaml(hydra / "overrides.yaml") or [])
-    summary = None
-    if (path / "summary.json").is_file():
-        try:
-            summary = json.loads((path / "summary.json").read_text())
-        except (OSError, ValueError):
-            summary = None  # being written: treat as running
-    hydra_cfg = _yaml(hydra / "hydra.yaml") or {}
-    choices = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
+    choices: Any = _yaml(hydra / "hydra.yaml") or {}
+    for key in ("hydra", "runtime", "choices"):
+        choices = choices.get(key) if isinstance(choices, dict) else None
     return Run(
         path=path,
-        overrides=overrides,
-        summary=summary,
+        overrides=parse_overrides(_yaml(hydra / "overrides.yaml", list) or []),
+        summary=read_summary(path / "summary.json"),
         series=read_metrics(path / "metrics.csv"),
         config=_yaml(hydra / "config.yaml") or {},
-        choices=choices,
+        choices=choices if isinstance(choices, dict) else {},
     )
 
 
@@ -243,19 +303,46 @@ def find_runs(dirs: Sequence[Path], exclude: Path | None = None) -> tuple[list[P
 
 
 # --- what differs ------------------------------------------------------------------------------------
-def _actual(run: Run, key: str) -> str:
-    """The value ``key`` had in ``run`` when it did not override it: a group choice or a config value."""
+MISSING = "-"  # a cell with no value: a key the run's config lacks, a metric it never logged
+
+
+def yaml_text(value: Any) -> str:
+    """A config value as every table shows it, the way YAML and overrides write it: ``true``,
+    ``false``, ``null``, ``0.0002``, ``[color,translation]``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):  # a group selected as a list (logger=[csv,wandb]): its members
+        return "[" + ",".join(map(str, value)) + "]"
+    if isinstance(value, list):
+        return "[" + ",".join(yaml_text(v) for v in value) + "]"
+    return str(value)
+
+
+def override_text(text: str) -> str:
+    """An override's value rendered as :func:`yaml_text` renders the value it sets (``True`` and
+    ``NULL`` are Hydra's ``true`` and ``null``; ``[a, b]`` is ``[a,b]``)."""
+    text = text.strip()
+    if text.lower() in ("true", "false", "null"):
+        return text.lower()
+    if text.startswith("[") and text.endswith("]"):
+        return "[" + ",".join(part.strip() for part in text[1:-1].split(",")) + "]"
+    return text
+
+
+def value_of(run: Run, key: str) -> str:
+    """``key``'s value in ``run``: its override, else its group choice or config value, else ``-``."""
+    if key in run.overrides:
+        return override_text(run.overrides[key])
     if key in run.choices:
-        value = run.choices[key]
-        return "null" if value is None else str(value)
+        return yaml_text(run.choices[key])
     node: Any = run.config
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            return "-"
+            return MISSING
         node = node[part]
-    if isinstance(node, dict):  # a group selected as a list (logger=[csv,wandb]): its members
-        return "[" + ",".join(node) + "]"
-    return json.dumps(node) if isinstance(node, list) else str(node)
+    return yaml_text(node)
 
 
 def _same(value: str) -> str:
@@ -271,7 +358,7 @@ def differing_overrides(runs: Sequence[Run]) -> list[str]:
     keys = list(dict.fromkeys(k for run in runs for k in run.overrides))
     differing = []
     for key in keys:
-        values = {_same(run.overrides.get(key, _actual(run, key))) for run in runs}
+        values = {_same(value_of(run, key)) for run in runs}
         if len(values) > 1:
             differing.append(key)
     return differing
@@ -284,7 +371,7 @@ def _name_runs(runs: Sequence[Run], keys: Sequence[str]) -> None:
     for run in runs:
         rel = run.path.relative_to(common) if run.path != common else Path(run.path.name)
         run.name = str(rel)
-        parts = [f"{k}={run.overrides.get(k, _actual(run, k))}" for k in keys]
+        parts = [f"{k}={value_of(run, k)}" for k in keys]
         run.label = " ".join(parts) or run.name
 
 
@@ -325,7 +412,7 @@ def sort_runs(runs: list[Run], metric: str | None) -> list[Run]:
 
 def _fmt(value: float | None) -> str:
     if value is None:
-        return ""
+        return MISSING
     if math.isnan(value) or math.isinf(value):
         return str(value)
     return f"{value:.4g}"
@@ -333,7 +420,7 @@ def _fmt(value: float | None) -> str:
 
 def _fmt_time(seconds: float | None) -> str:
     if seconds is None:
-        return ""
+        return MISSING
     if seconds < 120:
         return f"{seconds:.1f} s"
     if seconds < 7200:
@@ -365,7 +452,7 @@ class Comparison:
         for run in self.runs:
             target = run.steps_target
             losses = run.last_losses()
-            row = [run.name, *(run.overrides.get(k, _actual(run, k)) for k in self.keys)]
+            row = [run.name, *(value_of(run, k) for k in self.keys)]
             row += [
                 run.status,
                 f"{run.steps}/{target}" if target else str(run.steps),
@@ -392,7 +479,7 @@ class Comparison:
             row: list[Any] = [
                 run.name,
                 str(run.path),
-                *(run.overrides.get(k, _actual(run, k)) for k in self.keys),
+                *(value_of(run, k) for k in self.keys),
             ]
             row += [run.status, run.steps, run.steps_target, run.wall_time]
             row += [losses.get("train/d_loss"), losses.get("train/g_loss")]
@@ -407,7 +494,12 @@ def build_comparison(
 ) -> Comparison:
     """Find and read the runs under ``dirs`` and line them up (no files written)."""
     paths, skipped = find_runs(dirs, exclude=exclude)
-    runs = [load_run(p) for p in paths]
+    runs = []
+    for path in paths:
+        try:
+            runs.append(load_run(path))
+        except DamagedRun as exc:  # listed with the reason; the other runs are still compared
+            skipped.append((path, str(exc)))
     keys = differing_overrides(runs) if len(runs) > 1 else []
     if runs:
         _name_runs(runs, keys)
@@ -419,12 +511,22 @@ def build_comparison(
 
 
 # --- plots -------------------------------------------------------------------------------------------
-def _figure_grid(rows: int, cols: int, width: float, height: float) -> tuple[Any, Any]:
-    """A matplotlib Figure and its axes grid, without pyplot (no global backend or figure state)."""
+LEGEND_WRAP = 70  # characters per legend line: long labels wrap, never cut
+TITLE_WRAP = 38  # characters per line of a montage title
+
+
+def _figure_grid(
+    rows: int, cols: int, width: float, height: float, heights: Sequence[float] | None = None
+) -> tuple[Any, Any]:
+    """A matplotlib Figure and its axes grid, without pyplot (no global backend or figure state);
+    with row ``heights``, laid out by matplotlib's constrained layout (titles never overlap)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100)
-    return fig, fig.subplots(rows, cols, squeeze=False)
+    if heights is None:
+        fig = Figure(figsize=(width, height), dpi=100)
+        return fig, fig.subplots(rows, cols, squeeze=False)
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False, gridspec_kw={"height_ratios": list(heights)})
 
 
 def smooth(values: Sequence[float], weight: float | None = None) -> list[float]:
@@ -439,15 +541,48 @@ def smooth(values: Sequence[float], weight: float | None = None) -> list[float]:
     return out
 
 
-def _robust_ylim(ax: Any, values: list[float]) -> None:
-    """Keep the axes on the bulk of the curves when a diverging run shoots off."""
-    finite = sorted(v for v in values if math.isfinite(v))
-    if len(finite) < 10:
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of sorted values, linearly interpolated."""
+    pos = q * (len(ordered) - 1)
+    i = int(pos)
+    return ordered[i] if i + 1 >= len(ordered) else ordered[i] + (pos - i) * (ordered[i + 1] - ordered[i])
+
+
+def robust_limits(
+    values: Sequence[float], min_points: int = 20, fence: float = 5.0
+) -> tuple[float, float] | None:
+    """Y-limits that leave out only far outliers (a diverging run shooting off), so the other curves
+    stay readable: points more than ``fence`` widths of the central 90% beyond it. None (matplotlib's
+    own limits: every point shown) when there is no such point or fewer than ``min_points`` points."""
+    ordered = sorted(v for v in values if math.isfinite(v))
+    if len(ordered) < min_points:
+        return None
+    lo, hi = _quantile(ordered, 0.05), _quantile(ordered, 0.95)
+    width = max(hi - lo, 1e-3 * max(abs(lo), abs(hi)), 1e-12)
+    kept = [v for v in ordered if lo - fence * width <= v <= hi + fence * width]
+    if len(kept) == len(ordered):
+        return None
+    pad = 0.05 * max(kept[-1] - kept[0], width)
+    return kept[0] - pad, kept[-1] + pad
+
+
+def _limit_axes(ax: Any, values: Sequence[float]) -> None:
+    """Apply :func:`robust_limits` and say on the panel how many points it left out."""
+    limits = robust_limits(values)
+    if limits is None:
         return
-    lo, hi = finite[int(0.01 * len(finite))], finite[int(0.99 * len(finite)) - 1]
-    if hi > lo:
-        pad = 0.1 * (hi - lo)
-        ax.set_ylim(lo - pad, hi + pad)
+    ax.set_ylim(*limits)
+    off = sum(1 for v in values if math.isfinite(v) and not limits[0] <= v <= limits[1])
+    ax.text(
+        0.99,
+        0.98,
+        f"{off} points off the axes",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=7,
+        color="gray",
+    )
 
 
 def _colors(n: int) -> list[Any]:
@@ -457,36 +592,48 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _legend(fig: Any, runs: Sequence[Run], colors: Sequence[Any]) -> None:
+def _add_legend(fig: Any, runs: Sequence[Run], colors: Sequence[Any], panels_height: float) -> Any:
+    """One legend for all panels, below them; the figure grows (taller, and wider for long labels) so
+    that the legend is whole and clear of the panels."""
+    import textwrap
+
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, lw=2) for c in colors]
     labels = [f"{r.name}: {r.label}" if r.label != r.name else r.name for r in runs]
-    labels = [text if len(text) <= 90 else text[:89] + "…" for text in labels]
-    fig.legend(handles, labels, loc="lower center", ncol=min(2, len(runs)), fontsize=8, frameon=False)
+    labels = ["\n".join(textwrap.wrap(text, LEGEND_WRAP, subsequent_indent="  ")) for text in labels]
+    ncol = 1 if len(runs) <= 3 else 2
+    legend = fig.legend(
+        handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=8, frameon=False
+    )
+    fig.draw_without_rendering()
+    box = legend.get_window_extent()
+    legend_w, legend_h = box.width / fig.dpi + 0.3, box.height / fig.dpi + 0.2
+    height = panels_height + legend_h
+    fig.set_size_inches(max(fig.get_figwidth(), legend_w), height)
+    fig.tight_layout(rect=(0, legend_h / height, 1, 1))
+    return legend
 
 
-def _figure(n_panels: int, n_runs: int) -> tuple[Any, list[Any], float]:
-    """Panels, three to a row, with room below for the legend (one line per two runs)."""
+def _panels(n_panels: int) -> tuple[Any, list[Any], float]:
+    """Panels, three to a row (the others hidden); the figure and the panels' height in inches."""
     from matplotlib.ticker import MaxNLocator
 
     cols = min(3, n_panels)
     rows = math.ceil(n_panels / cols)
-    legend_in = 0.18 * math.ceil(n_runs / 2) + 0.25
-    height = 3.6 * rows + legend_in
-    fig, axes = _figure_grid(rows, cols, 5.2 * cols, height)
+    fig, axes = _figure_grid(rows, cols, 5.2 * cols, 3.6 * rows)
     for ax in axes.flat[n_panels:]:
         ax.axis("off")
     for ax in axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return fig, list(axes.flat[:n_panels]), legend_in / height
+    return fig, list(axes.flat[:n_panels]), 3.6 * rows
 
 
-def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
+def losses_figure(runs: Sequence[Run]) -> Any | None:
     """D and G loss of every run against the generator step: smoothed lines, the raw values faint."""
     if not any(r.series.get(k) for r in runs for k in LOSSES):
         return None
-    fig, axes, bottom = _figure(2, len(runs))
+    fig, axes, height = _panels(2)
     colors = _colors(len(runs))
     for ax, key in zip(axes, LOSSES, strict=True):
         seen: list[float] = []
@@ -498,22 +645,20 @@ def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
             ax.plot(xs, ys, color=color, alpha=0.2, lw=0.8)
             ax.plot(xs, smooth(ys), color=color, lw=1.6)
             seen.extend(ys)
-        _robust_ylim(ax, seen)
+        _limit_axes(ax, seen)
         ax.set_title(key)
         ax.set_xlabel("generator step")
         ax.grid(alpha=0.3)
-    _legend(fig, runs, colors)
-    fig.tight_layout(rect=(0, bottom, 1, 1))
-    fig.savefig(path)
-    return path
+    _add_legend(fig, runs, colors, height)
+    return fig
 
 
-def plot_metrics(runs: Sequence[Run], metrics: Sequence[str], path: Path) -> Path | None:
+def metrics_figure(runs: Sequence[Run], metrics: Sequence[str]) -> Any | None:
     """Every ``val/*`` metric against the generator step, one panel each."""
     metrics = [m for m in metrics if any(r.series.get(m) for r in runs)]
     if not metrics:
         return None
-    fig, axes, bottom = _figure(len(metrics), len(runs))
+    fig, axes, height = _panels(len(metrics))
     colors = _colors(len(runs))
     for ax, name in zip(axes, metrics, strict=True):
         for run, color in zip(runs, colors, strict=True):
@@ -524,14 +669,14 @@ def plot_metrics(runs: Sequence[Run], metrics: Sequence[str], path: Path) -> Pat
         ax.set_title(f"{name} ({'lower' if mode(name) == 'min' else 'higher'} is better)")
         ax.set_xlabel("generator step")
         ax.grid(alpha=0.3)
-    _legend(fig, runs, colors)
-    fig.tight_layout(rect=(0, bottom, 1, 1))
-    fig.savefig(path)
-    return path
+    _add_legend(fig, runs, colors, height)
+    return fig
 
 
-def plot_samples(runs: Sequence[Run], path: Path) -> Path | None:
-    """Each run's latest sample grid, labelled with its differing overrides and step."""
+def samples_figure(runs: Sequence[Run], keys: Sequence[str] = ()) -> Any | None:
+    """Each run's latest sample grid (2D runs: scatter plots, on the same axes for the same data),
+    titled with its differing overrides ``keys`` (shortened as in the terminal table), step and
+    status; every row as tall as its tallest grid and its titles."""
     import textwrap
 
     from PIL import Image
@@ -541,24 +686,64 @@ def plot_samples(runs: Sequence[Run], path: Path) -> Path | None:
         return None
     cols = min(4, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig, axes = _figure_grid(rows, cols, 3.4 * cols, 3.9 * rows)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, run in zip(axes.flat, shown, strict=False):
+    cell_w = 3.4
+    pictures: list[Any] = []
+    titles: list[str] = []
+    short = short_keys(keys)
+    for run in shown:
         grid = run.latest_samples()
-        label = run.label if run.label == run.name else f"{run.name}: {run.label}"
-        title = "\n".join(textwrap.wrap(label, 38)[:3])
+        label = (
+            " ".join([f"{run.name}:", *(f"{short[k]}={value_of(run, k)}" for k in keys)])
+            if keys
+            else run.name
+        )
+        title = "\n".join(textwrap.wrap(label, TITLE_WRAP))
         if grid is None:
-            ax.text(0.5, 0.5, "no samples yet", ha="center", va="center", color="gray")
-            ax.set_title(f"{title}\n{run.status}", fontsize=8)
+            pictures.append(None)
+            titles.append(f"{title}\n{run.status}")
             continue
         with Image.open(grid) as image:
-            ax.imshow(image.convert("RGB"))
+            pictures.append(image.convert("RGB"))
         step = grid.stem.removeprefix("step_").lstrip("0") or "0"
-        ax.set_title(f"{title}\nstep {step}, {run.status}", fontsize=8)
-    fig.tight_layout()
+        titles.append(f"{title}\nstep {step}, {run.status}")
+    heights = []
+    for r in range(rows):
+        row = [p for p in pictures[r * cols : (r + 1) * cols] if p is not None]
+        aspect = max((p.height / p.width for p in row), default=1.0)
+        lines = max(t.count("\n") + 1 for t in titles[r * cols : (r + 1) * cols])
+        heights.append(cell_w * aspect + 0.16 * lines + 0.15)
+    fig, axes = _figure_grid(rows, cols, cell_w * cols, sum(heights), heights)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, picture, title in zip(axes.flat, pictures, titles, strict=False):
+        if picture is None:
+            ax.text(0.5, 0.5, "no samples yet", ha="center", va="center", color="gray")
+        else:
+            ax.imshow(picture, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+    return fig
+
+
+def _save(fig: Any | None, path: Path) -> Path | None:
+    if fig is None:
+        return None
     fig.savefig(path)
     return path
+
+
+def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
+    """:func:`losses_figure` as a PNG at ``path`` (None when no run logged a loss)."""
+    return _save(losses_figure(runs), path)
+
+
+def plot_metrics(runs: Sequence[Run], metrics: Sequence[str], path: Path) -> Path | None:
+    """:func:`metrics_figure` as a PNG at ``path`` (None when no run logged a metric)."""
+    return _save(metrics_figure(runs, metrics), path)
+
+
+def plot_samples(runs: Sequence[Run], path: Path, keys: Sequence[str] = ()) -> Path | None:
+    """:func:`samples_figure` as a PNG at ``path`` (None when no run has a sample grid yet)."""
+    return _save(samples_figure(runs, keys), path)
 
 
 # --- output ------------------------------------------------------------------------------------------
@@ -602,16 +787,38 @@ def write_csv(comp: Comparison, path: Path) -> Path:
     return path
 
 
-def print_table(comp: Comparison, file: Any = None) -> None:
-    """The compact table, with rich, on the terminal (stdout by default)."""
+def short_keys(keys: Sequence[str]) -> dict[str, str]:
+    """Column headers for override keys: the shortest dotted suffix that tells each key from the
+    others (``train.ema.decay`` -> ``decay``), so that a wide table keeps its headers readable."""
+    short = {}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            if sum(1 for k in keys if k == tail or k.endswith("." + tail)) == 1:
+                short[key] = tail
+                break
+        else:
+            short[key] = key
+    return short
+
+
+def print_table(comp: Comparison, file: Any = None, width: int | None = None) -> None:
+    """The compact table, with rich, on the terminal (stdout by default).
+
+    Cells are plain text (an override such as ``[color,cutout]`` is never read as markup). Run names,
+    statuses and numbers are never cut: override values wrap inside their columns, override keys
+    are shortened in the headers (the full keys below the table), and a table that cannot fit even
+    so is printed wider than the terminal rather than cut.
+    """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(file=file or sys.stdout)
-    if not console.is_terminal:
+    console = Console(file=file or sys.stdout, width=width)
+    if not console.is_terminal and width is None:
         console.width = max(console.width, 200)  # a pipe or file: don't squeeze the columns to 80
     title = f"{len(comp.runs)} runs" + (f", best {comp.metric} first" if comp.metric else "")
-    table = Table(title=title)
     styles = {
         "finished": "green",
         "stopped": "yellow",
@@ -620,15 +827,24 @@ def print_table(comp: Comparison, file: Any = None) -> None:
         "diverged": "magenta",
         "running": "cyan",
     }
+    short = short_keys(comp.keys)
+    renamed = [f"{short[k]} = {k}" for k in comp.keys if short[k] != k]
+    table = Table(title=Text(title), caption=Text("; ".join(renamed)) if renamed else None)
     header = comp.header(compact=True)
-    for col in header:
-        table.add_column(col, justify="right" if col not in ("run", "status", *comp.keys) else "left")
+    rows = comp.rows(compact=True)
+    for i, col in enumerate(header):
+        if col in short:  # override values (lists, long paths) wrap inside their column
+            table.add_column(Text(short[col]), overflow="fold")
+            continue
+        widest = max((len(row[i]) for row in rows), default=1)
+        left = col in ("run", "status")
+        table.add_column(Text(col), justify="left" if left else "right", min_width=widest, overflow="fold")
     status_at = header.index("status")
-    for row in comp.rows(compact=True):
-        style = styles.get(row[status_at], "")
-        row[status_at] = f"[{style}]{row[status_at]}[/{style}]" if style else row[status_at]
-        table.add_row(*row)
-    console.print(table)
+    for row in rows:
+        cells = [Text(cell) for cell in row]
+        cells[status_at].stylize(styles.get(row[status_at], ""))
+        table.add_row(*cells)
+    console.print(table, crop=False)  # too wide even so: longer lines (the terminal wraps them), no cut
 
 
 def compare(
@@ -645,7 +861,7 @@ def compare(
     paths = [Path(d) for d in dirs]
     out_dir = Path(out) if out else (paths[0] if len(paths) == 1 else Path("comparison"))
     comp = build_comparison(paths, metric, exclude=out_dir)
-    for p, why in comp.skipped:
+    for p, why in comp.skipped if show else ():  # else the caller says it (the Hydra callback logs it)
         print(f"ganforge-compare: skipped {p}: {why}", file=sys.stderr)
     result: dict[str, Any] = {"comparison": comp, "files": {}}
     if not comp.runs:
@@ -656,7 +872,7 @@ def compare(
         for key, fn in (
             ("losses", lambda p: plot_losses(comp.runs, p)),
             ("metrics", lambda p: plot_metrics(comp.runs, comp.metrics, p)),
-            ("samples", lambda p: plot_samples(comp.runs, p)),
+            ("samples", lambda p: plot_samples(comp.runs, p, comp.keys)),
         ):
             written = fn(out_dir / PLOTS[key])
             if written is not None:

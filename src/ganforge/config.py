@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,24 @@ def check_config(cfg: DictConfig) -> None:
         _positive(cfg, key, int, allow_zero=True)
     for key in ("optim.lr_g", "optim.lr_d", "train.clip_grad_g", "train.clip_grad_d"):
         _positive(cfg, key)
+    for key in METRIC_COUNTS:  # e.g. modes_num_samples=-1 read as a perfect reverse KL of 0
+        _positive(cfg, key, int)
+    _positive(cfg, "metrics.every", int, allow_zero=True)
+
+
+# counts the metrics and the nets need at least one of (metrics.* are absent with metrics=[])
+METRIC_COUNTS = (
+    "model.z_dim",
+    "metrics.num_samples",
+    "metrics.batch_size",
+    "metrics.modes_num_samples",
+    "metrics.kid_subsets",
+    "metrics.kid_subset_size",
+    "metrics.isc_splits",
+    "metrics.prc_neighborhood",
+    "metrics.classifier.steps",
+    "metrics.classifier.batch_size",
+)
 
 
 MAX_STEPS_PER_BATCH = 10  # beyond this, Lightning's per-batch cost is already a small share of a step
@@ -90,8 +109,86 @@ def steps_per_batch(cfg: DictConfig) -> int:
     return int(value)
 
 
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> Path | None:
-    """``None``, ``auto`` (the run dir's last.ckpt when there is one) or an existing file."""
+# what a checkpoint's weights depend on: the architecture (every model.* key but how the nets run) and
+# the data keys that set the shape of a sample or the task
+RUNTIME_MODEL_KEYS = ("compile", "compile_mode", "compile_backend", "channels_last", "acgan_weight")
+SHAPE_DATA_KEYS = ("_target_", "resolution", "channels", "num_stacked")
+
+
+def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``{dotted key: leaf value}`` (``{"train.steps": 1500, ...}``)."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
+
+
+def key_hints(overrides: list[str]) -> list[str]:
+    """``did you mean`` lines for the override keys (``train.stepz=5``) that the config composed with
+    the same group choices lacks, when a key of it is close (after Hydra refused the overrides)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    keys = [o.split("=", 1)[0] for o in overrides]
+    groups = [o for o, k in zip(overrides, keys, strict=True) if not any(c in k for c in ".+~")]
+    GlobalHydra.instance().clear()  # the failed job's Hydra is still set up
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+            cfg = compose("train", overrides=groups)
+    except Exception:  # a group choice itself is wrong: Hydra's message already says which
+        return []
+    leaves = flat(OmegaConf.to_container(cfg, resolve=False))
+    known = sorted({".".join(k.split(".")[:n]) for k in leaves for n in range(1, k.count(".") + 2)})
+    hints = []
+    for key in keys:
+        if "." in key and not key.startswith(("+", "~", "hydra.")) and key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+            if close:
+                hints.append(f"{key} is not a key of the config; did you mean {close[0]}?")
+    return hints
+
+
+def setup_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a resolved config that a checkpoint's weights depend on, flattened (``model.z_dim``)."""
+    model = {k: v for k, v in (config.get("model") or {}).items() if k not in RUNTIME_MODEL_KEYS}
+    data = {k: v for k, v in (config.get("data") or {}).items() if k in SHAPE_DATA_KEYS}
+    task = (config.get("task") or {}).get("_target_")
+    return {**flat(model, "model"), **flat(data, "data"), **({"task._target_": task} if task else {})}
+
+
+def check_same_setup(path: Path, ckpt: dict[str, Any], cfg: DictConfig) -> None:
+    """A ConfigError naming the keys that differ when the checkpoint to resume was trained with another
+    architecture, data shape or task (a resume would fail later with a size mismatch), or when it is
+    already at or past ``train.steps``. Keys only one side has (a knob added since) are not compared."""
+    stored = (ckpt.get("ganforge") or {}).get("config")
+    if stored:
+        now = {
+            "model": OmegaConf.to_container(cfg.model, resolve=True),
+            "data": {k: cfg.data[k] for k in SHAPE_DATA_KEYS if k in cfg.data},
+            "task": {"_target_": OmegaConf.select(cfg, "task._target_")},
+        }
+        before, after = setup_keys(stored), setup_keys(now)
+        differ = [k for k in sorted(before.keys() & after.keys()) if before[k] != after[k]]
+        if differ:
+            shown = "; ".join(f"{k}: {before[k]!r} in the checkpoint, {after[k]!r} now" for k in differ[:4])
+            more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
+            raise ConfigError(
+                f"ckpt_path={path} was trained with another setup: {shown}{more}; resume with the same "
+                "model and data, or start a new run without ckpt_path"
+            )
+    done = int((ckpt.get("ganforge") or {}).get("g_step", 0))
+    if done >= cfg.train.steps:
+        raise ConfigError(
+            f"ckpt_path={path} is at generator step {done} and train.steps={cfg.train.steps}: nothing to "
+            f"train; pass train.steps above {done} to continue it"
+        )
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, cfg: DictConfig | None = None) -> Path | None:
+    """``None``, ``auto`` (the run dir's last.ckpt when there is one) or an existing file; with ``cfg``,
+    also a checkpoint of the same setup with steps left to train (:func:`check_same_setup`)."""
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "auto":
@@ -107,6 +204,8 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> Path | None:
     ckpt = read_checkpoint(path)  # a truncated or foreign file fails here, in one line, not in Lightning
     if "ganforge" not in ckpt:
         raise ConfigError(f"ckpt_path={path}: a Lightning checkpoint, but not one written by ganforge-train")
+    if cfg is not None:
+        check_same_setup(path, ckpt, cfg)
     return path
 
 

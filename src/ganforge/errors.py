@@ -19,3 +19,10 @@ class DivergedError(GanforgeError):
     """Training produced NaN/Inf for too long and rolling back did not help (exit code 3)."""
 
     exit_code = 3
+
+
+class ResourceError(GanforgeError):
+    """The machine cannot hold the run: no disk space for its outputs, a batch that does not fit in
+    memory, or a run dir that cannot be written (exit code 4; resume with ``ckpt_path=auto`` once fixed)."""
+
+    exit_code = 4

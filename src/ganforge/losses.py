@@ -4,7 +4,8 @@ A discriminator returns one raw score (logit) per sample. ``*_d`` functions give
 discriminator's loss from the scores of a real and a fake batch; ``*_g`` functions give the
 generator's loss from the scores of a fake batch (the relativistic ones also from those of a real
 batch: ``needs_real``). All losses are minimised. Penalties take the discriminator and the two
-batches and return a scalar added to the D loss.
+batches (and, by keyword, the labels a conditional D judges each with: ``y_real``, ``y_fake``) and
+return a scalar added to the D loss.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge.nets.packing import samples_per_input
+
 DLoss = Callable[[Tensor, Tensor], Tensor]
 GLoss = Callable[[Tensor], Tensor]
-Penalty = Callable[[nn.Module, Tensor, Tensor], Tensor]
+Penalty = Callable[..., Tensor]  # (D, real, fake, *, y_real=None, y_fake=None) -> scalar
 
 
 # --- minimax (Goodfellow et al. 2014) -------------------------------------------------------
@@ -123,12 +126,23 @@ def acgan_class_loss(class_logits: Tensor, labels: Tensor) -> Tensor:
 
 
 # --- penalties -------------------------------------------------------------------------------
-def _input_grad_norm(discriminator: nn.Module, x: Tensor) -> Tensor:
-    """Per-sample L2 norm of dD(x)/dx, kept in the graph so the penalty trains D."""
+# A penalty takes D, the real and the fake batch, and for a conditional D the labels each batch is judged
+# with (``y_real``, ``y_fake``). Norms are per input D judges: per sample, or per packed group of
+# ``pack`` consecutive samples for a PacGAN discriminator (Lin et al. 2018), whose gradient at a packed
+# input is the concatenation of its samples' gradients.
+def _judge(discriminator: nn.Module, x: Tensor, y: Tensor | None) -> Tensor:
+    """D's adversarial logits on ``x`` (labels ``y`` for a conditional D; ACGAN's class logits dropped)."""
+    out = discriminator(x) if y is None else discriminator(x, y)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _input_grad_norm(discriminator: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
+    """L2 norm of dD/dx per input D judges (per packed group for PacGAN), kept in the graph so the
+    penalty trains D."""
     x = x.detach().requires_grad_(True)
-    out = discriminator(x)
+    out = _judge(discriminator, x, y)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    return grad.flatten(1).norm(2, dim=1)
+    return grad.reshape(x.shape[0] // samples_per_input(discriminator), -1).norm(2, dim=1)
 
 
 def _norm_penalty(norms: Tensor, center: float, one_sided: bool) -> Tensor:
@@ -143,15 +157,25 @@ def gradient_penalty(
     weight: float = 10.0,
     center: float = 1.0,
     one_sided: bool = False,
+    *,
+    y_real: Tensor | None = None,
+    y_fake: Tensor | None = None,
 ) -> Tensor:
     """WGAN-GP (Gulrajani et al. 2017): weight · E[(‖∇D(x̂)‖ - center)²] at x̂ between real and fake.
 
+    One α ~ U[0, 1) per input D judges (per packed group with PacGAN). A conditional D judges x̂ with
+    the real sample's label (as conditional WGAN-GP code does; the fake of a pair may have another).
     ``one_sided`` penalises only norms above ``center``: weight · E[max(0, ‖∇D(x̂)‖ - center)²]
     (the one-sided variant of Gulrajani et al. 2017, Petzka et al. 2018).
     """
-    alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
+    group = samples_per_input(discriminator)
+    alpha = torch.rand(real.shape[0] // group, device=real.device, dtype=real.dtype)
+    alpha = alpha.repeat_interleave(group).view((real.shape[0],) + (1,) * (real.dim() - 1))
     mixed = alpha * real.detach() + (1 - alpha) * fake.detach()
-    return weight * _norm_penalty(_input_grad_norm(discriminator, mixed), center, one_sided)
+    return weight * _norm_penalty(_input_grad_norm(discriminator, mixed, y_real), center, one_sided)
+
+
+DRAGAN_PERTURBATIONS = ("gaussian", "uniform")
 
 
 def dragan_penalty(
@@ -161,24 +185,56 @@ def dragan_penalty(
     weight: float = 10.0,
     center: float = 1.0,
     noise: float = 0.5,
+    perturbation: str = "gaussian",
+    *,
+    y_real: Tensor | None = None,
+    y_fake: Tensor | None = None,
 ) -> Tensor:
-    """DRAGAN (Kodali et al. 2017): weight · E[(‖∇D(x + δ)‖ - center)²] around real data only.
+    """DRAGAN (Kodali et al. 2017): weight · E[(‖∇D(x̂)‖ - center)²] at points x̂ around real data only.
 
-    δ ~ N(0, σ²I) with σ = ``noise`` · std(real batch) (the authors' scale for data in [-1, 1]).
+    ``perturbation`` says where, with σ = ``noise`` · std(real batch) (the authors' code: 0.5):
+    ``gaussian``, the paper's form: x̂ = x + δ, δ ~ N(0, σ²I) (the paper's text has δ ~ N(0, cI), c ≈ 10;
+    the scale here is the code's); ``uniform``, the authors' code: x̂ = x + α·δ with δ ~ σ·U[0, 1)^d
+    (positive only) and one α ~ U[0, 1) per input D judges, a point between x and x + δ.
     """
     real = real.detach()
-    perturbed = real + noise * real.std() * torch.randn_like(real)
-    return weight * _norm_penalty(_input_grad_norm(discriminator, perturbed), center, False)
+    scale = noise * real.std()
+    if perturbation == "gaussian":
+        perturbed = real + scale * torch.randn_like(real)
+    elif perturbation == "uniform":
+        delta = scale * torch.rand_like(real)
+        group = samples_per_input(discriminator)
+        alpha = torch.rand(real.shape[0] // group, device=real.device, dtype=real.dtype)
+        perturbed = real + alpha.repeat_interleave(group).view(-1, *([1] * (real.dim() - 1))) * delta
+    else:
+        raise ValueError(f"DRAGAN's perturbation is one of {DRAGAN_PERTURBATIONS}, got {perturbation!r}")
+    return weight * _norm_penalty(_input_grad_norm(discriminator, perturbed, y_real), center, False)
 
 
-def r1_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, gamma: float = 10.0) -> Tensor:
-    """R1 (Mescheder et al. 2018): γ/2 · E[‖∇D(x)‖²] on real data."""
-    return 0.5 * gamma * _input_grad_norm(discriminator, real).pow(2).mean()
+def r1_penalty(
+    discriminator: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    gamma: float = 10.0,
+    *,
+    y_real: Tensor | None = None,
+    y_fake: Tensor | None = None,
+) -> Tensor:
+    """R1 (Mescheder et al. 2018): γ/2 · E[‖∇D(x)‖²] on real data (judged with their labels)."""
+    return 0.5 * gamma * _input_grad_norm(discriminator, real, y_real).pow(2).mean()
 
 
-def r2_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, gamma: float = 10.0) -> Tensor:
-    """R2 (Mescheder et al. 2018): γ/2 · E[‖∇D(G(z))‖²] on fake data."""
-    return 0.5 * gamma * _input_grad_norm(discriminator, fake).pow(2).mean()
+def r2_penalty(
+    discriminator: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    gamma: float = 10.0,
+    *,
+    y_real: Tensor | None = None,
+    y_fake: Tensor | None = None,
+) -> Tensor:
+    """R2 (Mescheder et al. 2018): γ/2 · E[‖∇D(G(z))‖²] on fake data (judged with the labels G drew)."""
+    return 0.5 * gamma * _input_grad_norm(discriminator, fake, y_fake).pow(2).mean()
 
 
 @dataclass
@@ -187,7 +243,9 @@ class GANLoss:
 
     ``weight_clip`` clamps every discriminator parameter to [-c, c] after each D update
     (the original WGAN's way to keep the critic Lipschitz). ``label_smoothing`` s sets the real
-    target of the BCE D loss to 1 - s. Rules: weight clipping and gradient penalties exclude
+    target of the BCE D loss to 1 - s. ``acgan_fake_classes``: an ACGAN D's class loss covers the
+    fakes too, with the labels G drew (Odena et al. 2017's L_C); off, only the real batch counts.
+    Rules: weight clipping and gradient penalties exclude
     each other (both bound D's gradient; WGAN-GP replaces the one by the other), and label
     smoothing needs the BCE D loss (minimax, nonsaturating).
     """
@@ -197,6 +255,7 @@ class GANLoss:
     penalties: Mapping[str, Penalty] = field(default_factory=dict)
     weight_clip: float | None = None
     label_smoothing: float = 0.0
+    acgan_fake_classes: bool = False
 
     def __post_init__(self) -> None:
         from ganforge.errors import ConfigError
@@ -211,6 +270,14 @@ class GANLoss:
                 "constrain D's gradient, use one (loss=wgan_gp replaces clipping by a penalty; or "
                 "loss.weight_clip=null)"
             )
+        for name, penalty in self.penalties.items():
+            if isinstance(penalty, functools.partial) and penalty.func is dragan_penalty:
+                kind = penalty.keywords.get("perturbation", "gaussian")
+                if kind not in DRAGAN_PERTURBATIONS:
+                    choices = ", ".join(DRAGAN_PERTURBATIONS)
+                    raise ConfigError(
+                        f"loss.penalties.{name}.perturbation must be one of {choices}, got {kind!r}"
+                    )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"loss.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.label_smoothing:
@@ -236,16 +303,31 @@ class GANLoss:
         return self.g_loss(fake_logits)
 
     def discriminator_loss(
-        self, discriminator: nn.Module, real_logits: Tensor, fake_logits: Tensor, real: Tensor, fake: Tensor
+        self,
+        discriminator: nn.Module,
+        real_logits: Tensor,
+        fake_logits: Tensor,
+        real: Tensor,
+        fake: Tensor,
+        y_real: Tensor | None = None,
+        y_fake: Tensor | None = None,
     ) -> Tensor:
-        """The D objective plus every penalty."""
-        return self.d_loss(real_logits, fake_logits) + self.penalty(discriminator, real, fake)
+        """The D objective plus every penalty (``y_*``: the labels of a conditional D)."""
+        return self.d_loss(real_logits, fake_logits) + self.penalty(discriminator, real, fake, y_real, y_fake)
 
-    def penalty(self, discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
-        """The sum of all penalties on D (a zero tensor when there are none)."""
+    def penalty(
+        self,
+        discriminator: nn.Module,
+        real: Tensor,
+        fake: Tensor,
+        y_real: Tensor | None = None,
+        y_fake: Tensor | None = None,
+    ) -> Tensor:
+        """The sum of all penalties on D (a zero tensor when there are none); a conditional D judges the
+        real batch with ``y_real`` and the fake batch with ``y_fake``."""
         total = torch.zeros((), device=real.device, dtype=real.dtype)
         for penalty in self.penalties.values():
-            total = total + penalty(discriminator, real, fake)
+            total = total + penalty(discriminator, real, fake, y_real=y_real, y_fake=y_fake)
         return total
 
     @torch.no_grad()

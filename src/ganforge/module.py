@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -18,13 +19,15 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.data.base import mix_seed
-from ganforge.ema import ema_beta, ema_update
+from ganforge.ema import ema_beta, ema_update, has_batch_norm, standing_stats
 from ganforge.errors import ConfigError
 from ganforge.loggers import logger_fault
 from ganforge.losses import GANLoss, acgan_class_loss
 from ganforge.settings import OptimizerFactory, Optimizers, Runtime, Schedule, Tricks
 from ganforge.tasks.base import Draw, Task
 from ganforge.tasks.generation import GenerationTask
+
+log = logging.getLogger(__name__)
 
 
 def grad_norm(module: nn.Module) -> Tensor:
@@ -39,23 +42,18 @@ def grad_norm(module: nn.Module) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
+def scale_gradients(module: nn.Module, factor: Tensor) -> None:
+    """Multiplies every gradient of ``module`` by ``factor`` (a device scalar: no host sync)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if grads:
+        torch._foreach_mul_(grads, factor.to(grads[0].device))
+
+
 def extrapolates(factory: OptimizerFactory) -> bool:
     """Whether an optimizer factory (a class or a partial of one) makes an extragradient optimizer."""
     while isinstance(factory, functools.partial):
         factory = factory.func
     return hasattr(factory, "extrapolate")
-
-
-class WithLabels(nn.Module):
-    """A conditional D seen as ``D(x)`` (what penalties call): labels bound, adversarial logit only."""
-
-    def __init__(self, discriminator: nn.Module, y: Tensor) -> None:
-        super().__init__()
-        self.discriminator, self.y = discriminator, y
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.discriminator(x, self.y)
-        return out[0] if isinstance(out, tuple) else out
 
 
 class GANModule(pl.LightningModule):
@@ -118,6 +116,12 @@ class GANModule(pl.LightningModule):
             if not 0.0 < tricks.ema_decay < 1.0:
                 raise ConfigError(f"train.ema.decay must be in (0, 1), got {tricks.ema_decay}")
             self.ema_generator = copy.deepcopy(generator).requires_grad_(False)
+        self.ema_standing = self._standing_setting(tricks)
+        self.ema_standing_batches, self.ema_standing_batch_size = (
+            tricks.ema_standing_batches,
+            tricks.ema_standing_batch_size,
+        )
+        self._ema_stats_step = -1  # the g_step the EMA G's standing statistics belong to
         self.augment, self.instance_noise = tricks.augment, tricks.instance_noise
         self.extragradient = extrapolates(self.optimizer_g)
         if self.extragradient != extrapolates(self.optimizer_d):
@@ -199,9 +203,17 @@ class GANModule(pl.LightningModule):
         """Latent codes ~ N(0, I) from the global RNG (its state is saved in every checkpoint)."""
         return torch.randn(n, self.z_dim, device=self.device)
 
-    def sample_labels(self, n: int) -> Tensor | None:
-        """Class labels drawn uniformly from the global RNG (None for unconditional models)."""
-        return torch.randint(self.num_classes, (n,), device=self.device) if self.num_classes else None
+    def sample_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """Class labels from the training data's label distribution (the task's ``label_probs``), drawn
+        from the global RNG or from ``generator`` (a CPU one: metrics, ganforge-eval); None for
+        unconditional models. Uniform labels on imbalanced data would let a conditional D tell fakes
+        by their label alone, and FID would penalise a G that matches the data."""
+        if not self.num_classes:
+            return None
+        probs = self.task.label_probs
+        if generator is not None:
+            return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator).to(self.device)
+        return torch.multinomial(probs, n, replacement=True)
 
     def discriminate(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """(adversarial logits, class logits of an ACGAN discriminator or None)."""
@@ -213,12 +225,29 @@ class GANModule(pl.LightningModule):
         torch.manual_seed(mix_seed(self.seed, self.global_rank, 1))
 
     def _restore_rng(self) -> None:
-        """Put back the RNG state saved with the checkpoint, right before the first resumed step.
+        """Put back this rank's RNG state saved with the checkpoint, right before the first resumed step.
 
         Doing it here rather than on load means nothing Lightning draws while starting the loop
-        (dataloader seeds) shifts the stream: the resumed run draws what the straight run drew.
+        (dataloader seeds) shifts the stream: the resumed run draws what the straight run drew. Under
+        DDP every rank gets its own saved state back; a checkpoint written by another number of
+        processes has none per rank, so each rank starts a fresh stream from (seed, rank, g_step).
         """
         state, self._rng_state = self._rng_state, None
+        world, rank = self.trainer.world_size, self.global_rank
+        per_rank = state.get("per_rank")
+        if per_rank is not None and len(per_rank) == world:
+            state = per_rank[rank]
+        elif world > 1:
+            saved = len(per_rank) if per_rank is not None else 1
+            if rank == 0:
+                log.warning(
+                    "the checkpoint's random state is from %d process(es), this run has %d: each rank "
+                    "continues with a fresh stream seeded by (seed, rank, step)",
+                    saved,
+                    world,
+                )
+            torch.manual_seed(mix_seed(self.seed, rank, self.g_step, 4))  # also seeds every CUDA device
+            return
         torch.set_rng_state(state["cpu"])
         if state.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
@@ -244,7 +273,53 @@ class GANModule(pl.LightningModule):
         source = source.to(self.device)
         return self._in_eval(lambda net: self.task.translate(net, source, direction))
 
+    def _standing_setting(self, tricks: Tricks) -> bool:
+        """Whether the EMA G gets standing statistics (``train.ema.standing_stats``), checked."""
+        want, batches, size = tricks.ema_standing, tricks.ema_standing_batches, tricks.ema_standing_batch_size
+        if want not in ("auto", True, False):
+            raise ConfigError(f"train.ema.standing_stats must be auto, true or false, got {want!r}")
+        for key, value in (("standing_batches", batches), ("standing_batch_size", size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"train.ema.{key} must be a positive integer, got {value!r}")
+        usable = self.ema_generator is not None and has_batch_norm(self.generator)
+        if want is True and not usable:
+            why = "train.ema.decay is null" if self.ema_generator is None else "G has no batch norm"
+            raise ConfigError(f"train.ema.standing_stats=true needs an EMA generator with batch norm ({why})")
+        if want is True and self.task.name != "generation":
+            raise ConfigError(
+                f"train.ema.standing_stats=true needs task=generation (latents), not {self.task.name}"
+            )
+        return usable and want is not False and self.task.name == "generation"
+
+    @torch.no_grad()
+    def refresh_ema_stats(self) -> None:
+        """Standing batch-norm statistics of the EMA G (Brock et al. 2019) for the weights it has now:
+        ``standing_batches`` batches of fresh latents (and labels), once per generator step.
+
+        The draws come from a generator seeded by (seed, g_step) and the global RNG is forked, so the
+        training stream (and exact resume) is untouched; every rank computes the same statistics.
+        """
+        if not self.ema_standing or self._ema_stats_step == self.g_step:
+            return
+        assert self.ema_generator is not None
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, self.g_step, 3))
+        n, classes = self.ema_standing_batch_size, self.num_classes
+
+        def batches() -> Any:
+            for _ in range(self.ema_standing_batches):
+                z = torch.randn(n, self.z_dim, generator=gen).to(self.device)
+                if classes:
+                    yield z, torch.randint(classes, (n,), generator=gen).to(self.device)
+                else:
+                    yield (z,)
+
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            standing_stats(self.ema_generator, batches())
+        self._ema_stats_step = self.g_step
+
     def _in_eval(self, run: Any) -> Tensor:
+        self.refresh_ema_stats()  # before any sample or metric of the EMA G (once per step)
         net = self.generator if self.ema_generator is None else self.ema_generator  # EMA weights when on
         was_training = net.training
         net.eval()
@@ -339,14 +414,15 @@ class GANModule(pl.LightningModule):
         fake, y_fake = self.task.d_input(fake, draw.cond)
         real, fake = self.d_view(real), self.d_view(fake)
         real_logits, real_classes = self.discriminate(real, y_real)
-        fake_logits, _ = self.discriminate(fake, y_fake)
+        fake_logits, fake_classes = self.discriminate(fake, y_fake)
         d_adv = self.loss.d_loss(real_logits, fake_logits)
         d_loss = d_adv
-        if self.loss.penalties:
-            critic = self.discriminator if y_real is None else WithLabels(self.discriminator, y_real)
-            d_loss = d_adv + self.loss.penalty(critic, real, fake)
+        if self.loss.penalties:  # a conditional D judges each batch with its own labels (R2: G's draw)
+            d_loss = d_adv + self.loss.penalty(self.discriminator, real, fake, y_real, y_fake)
         if real_classes is not None:  # ACGAN: D also classifies the real batch
             class_loss = acgan_class_loss(real_classes, y_real)
+            if self.loss.acgan_fake_classes:  # and the fakes by G's labels (Odena et al. 2017)
+                class_loss = class_loss + acgan_class_loss(fake_classes, y_fake)
             self._class_losses["train/d_cls"] = class_loss.detach()
             d_loss = d_loss + self.acgan_weight * class_loss
         return d_loss, d_adv, real_logits, fake_logits
@@ -385,17 +461,26 @@ class GANModule(pl.LightningModule):
         self, batch: tuple[Tensor, ...], opt_g: Any, opt_d: Any, will_log: bool
     ) -> tuple[Any, ...]:
         """Extragradient (Gidel et al. 2019): both networks extrapolate from their gradients at θ_t, then
-        both update θ_t with the gradients at the extrapolated point (same real batch and G inputs)."""
-        draw_d, draw_g = self.task.draw(self, batch), self.task.draw(self, batch)
-        for extrapolating in (True, False):
+        both update θ_t with the gradients at the extrapolated point. The same real batch and G inputs
+        for both half-steps (Mishchenko et al. 2020), or with ``fresh_samples`` (Gidel et al.'s code) a
+        fresh draw and the batch's second real batch for the update (the data module yields two)."""
+        fresh = getattr(opt_g.optimizer, "fresh_samples", False)
+        parts = tuple(zip(*(t.chunk(2) for t in batch), strict=True)) if fresh else (batch, batch)
+        draws = None if fresh else (self.task.draw(self, batch), self.task.draw(self, batch))
+        for extrapolating, part in zip((True, False), parts, strict=True):
+            draw_d, draw_g = draws or (self.task.draw(self, part), self.task.draw(self, part))
             self.toggle_optimizer(opt_d)
-            d_loss, d_adv, real_logits, fake_logits = self._d_objective(batch, draw_d)
+            d_loss, d_adv, real_logits, fake_logits = self._d_objective(part, draw_d)
             d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log, step=False)
             self.untoggle_optimizer(opt_d)
             self.toggle_optimizer(opt_g)
-            g_loss = self._g_objective(batch, draw_g)
+            g_loss = self._g_objective(part, draw_g)
             g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log, step=False)
             self.untoggle_optimizer(opt_g)
+            scale = self._grad_scale()
+            if extrapolating and scale is not None:  # fp16: extrapolate() reads the gradients directly
+                scale_gradients(self.discriminator, 1.0 / scale)
+                scale_gradients(self.generator, 1.0 / scale)
             for opt in (opt_d, opt_g):
                 if extrapolating:
                     opt.optimizer.extrapolate()
@@ -411,23 +496,45 @@ class GANModule(pl.LightningModule):
         step (skipped when the divergence guard finds the loss or the gradient non-finite)."""
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        norm = grad_norm(net) if measure or self.guard is not None else None
-        if self.guard is not None and not self.guard.accept(loss, norm, self._name(net), self.g_step + 1):
+        scale = self._grad_scale()  # fp16: the gradients are scaled until opt.step() unscales them
+        norm = None
+        if measure or self.guard is not None or (clip and scale is not None):
+            norm = grad_norm(net) if scale is None else grad_norm(net) / scale  # the true gradient's norm
+        # fp16: a non-finite gradient of a finite loss is GradScaler's overflow signal (the step skips the
+        # update and lowers the scale), so the guard judges the loss alone
+        judged = norm if scale is None or norm is None else torch.zeros_like(norm)
+        if self.guard is not None and not self.guard.accept(loss, judged, self._name(net), self.g_step + 1):
             opt.zero_grad(set_to_none=True)  # no gradient: a later extrapolate()/step() leaves net alone
             return norm
-        if clip:
+        if clip and scale is None:
             self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        elif clip:  # the factor clipping the true gradient would apply (clip_grad_norm_'s), on the scaled one
+            scale_gradients(net, (clip / (norm + 1e-6)).clamp(max=1.0))
         if step:
             opt.step()
         return norm
+
+    def _grad_scale(self) -> Tensor | None:
+        """With fp16 (``trainer.precision=16-mixed``) the loss scale the gradients carry after
+        ``manual_backward`` (GradScaler's, a device tensor: no host sync); None otherwise. Lightning
+        unscales only inside ``opt.step()``, and a second ``unscale_`` before it would be refused."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        return scaler._get_scale_async() if scaler is not None and scaler.is_enabled() else None
 
     def _name(self, net: nn.Module) -> str:
         return "generator" if net is self.generator else "discriminator"
 
     def _log_scalars(self, scalars: dict[str, Tensor], opt_g: Any, opt_d: Any) -> None:
-        """One host sync for all scalars, then every logger gets them against the generator step."""
-        values = torch.stack([v.detach().float().to(self.device) for v in scalars.values()]).tolist()
-        metrics = dict(zip(scalars, values, strict=True))
+        """One host sync for all scalars, then every logger gets them against the generator step.
+
+        Under DDP the scalars are first averaged over the ranks (one all_reduce of them stacked, at
+        logging steps only), so the curves describe the whole global batch, not rank 0's share.
+        """
+        stacked = torch.stack([v.detach().float().to(self.device) for v in scalars.values()])
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(stacked)  # sum, then the mean (gloo has no average)
+            stacked = stacked / self.trainer.world_size
+        metrics = dict(zip(scalars, stacked.tolist(), strict=True))
         metrics["train/lr_g"] = opt_g.param_groups[0]["lr"]
         metrics["train/lr_d"] = opt_d.param_groups[0]["lr"]
         metrics["trainer/g_step"] = self.g_step
@@ -443,9 +550,15 @@ class GANModule(pl.LightningModule):
 
     # --- checkpoint extras ----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = {"cpu": torch.get_rng_state()}
+        """Step, metrics, config and the RNG state; under DDP every rank's state (indexed by rank, in
+        ``rng["per_rank"]``), gathered here: every rank runs this hook when a checkpoint is saved."""
+        rng: dict[str, Any] = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            per_rank: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(per_rank, dict(rng))
+            rng["per_rank"] = per_rank
         checkpoint["ganforge"] = {
             "g_step": self.g_step,
             "rng": rng,

@@ -46,12 +46,17 @@ class Extragradient(Optimizer):
     θ_t and updates with the gradient evaluated at θ_{t+½}: θ_{t+1} = θ_t - η∇(θ_{t+½}). Without a
     preceding ``extrapolate()``, ``step()`` is a plain SGD step. The module calls ``extrapolate``
     on every optimizer that has it.
+
+    ``fresh_samples`` tells the module which gradients to take: at θ_t and θ_{t+½} on the same real
+    batch and latents (false: the same-sample form of Mishchenko et al. 2020), or on a fresh batch and
+    fresh latents for the update (true: as Gidel et al. 2019's code does).
     """
 
-    def __init__(self, params: Params, lr: float = 1e-2) -> None:
+    def __init__(self, params: Params, lr: float = 1e-2, fresh_samples: bool = False) -> None:
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
         super().__init__(params, {"lr": lr})
+        self.fresh_samples = bool(fresh_samples)
 
     @torch.no_grad()
     def extrapolate(self) -> None:

@@ -1,4 +1,5 @@
-"""OmegaConf resolvers that name a W&B run: an id per run dir, the sweep as group, the overrides as name.
+"""OmegaConf resolvers: ``mul`` (a size derived from others), and those that name a W&B run: an id per
+run dir, the sweep as group, the overrides as name.
 
 A requeued Slurm job reruns in the same run dir, so an id derived from that dir makes it continue the
 same W&B run (with ``resume: allow``). Outside a Hydra job (``hydra.compose`` in tests) the sweep
@@ -8,15 +9,24 @@ and the overrides are unknown and the resolvers return ``None``.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ganforge import cli_help
 
-def wandb_id(run_dir: str) -> str:
-    """A W&B run id that is a pure function of the run directory (its absolute path)."""
+
+def wandb_id(run_dir: str | None) -> str | None:
+    """A W&B run id that is a pure function of the run directory (its absolute path).
+
+    ``None`` when there is no run dir yet: ``--cfg job --resolve`` prints the config before Hydra
+    has one (``hydra:runtime.output_dir`` is null then), and W&B picks an id of its own.
+    """
+    if run_dir is None:
+        return None
     return hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
 
 
@@ -40,7 +50,20 @@ def job_name() -> str | None:
     return hydra.job.override_dirname or f"job{hydra.job.num}"
 
 
+def mul(*factors: int) -> int:
+    """The product of integers, e.g. a batch of 100 packed inputs: ``${ganforge.mul:100,${model.pack}}``."""
+    return math.prod(int(f) for f in factors)
+
+
 def register() -> None:
-    """Register ``${ganforge.wandb_id:<dir>}``, ``${ganforge.sweep_name:}``, ``${ganforge.job_name:}``."""
-    for name, fn in (("wandb_id", wandb_id), ("sweep_name", sweep_name), ("job_name", job_name)):
+    """Register ``${ganforge.wandb_id:<dir>}``, ``${ganforge.sweep_name:}``, ``${ganforge.job_name:}``,
+    ``${ganforge.mul:a,b}``, ``${ganforge.help_groups:}``, ``${ganforge.help_settings:<section>}``."""
+    for name, fn in (
+        ("wandb_id", wandb_id),
+        ("sweep_name", sweep_name),
+        ("job_name", job_name),
+        ("mul", mul),
+        ("help_groups", cli_help.help_groups),  # the generated parts of ganforge-train --help
+        ("help_settings", cli_help.help_settings),
+    ):
         OmegaConf.register_new_resolver(f"ganforge.{name}", fn, replace=True)

@@ -14,14 +14,15 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from PIL import Image
-from torchvision.utils import save_image
+from torch import Tensor
 
-from ganforge.callbacks.samples import save_scatter
+from ganforge.callbacks.samples import class_labels, grid_image, save_scatter
+from ganforge.checkpoint_file import check_writable
 from ganforge.config import CONFIG_PACKAGE, check_required
 from ganforge.data.folder import list_images, load_image
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.restore import pick_device, restore
-from ganforge.tasks.base import as_rgb, upscale
+from ganforge.tasks.base import as_rgb
 
 
 def write_samples(
@@ -46,18 +47,42 @@ def write_samples(
         return translation_grid(module, datamodule, n, path, fmt)
     if getattr(datamodule, "unpaired", False):
         return cycle_grid(module, datamodule, n, path, fmt)
-    z = torch.randn(n, module.z_dim, generator=torch.Generator().manual_seed(seed))
-    x = torch.cat([module.sample(chunk) for chunk in z.split(500)]).float().cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "npz":
-        np.savez_compressed(path, samples=x.numpy(), z=z.numpy(), g_step=module.g_step, seed=seed)
-    elif x.dim() == 2:
-        real = datamodule.real_batch(n, seed=seed)
-        save_scatter(x, real, path, f"step {module.g_step}, {n} samples")
-    else:
-        nrow = nrow or module.num_classes or int(math.ceil(math.sqrt(n)))  # conditional: a column per class
-        save_image(x, path, nrow=nrow, normalize=True, value_range=(-1, 1))
+    if fmt == "npz" or len(datamodule.data_shape) == 1:
+        z = torch.randn(n, module.z_dim, generator=torch.Generator().manual_seed(seed))
+        x = torch.cat([module.sample(chunk) for chunk in z.split(500)]).float().cpu()
+        if fmt == "npz":
+            np.savez_compressed(path, samples=x.numpy(), z=z.numpy(), g_step=module.g_step, seed=seed)
+        else:
+            real = datamodule.real_batch(n, seed=seed)
+            save_scatter(x, real, path, f"step {module.g_step}, {n} samples")
+        return path
+    z, y, columns, row_classes = grid_inputs(n, module.z_dim, module.num_classes, seed, nrow)
+    chunks = range(0, len(z), 500)
+    x = torch.cat([module.sample(z[i : i + 500], None if y is None else y[i : i + 500]) for i in chunks])
+    row_labels = class_labels(row_classes, datamodule) if row_classes else None
+    grid_image(x.float().cpu(), columns, row_labels).save(path)
     return path
+
+
+def grid_inputs(
+    n: int, z_dim: int, num_classes: int, seed: int, nrow: int | None = None
+) -> tuple[Tensor, Tensor | None, int, list[int] | None]:
+    """Latents, labels, images per row and the class of each row (None when rows are not classes) of
+    a sample grid laid out as training's (``GANModule.fixed_z``/``fixed_y``): with the run's ``seed``
+    and ``n=train.num_fixed`` the picture is the run's last sample grid.
+
+    Conditional models get one row per class with the same latents in every row, ``nrow`` (default
+    ``n // num_classes``) to a row; with more classes than ``n``, ``n`` classes spread over the range.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    if num_classes and num_classes <= n:
+        columns = nrow or n // num_classes
+        z = torch.randn(columns, z_dim, generator=gen).repeat(num_classes, 1)
+        return z, torch.arange(num_classes).repeat_interleave(columns), columns, list(range(num_classes))
+    z = torch.randn(n, z_dim, generator=gen)
+    y = torch.linspace(0, num_classes - 1, n).long() if num_classes else None
+    return z, y, nrow or int(math.ceil(math.sqrt(n))), None
 
 
 def translation_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str) -> Path:
@@ -71,7 +96,7 @@ def translation_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str)
         return path
     channels = max(source.shape[1], output.shape[1])
     rows = torch.stack([as_rgb(t, channels) for t in (source, output, target)], dim=1).flatten(0, 1)
-    save_image(upscale(rows), path, nrow=3, normalize=True, value_range=(-1, 1))
+    grid_image(rows, 3).save(path)
     return path
 
 
@@ -92,7 +117,7 @@ def cycle_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str) -> Pa
     if fmt == "npz":
         np.savez_compressed(path, **arrays)
     else:
-        save_image(upscale(torch.cat(rows)), path, nrow=3, normalize=True, value_range=(-1, 1))
+        grid_image(torch.cat(rows), 3).save(path)
     return path
 
 
@@ -162,6 +187,7 @@ def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-sample``: mistakes exit with one line and code 2."""
     try:
         check_required(cfg)
+        check_writable(Path(cfg.out), "out")  # before the checkpoint is read and the samples drawn
         if cfg.get("input"):
             path = translate_folder(cfg.ckpt_path, cfg.input, cfg.out, cfg.device, cfg.get("direction"))
         else:

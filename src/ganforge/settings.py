@@ -42,6 +42,9 @@ class Tricks:
 
     ema_decay: float | None = None
     ema_warmup: bool = True
+    ema_standing: bool | str = "auto"  # standing BN statistics of the EMA G: auto, true, false
+    ema_standing_batches: int = 16  # batches of fresh latents they average over
+    ema_standing_batch_size: int = 64
     augment: Any = None  # a DiffAugment
     instance_noise: Any = None  # an InstanceNoise
 

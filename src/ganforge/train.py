@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -13,11 +15,13 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.build import build
+from ganforge.callbacks.checkpoint import LastCheckpoint, ResumedLearningRates
 from ganforge.callbacks.guard import DivergenceGuard
 from ganforge.callbacks.health import health_issues
 from ganforge.callbacks.metrics import MetricsCallback
@@ -27,9 +31,17 @@ from ganforge.callbacks.preemption import (
     lightning_plugins,
     requeued_ckpt_path,
 )
-from ganforge.config import CONFIG_PACKAGE, check_config, make, resolve_ckpt_path
-from ganforge.errors import DivergedError, GanforgeError
+from ganforge.checkpoint_file import (
+    check_free_space,
+    check_writable,
+    checkpoint_bytes,
+    write_error,
+    write_text_atomically,
+)
+from ganforge.config import CONFIG_PACKAGE, check_config, key_hints, make, resolve_ckpt_path
+from ganforge.errors import ConfigError, DivergedError, GanforgeError, ResourceError
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
+from ganforge.memory import check_step_memory, out_of_memory
 
 QUIET_WARNINGS = (
     r".*does not have many workers.*",
@@ -38,6 +50,8 @@ QUIET_WARNINGS = (
     r".*The `srun` command is available on your system but is not used.*",  # local runs on a Slurm host
 )
 QUIET_INFO = ("litlogger", "`Trainer.fit` stopped")
+log = logging.getLogger(__name__)
+INTERRUPTED_EXIT = 128 + 2  # as a shell reports a process ended by SIGINT
 
 
 class _DropInfo(logging.Filter):
@@ -64,16 +78,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     quiet_lightning()
     check_config(cfg)
     out = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt_path(requeued_ckpt_path(cfg.ckpt_path, out), out)
+    if cfg.get("metrics"):  # the metrics' classifier and reference features are cached there
+        check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir", folder=True)
+    ckpt_path = resolve_ckpt_path(requeued_ckpt_path(cfg.ckpt_path, out), out, cfg)
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0  # a requeued job continues its run dir
+    if ckpt_path is None and cfg.ckpt_path != "auto" and not (requeued or cfg.train.get("overwrite", False)):
+        check_fresh_run_dir(out)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in checkpoints: eval, sample
     callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if ckpt_path is not None:  # learning rates changed for the resume apply (and are logged)
+        callbacks.append(ResumedLearningRates(OmegaConf.to_container(cfg.optim, resolve=True)))
     for callback in callbacks:  # e.g. metrics that cannot work on this data: fail before any logger starts
         if hasattr(callback, "check"):
             callback.check(datamodule)
+    for callback in callbacks:  # a disk too full for one checkpoint: say so now, not after training
+        if isinstance(callback, LastCheckpoint):
+            check_free_space(callback.dirpath, checkpoint_bytes(module))
+    check_step_memory(cfg, datamodule, module)  # a batch that cannot fit: one line, not the OOM killer
 
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(cfg.get("logger"), resuming=ckpt_path is not None)
     trainer: pl.Trainer = make(
         cfg.trainer,
         max_steps=cfg.train.steps * (cfg.train.n_critic + 1),
@@ -87,15 +112,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     summary: dict[str, Any] = {"status": "running", "output_dir": str(out)}
     start = time.time()
+    failure: BaseException | None = None
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except torch.OutOfMemoryError:
+            raise out_of_memory(cfg, module.g_step) from None
+        except OSError as exc:  # any other output (a sample grid) on a full disk: one line too
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise write_error(Path(exc.filename or out), exc) from None
         summary["status"] = "finished" if module.g_step >= cfg.train.steps else "stopped"
         for cb in callbacks:
             if isinstance(cb, Preemption) and cb.stopped_at is not None and summary["status"] == "stopped":
                 summary.update(status="preempted", preemption=cb.report())
     except BaseException as exc:
-        summary["status"] = "diverged" if isinstance(exc, DivergedError) else "crashed"
-        summary["error"] = f"{type(exc).__name__}: {exc}"
+        failure = exc
+        # Lightning answers a KeyboardInterrupt (a second Ctrl-C) with its own shutdown and sys.exit(1)
+        interrupted = isinstance(exc, SystemExit) and trainer.interrupted
+        summary["status"] = "interrupted" if interrupted else failed_status(exc)
+        summary["error"] = "KeyboardInterrupt" if interrupted else f"{type(exc).__name__}: {exc}"
+        if interrupted:
+            raise KeyboardInterrupt from None
         raise
     finally:
         summary.update(
@@ -114,9 +152,37 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             guard=next((cb.report() for cb in callbacks if isinstance(cb, DivergenceGuard)), None),
         )
         if trainer.is_global_zero:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            try:
+                write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            except ResourceError as err:  # e.g. the disk that stopped the run: keep its error first
+                if failure is None:
+                    raise
+                log.warning("%s", err)
     return summary
+
+
+def check_fresh_run_dir(out: Path) -> None:
+    """A ConfigError when the run dir already holds a run that a fresh start would overwrite (its
+    checkpoint, metrics and W&B id), unless ``ckpt_path=auto`` or ``train.overwrite=true`` says so."""
+    found = [
+        p.relative_to(out) for p in (out / "checkpoints" / "last.ckpt", out / "summary.json") if p.is_file()
+    ]
+    if found:
+        raise ConfigError(
+            f"{out} already holds a run ({', '.join(map(str, found))}): continue it with ckpt_path=auto, "
+            "start it over with train.overwrite=true, or choose another hydra.run.dir"
+        )
+
+
+def failed_status(exc: BaseException) -> str:
+    """summary.json's status for a run that ended with ``exc``."""
+    if isinstance(exc, DivergedError):
+        return "diverged"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, GanforgeError):
+        return "failed"  # stopped cleanly with a one-line reason (e.g. a full disk)
+    return "crashed"
 
 
 def metrics_summary(callbacks: list[Any]) -> dict[str, Any]:
@@ -154,9 +220,30 @@ def report(summary: dict[str, Any]) -> None:
             console.print(f"[bold]{label:>10}[/bold]  {value}", soft_wrap=True, highlight=False)
 
 
+def main() -> float | None:
+    """Entry point of ``ganforge-train``: user mistakes exit with one line and code 2, also those that
+    Hydra would meet before the run starts (a run dir it cannot create); an unknown key gets a hint."""
+    overrides = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
+    try:
+        for arg in overrides:
+            key, value = arg.split("=", 1)
+            if key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir"):
+                check_writable(Path(value), key.lstrip("+"), folder=True)
+    except ConfigError as err:
+        print(f"ganforge-train: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    try:
+        return run_job()
+    except SystemExit as exc:
+        if exc.code == 1:  # Hydra printed why; e.g. train.stepz=5: add "did you mean train.steps?"
+            for hint in key_hints(overrides):
+                print(f"ganforge-train: {hint}", file=sys.stderr)
+        raise
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Entry point of ``ganforge-train``: user mistakes exit with one line and code 2."""
+def run_job(cfg: DictConfig) -> float | None:
+    """One ``ganforge-train`` job (Hydra calls it once per run, once per job of a sweep)."""
     try:
         summary = train(cfg)
     except GanforgeError as err:
@@ -165,6 +252,10 @@ def main(cfg: DictConfig) -> float | None:
         if in_multirun():  # the sweep records this job as failed and runs the others
             raise
         sys.exit(err.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once (the first one stops after the batch)
+        print("ganforge-train: interrupted: stopped without writing a checkpoint", file=sys.stderr)
+        finish_wandb(exit_code=INTERRUPTED_EXIT)
+        sys.exit(INTERRUPTED_EXIT)
     except BaseException:
         finish_wandb(exit_code=1)
         raise

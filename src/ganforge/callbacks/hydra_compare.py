@@ -61,5 +61,8 @@ class CompareOnMultirunEnd(Callback):
         if md is None:
             log.warning(f"ganforge-compare: no runs in {sweep_dir}")
             return None
-        log.info(f"comparison of {len(result['comparison'].runs)} runs: {md}")
+        comp = result["comparison"]
+        for path, why in comp.skipped:  # also in the sweep's log, next to the jobs' own lines
+            log.warning(f"ganforge-compare: skipped {path}: {why}")
+        log.info(f"comparison of {len(comp.runs)} runs: {md}")
         return md

@@ -1,5 +1,6 @@
 """Evaluate the generator every ``metrics.every`` generator steps and at the end: ``val/*`` to every
-logger, ``checkpoints/best.ckpt`` by the monitored metric, best-so-far values in the W&B summary."""
+logger, ``checkpoints/best.ckpt`` by the monitored metric (W&B keeps the best value itself, see
+``ganforge.loggers.WandbLogger``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.loggers import WandbLogger
 
 from ganforge.callbacks.checkpoint import save_checkpoint
 from ganforge.directions import better
@@ -54,6 +54,8 @@ class MetricsCallback(Callback):
         if not trainer.is_global_zero:
             self.suite.prepare(pl_module.device, trainer.global_rank, trainer.world_size)
         info = self.suite.info
+        if "n_real" in info:  # what the image metrics compare (equal sizes: see MetricSuite.prepare)
+            log.info("metrics: %d generated samples against %d real ones", info["n_fake"], info["n_real"])
         if "classifier_accuracy" in info:
             how = "cached" if info["classifier_cached"] else "trained"
             log.info(
@@ -81,6 +83,8 @@ class MetricsCallback(Callback):
         pl_module.last_metrics.update(values)
         monitor = self.suite.monitor
         improved = monitor in values and better(monitor, values[monitor], self.best.get(monitor))
+        # rank 0 decides: saving best.ckpt is collective, a rank that stayed out would hang the others
+        improved = bool(trainer.strategy.broadcast(improved, src=0))
         for name, value in values.items():
             if better(name, value, self.best.get(name)):
                 self.best[name] = value
@@ -96,9 +100,6 @@ class MetricsCallback(Callback):
         for logger in list(trainer.loggers):
             with logger_fault(trainer, logger):
                 logger.log_metrics({**values, "trainer/g_step": step}, step=step)
-                if isinstance(logger, WandbLogger):
-                    for name, value in self.best.items():  # the run table shows best-so-far, not last
-                        logger.experiment.summary[name] = value
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_step": self.best_step, "latest": self.latest}

@@ -206,6 +206,21 @@ class GANDataModule(pl.LightningDataModule):
         xs, ys = zip(*(self.dataset[i] for i in indices), strict=True)
         return torch.stack(xs), torch.as_tensor(ys)
 
+    def train_labels(self) -> Tensor:
+        """The class label of every training item (datasets keep them as a ``labels`` tensor)."""
+        if self.dataset is None:
+            self.setup("fit")
+        labels = getattr(self.dataset, "labels", None)
+        if labels is None:
+            raise NotImplementedError(f"{type(self).__name__} does not list the labels of its items")
+        return torch.as_tensor(labels, dtype=torch.long)
+
+    def label_counts(self) -> Tensor:
+        """Training items per class, shape (num_classes,): the label distribution a conditional G draws
+        its labels from (uniform labels on imbalanced data give a conditional D the label prior as a cue)."""
+        labels = self.train_labels()
+        return torch.bincount(labels[labels >= 0], minlength=self.num_classes)[: self.num_classes]
+
     def num_items(self) -> int:
         if self.dataset is None:
             self.setup("fit")

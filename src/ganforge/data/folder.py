@@ -133,6 +133,7 @@ class FileSource:
         self.is_zip = not os.path.isdir(self.source)
         self.max_bad_fraction = max_bad_fraction
         self.bad_indices: set[int] = set()
+        self.tried = bytearray()  # 1 at the items this process has decoded or tried to (sized on first use)
         self._zip: zipfile.ZipFile | None = None
         self._zip_pid: int | None = None
 
@@ -170,19 +171,46 @@ class FileSource:
         name, why = self.item_name(i), f"{type(exc).__name__}: {exc}"
         log.warning("skipping unreadable %s %s in %s (%s)", self.noun, name, self.source, why)
         if len(self.bad_indices) > self.max_bad_fraction * len(self):
+            tried = sum(self.tried) or len(self.bad_indices)
             raise DataError(
-                f"{len(self.bad_indices)} of {len(self)} {self.noun}s{self.where} in {self.source} could not "
-                f"be read (latest: {name}: {why}), more than data.max_bad_fraction={self.max_bad_fraction} "
-                "allows. Remove or repair the broken files, or raise data.max_bad_fraction."
+                f"{len(self.bad_indices)} of the {tried} {self.noun}s{self.where} read so far (of "
+                f"{len(self)}) in {self.source} could not be read (latest: {name}: {why}), more than "
+                f"data.max_bad_fraction={self.max_bad_fraction} allows. Remove or repair the broken files, "
+                "or raise data.max_bad_fraction."
             )
+
+    def probe(self, decode: Callable[[int], Any], count: int = 64) -> None:
+        """Decode up to ``count`` items spread evenly over the source, before training: a DataError when
+        none of them can be read (a broken zip, files of another format), counted over what was tried.
+        Does not record anything: a source with a few broken items still trains and skips them."""
+        n = len(self)
+        indices = sorted({i * n // min(n, count) for i in range(min(n, count))})
+        failure: Exception | None = None
+        for i in indices:
+            try:
+                decode(i)
+                return
+            except Exception as exc:  # PIL raises many types (UnidentifiedImageError, OSError, ...)
+                failure = failure or exc
+        if failure is None or (len(indices) < n and self.max_bad_fraction >= 1.0):
+            return
+        spread = "" if len(indices) == n else f" (spread over all {n})"
+        raise DataError(
+            f"{len(indices)} of the {len(indices)} {self.noun}s{self.where} tried{spread} in {self.source} "
+            f"could not be read (first: {self.item_name(indices[0])}: {type(failure).__name__}: {failure}). "
+            "Remove or repair the broken files."
+        )
 
     def first_readable(self, i: int, decode: Callable[[int], T]) -> tuple[int, T]:
         """(j, ``decode(j)``) for the first readable item from ``i`` on (wrapping around)."""
         n = len(self)
+        if len(self.tried) != n:
+            self.tried = bytearray(n)
         for step in range(n):
             j = (i + step) % n
             if j in self.bad_indices:
                 continue
+            self.tried[j] = 1
             try:
                 return j, decode(j)
             except DataError:
@@ -275,11 +303,14 @@ class ImageFolderDataModule(GANDataModule):
         return self.dataset.num_bad if isinstance(self.dataset, ImageFileDataset) else 0
 
     def check(self) -> None:
-        """Raise :class:`DataError` when the path is missing, not a folder/zip, or holds no images."""
-        self._get_index()
+        """Raise :class:`DataError` when the path is missing, not a folder/zip, holds no images, or none of
+        the images tried can be read (before any logger starts)."""
+        self.setup()
+        assert isinstance(self.dataset, ImageFileDataset)
+        self.dataset.probe(self.dataset._decode)
 
     def setup(self, stage: str | None = None) -> None:
-        self.check()
+        self._get_index()
         if self.dataset is not None:
             return
         index = self._get_index()

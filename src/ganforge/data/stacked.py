@@ -55,6 +55,14 @@ class StackedDataModule(GANDataModule):
     def labelled_source(self) -> GANDataModule:
         return self.source
 
+    def train_labels(self) -> Tensor:
+        """The stacked labels of the items (their source labels as base-C digits)."""
+        if self.dataset is None:
+            self.setup("fit")
+        assert isinstance(self.dataset, StackedDataset)
+        source_labels = self.source.train_labels()[self.dataset.table]
+        return (source_labels * self.dataset.weights).sum(1)
+
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return

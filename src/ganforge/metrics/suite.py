@@ -30,13 +30,22 @@ from ganforge.metrics.features import (
     inception_weights,
     to_uint8,
 )
-from ganforge.metrics.modes import ModeCoverage, assign_modes, stacked_modes
+from ganforge.metrics.modes import (
+    MIXTURE_MODE_SAMPLES,
+    STACKED_MODE_SAMPLES,
+    ModeCoverage,
+    assign_modes,
+    stacked_modes,
+)
 
 log = logging.getLogger(__name__)
 
 IMAGE_METRICS = ("fid", "kid", "is", "prc")
 PAIRED_ONLY = ("psnr", "ssim", "l1", "class_acc")  # image-to-image translation (metrics/translation.py)
 KNOWN = (*IMAGE_METRICS, "modes", *PAIRED_ONLY)
+# generated sample i of an evaluation has the latent (and label) at row i % LATENT_CHUNK of a draw
+# seeded by (metrics.seed, i // LATENT_CHUNK): the same whatever the batch size or number of ranks
+LATENT_CHUNK = 1000
 
 
 @dataclass
@@ -55,7 +64,7 @@ class MetricSettings:
     kid_subset_size: int = 1000
     isc_splits: int = 10
     prc_neighborhood: int = 3
-    modes_num_samples: int = 2500
+    modes_num_samples: int | None = None  # None: what the data's literature uses (mode_samples)
     classifier: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -219,6 +228,54 @@ def reference_name(settings: MetricSettings, datamodule: GANDataModule, extracto
     return f"ganforge-{datamodule.fingerprint()}-{extractor.tag}-n{n}-s{settings.seed}"
 
 
+def mode_samples(settings: MetricSettings, datamodule: GANDataModule) -> int:
+    """Generated samples the mode metrics count: ``metrics.modes_num_samples``, else the count of
+    the mode-collapse literature for the data (VEEGAN, PacGAN): 2,500 on 2D mixtures, 26,000 on
+    stacked digits, where 2,500 uniform draws of the 1,000 modes cover only about 918 of them."""
+    if settings.modes_num_samples is not None:
+        return int(settings.modes_num_samples)
+    return MIXTURE_MODE_SAMPLES if is_mixture(datamodule) else STACKED_MODE_SAMPLES
+
+
+def block(n: int, rank: int, world: int) -> tuple[int, int]:
+    """[begin, end) of ``rank``'s contiguous share of ``n`` items; the first ``n % world`` ranks hold
+    one more."""
+    size, extra = divmod(n, world)
+    begin = rank * size + min(rank, extra)
+    return begin, begin + size + (1 if rank < extra else 0)
+
+
+class LatentSequence:
+    """The latents (and labels) of one evaluation's samples as a fixed sequence: sample ``i`` is row
+    ``i % LATENT_CHUNK`` of chunk ``i // LATENT_CHUNK``, drawn from a generator seeded by
+    (``seed``, chunk), so any batch size or split across ranks reads the same samples."""
+
+    def __init__(
+        self, seed: int, z_dim: int, labels: Callable[[int, torch.Generator], Tensor | None] | None = None
+    ) -> None:
+        self.seed, self.z_dim, self.labels = seed, z_dim, labels
+        self._chunk: tuple[int, Tensor, Tensor | None] | None = None
+
+    def _draw(self, chunk: int) -> tuple[Tensor, Tensor | None]:
+        if self._chunk is None or self._chunk[0] != chunk:
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, chunk, 7))  # 7: not a training stream
+            z = torch.randn(LATENT_CHUNK, self.z_dim, generator=gen)
+            y = self.labels(LATENT_CHUNK, gen) if self.labels is not None else None
+            self._chunk = (chunk, z, None if y is None else y.cpu())
+        return self._chunk[1], self._chunk[2]
+
+    def rows(self, start: int, end: int) -> tuple[Tensor, Tensor | None]:
+        """Latents and labels (None: unconditional) of samples ``start .. end - 1``, on the CPU."""
+        zs, ys = [], []
+        for chunk in range(start // LATENT_CHUNK, (end - 1) // LATENT_CHUNK + 1):
+            z, y = self._draw(chunk)
+            part = slice(max(start - chunk * LATENT_CHUNK, 0), min(end - chunk * LATENT_CHUNK, LATENT_CHUNK))
+            zs.append(z[part])
+            if y is not None:
+                ys.append(y[part])
+        return torch.cat(zs), torch.cat(ys) if ys else None
+
+
 class PrecisionRecall(Metric):
     """Improved precision and recall (Kynkäänniemi et al. 2019) of generated features against a
     fixed real set, computed by torch-fidelity; generated features are gathered across ranks."""
@@ -265,6 +322,8 @@ class MetricSuite:
         self.rgb = False
         self.layer_of: dict[str, str] = {}
         self.info: dict[str, Any] = {}
+        self.n_fake = 0  # generated samples for the image metrics (set by prepare: the real count)
+        self.n_modes = 0  # generated samples for the mode metrics
 
     @property
     def monitor(self) -> str:
@@ -276,8 +335,10 @@ class MetricSuite:
     def prepare(self, device: torch.device, rank: int = 0, world: int = 1) -> None:
         """Build the extractor and the metric objects, and load this rank's share of the real features."""
         s, dm = self.settings, self.datamodule
+        self.n_modes = mode_samples(s, dm) if "modes" in self.names else 0
         if is_mixture(dm):
             self.metrics["modes"] = ModeCoverage(len(dm.centers)).to(device)
+            self.info = {"n_modes": self.n_modes}
             return
         extractor = build_extractor(s, dm, self.cache_dir, device)
         self.layer_of = {**extractor.layers, "is": extractor.layers["isc"]}
@@ -289,13 +350,21 @@ class MetricSuite:
         self.extractor_module = module
         self.layers = layers
         real, cached = reference_features(s, dm, extractor, module, self.cache_dir, device)
+        n_real = len(next(iter(real.values())))
+        # as many generated samples as real ones: a reference set smaller than metrics.num_samples
+        # (the 1,797 digits) sets both, since k-NN precision/recall and FID's bias depend on both sizes
+        self.n_fake = n_real if any(n in IMAGE_METRICS for n in self.names) else 0
         self.info = {
             **extractor.info,
             "extractor": extractor.tag,
             "reference_cached": cached,
-            "reference_samples": len(next(iter(real.values()))),
+            "reference_samples": n_real,
+            "n_real": n_real,
+            "n_fake": self.n_fake,
+            **({"n_modes": self.n_modes} if self.n_modes else {}),
         }
-        share = {k: v[rank::world].to(device) for k, v in real.items()}
+        lo, hi = block(n_real, rank, world)  # contiguous: the gathered states keep the reference's order
+        share = {k: v[lo:hi].to(device) for k, v in real.items()}
         width = {layer: feats.shape[1] for layer, feats in real.items()}
         rgb = self.rgb = extractor.info["rgb"]
 
@@ -303,7 +372,6 @@ class MetricSuite:
             name = self.layer_of[metric]
             return FeatureLayer(module, layers.index(name), rgb, width[name])
 
-        n_real = len(next(iter(real.values())))
         with warnings.catch_warnings():  # "will save all extracted features": bounded by num_samples here
             warnings.filterwarnings("ignore", message=".*save all extracted features.*")
             self._build_metrics(share, real, layer, n_real, device)
@@ -322,7 +390,7 @@ class MetricSuite:
             fid.update(share[self.layer_of["fid"]], real=True)
             self.metrics["fid"] = fid
         if "kid" in self.names:
-            size = min(s.kid_subset_size, s.num_samples, n_real)
+            size = min(s.kid_subset_size, self.n_fake, n_real)
             kid = KernelInceptionDistance(
                 feature=layer("kid"),
                 subsets=s.kid_subsets,
@@ -338,65 +406,74 @@ class MetricSuite:
         if "modes" in self.names:
             self.metrics["modes"] = ModeCoverage(self.datamodule.num_classes).to(device)
 
-    def _share(self, n: int, rank: int, world: int) -> int:
-        return n // world + (1 if rank < n % world else 0)
-
     def measure_module(self, module: Any, rank: int = 0, world: int = 1) -> dict[str, float]:
         """``val/*`` of a GANModule's generator (its EMA when on), this rank's share of the samples."""
-        return self.measure(module.sample, module.z_dim, module.device, rank, world, module.num_classes)
+        return self.measure(module.sample, module.z_dim, module.device, rank, world, module.sample_labels)
 
     @torch.no_grad()
     def measure(
         self,
-        sample: Callable[[Tensor], Tensor],
+        sample: Callable[..., Tensor],
         z_dim: int,
         device: torch.device,
         rank: int = 0,
         world: int = 1,
-        num_classes: int = 0,
+        labels: Callable[[int, torch.Generator], Tensor | None] | None = None,
     ) -> dict[str, float]:
         """Generate this rank's samples from fixed seeds, update, reduce and return ``val/*`` values.
 
-        Conditional generators (``num_classes`` > 0) get labels drawn uniformly, fixed by the seed too.
-        The global RNG is left untouched, so measuring does not change the training run.
+        The samples of an evaluation are one fixed sequence (see ``LATENT_CHUNK``) split into
+        contiguous blocks, one per rank: training under DDP, training on one process and
+        ``ganforge-eval`` measure the same samples. Conditional generators get labels from
+        ``labels(n, generator)`` (the module's ``sample_labels``: the training data's label
+        distribution), fixed by the seed too. The random draws of the computation (KID subsets, IS
+        splits) come from a seed without the rank, so every rank computes the same values. The global
+        RNG is left untouched, so measuring does not change the training run.
         """
         s = self.settings
+        img, modes = block(self.n_fake, rank, world), block(self.n_modes, rank, world)
+        spans = [b for b in (img, modes) if b[1] > b[0]]
+        lo, hi = min((b[0] for b in spans), default=0), max((b[1] for b in spans), default=0)
+        inputs = LatentSequence(s.seed, z_dim, labels)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(mix_seed(s.seed, rank, 2))
-            n_img = self._share(s.num_samples, rank, world) if self.names != ["modes"] else 0
-            n_modes = self._share(s.modes_num_samples, rank, world) if "modes" in self.names else 0
-            gen = torch.Generator().manual_seed(mix_seed(s.seed, rank, 1))
-            for start in range(0, max(n_img, n_modes), s.batch_size):
-                n = min(s.batch_size, max(n_img, n_modes) - start)
-                z = torch.randn(n, z_dim, generator=gen).to(device)
-                if num_classes:
-                    fake = sample(z, torch.randint(num_classes, (n,), generator=gen).to(device))
-                else:
-                    fake = sample(z)
-                self._update(fake, n_img - start, n_modes - start)
+            torch.manual_seed(mix_seed(s.seed, 2))
+            for start in range(lo, hi, s.batch_size):
+                end = min(start + s.batch_size, hi)
+                z, y = inputs.rows(start, end)
+                fake = sample(z.to(device)) if y is None else sample(z.to(device), y.to(device))
+                self._update(fake, start, img, modes)
+            torch.manual_seed(mix_seed(s.seed, 2))  # rank-independent: KID subsets, IS splits
             values = self._compute()
             for metric in self.metrics.values():
                 metric.reset()
         return {f"val/{k}": v for k, v in values.items()}
 
-    def _update(self, fake: Tensor, img_left: int, modes_left: int) -> None:
+    def _update(self, fake: Tensor, start: int, img: tuple[int, int], modes: tuple[int, int]) -> None:
+        """Feed samples ``start .. start + len(fake)`` of the sequence to the metrics whose block
+        (``img``, ``modes``: this rank's [begin, end)) holds them."""
         dm = self.datamodule
+
+        def rows(span: tuple[int, int]) -> slice:
+            return slice(max(span[0] - start, 0), max(min(span[1] - start, len(fake)), 0))
+
         if is_mixture(dm):
-            index, hq = assign_modes(fake[:modes_left], dm.centers, dm.std)
+            index, hq = assign_modes(fake[rows(modes)], dm.centers, dm.std)
             self.metrics["modes"].update(index, hq)
             return
         feats = self.extractor_module(extractor_input(fake, self.rgb))
         feats = dict(zip(self.layers, feats, strict=True))
-        if img_left > 0:
+        mine = rows(img)
+        if mine.stop > mine.start:
             if "fid" in self.metrics:
-                self.metrics["fid"].update(feats[self.layer_of["fid"]][:img_left], real=False)
+                self.metrics["fid"].update(feats[self.layer_of["fid"]][mine], real=False)
             if "kid" in self.metrics:  # float32 kernels: 100 subsets of 1000² in float64 cost seconds
-                self.metrics["kid"].update(feats[self.layer_of["kid"]][:img_left].float(), real=False)
+                self.metrics["kid"].update(feats[self.layer_of["kid"]][mine].float(), real=False)
             for name in ("is", "prc"):
                 if name in self.metrics:
-                    self.metrics[name].update(feats[self.layer_of[name]][:img_left])
-        if "modes" in self.metrics and modes_left > 0:
-            logits = feats["logits"][:modes_left]
+                    self.metrics[name].update(feats[self.layer_of[name]][mine])
+        mine = rows(modes)
+        if "modes" in self.metrics and mine.stop > mine.start:
+            logits = feats["logits"][mine]
             k = dm.data_shape[0] // dm.labelled_source().data_shape[0]
             self.metrics["modes"].update(stacked_modes(logits.reshape(len(logits), k, -1)))
 

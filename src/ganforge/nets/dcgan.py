@@ -33,6 +33,16 @@ def stages(data_shape: Sequence[int], model: str = "dcgan") -> int:
     return int(math.log2(data_shape[1] // 4))
 
 
+def spectral_norm_after_init(net: nn.Module, kinds: tuple[type[nn.Module], ...]) -> None:
+    """Spectral normalisation (Miyato et al. 2018) of every ``kinds`` layer of ``net``, once initialised.
+
+    Wrapping runs SN's power iteration on the weights as they are then; re-initialising afterwards
+    would leave u, v stale (the first forward's effective spectral norm about 1.3 instead of 1).
+    """
+    for layer in [m for m in net.modules() if isinstance(m, kinds)]:
+        maybe_sn(layer, True)
+
+
 class DCGANGenerator(nn.Module):
     """z (1x1) → 4x4 → ... → image: ConvTranspose + norm + ReLU, tanh output.
 
@@ -62,15 +72,16 @@ class DCGANGenerator(nn.Module):
         c_in = z_dim + self.label_input  # z and the one-hot label (Mirza & Osindero 2014)
         for i in range(n):
             stride, pad = (1, 0) if i == 0 else (2, 1)  # 1x1 → 4x4, then doubling
-            conv = nn.ConvTranspose2d(c_in, ch, 4, stride, pad, bias=norm == "none")
-            layers.append(maybe_sn(conv, spectral_norm))
+            layers.append(nn.ConvTranspose2d(c_in, ch, 4, stride, pad, bias=norm == "none"))
             normal = generator_norm(norm, ch, num_classes)
             layers += [normal] if normal is not None else []
             layers.append(nn.ReLU(True))
             c_in, ch = ch, ch // 2
-        layers += [maybe_sn(nn.ConvTranspose2d(c_in, data_shape[0], 4, 2, 1), spectral_norm), nn.Tanh()]
+        layers += [nn.ConvTranspose2d(c_in, data_shape[0], 4, 2, 1), nn.Tanh()]
         self.net = LabelledSequential(*layers)
         dcgan_init(self)
+        if spectral_norm:
+            spectral_norm_after_init(self, (nn.ConvTranspose2d,))
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.label_input:
@@ -101,11 +112,11 @@ class DCGANDiscriminator(nn.Module):
         n = stages(data_shape)
         ch = width
         layers: list[nn.Module] = [
-            maybe_sn(nn.Conv2d(data_shape[0], ch, 4, 2, 1), spectral_norm),
+            nn.Conv2d(data_shape[0], ch, 4, 2, 1),
             nn.LeakyReLU(0.2, True),
         ]
         for _ in range(n - 1):
-            layers.append(maybe_sn(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=norm == "none"), spectral_norm))
+            layers.append(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=norm == "none"))
             normal = norm_layer(norm, ch * 2)
             layers += [normal] if normal is not None else []
             layers.append(nn.LeakyReLU(0.2, True))
@@ -114,8 +125,10 @@ class DCGANDiscriminator(nn.Module):
             layers.append(MinibatchStd())
             ch += 1
         self.net = nn.Sequential(*layers)
-        self.head = DiscriminatorHead(ch * 16, num_classes, cond, spectral_norm)  # = a 4x4 conv to 1
+        self.head = DiscriminatorHead(ch * 16, num_classes, cond)  # = a 4x4 conv to 1
         dcgan_init(self)
+        if spectral_norm:  # every layer: the convs, the head's linear, projection embedding, classifier
+            spectral_norm_after_init(self, (nn.Conv2d, nn.Linear, nn.Embedding))
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         return self.head(self.net(x).flatten(1), y)

@@ -13,13 +13,32 @@ from ganforge.nets.layers import activation, check_norm, maybe_sn, norm_layer
 MLP_NORMS = ("none", "batch", "layer")
 
 
-def _mlp(sizes: Sequence[int], act: str, sn: bool = False, norm: str = "none") -> list[nn.Module]:
+class Maxout(nn.Module):
+    """A maxout unit layer (Goodfellow et al. 2013): ``pieces`` linear maps per output, the max over them."""
+
+    def __init__(self, fan_in: int, fan_out: int, pieces: int, sn: bool = False) -> None:
+        super().__init__()
+        self.pieces = pieces
+        self.linear = maybe_sn(nn.Linear(fan_in, fan_out * pieces), sn)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x).unflatten(1, (-1, self.pieces)).amax(2)
+
+
+def _mlp(
+    sizes: Sequence[int], act: str, sn: bool = False, norm: str = "none", pieces: int = 0
+) -> list[nn.Module]:
+    """Hidden layers: linear, norm, activation; ``act=maxout``: a maxout layer of ``pieces``, then norm."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=False):
-        layers.append(maybe_sn(nn.Linear(fan_in, fan_out), sn))
+        if act == "maxout":
+            layers.append(Maxout(fan_in, fan_out, pieces, sn))
+        else:
+            layers.append(maybe_sn(nn.Linear(fan_in, fan_out), sn))
         normal = norm_layer(norm, fan_out, dims=0)
         layers += [normal] if normal is not None else []
-        layers.append(activation(act))
+        if act != "maxout":
+            layers.append(activation(act))
     return layers
 
 
@@ -56,7 +75,8 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """data → hidden layers → one logit per sample; ``norm``: none, batch or layer (per hidden layer)."""
+    """data → hidden layers → one logit per sample; ``norm``: none, batch or layer (per hidden layer);
+    ``act=maxout``: maxout layers of ``maxout_pieces`` (Goodfellow et al. 2013; PacGAN's toy D)."""
 
     def __init__(
         self,
@@ -65,12 +85,18 @@ class MLPDiscriminator(nn.Module):
         act: str = "leaky_relu",
         spectral_norm: bool = False,
         norm: str = "none",
+        maxout_pieces: int = 5,
     ) -> None:
         super().__init__()
         _check_norm(norm, "model.discriminator")
+        if act == "maxout" and (not isinstance(maxout_pieces, int) or maxout_pieces < 2):
+            raise ConfigError(
+                f"model.discriminator.maxout_pieces must be an integer >= 2, got {maxout_pieces!r}"
+            )
         sizes = [math.prod(data_shape), *hidden]
         self.net = nn.Sequential(
-            *_mlp(sizes, act, spectral_norm, norm), maybe_sn(nn.Linear(sizes[-1], 1), spectral_norm)
+            *_mlp(sizes, act, spectral_norm, norm, maxout_pieces),
+            maybe_sn(nn.Linear(sizes[-1], 1), spectral_norm),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -10,6 +10,13 @@ def packed_shape(data_shape: tuple[int, ...], pack: int) -> tuple[int, ...]:
     return (data_shape[0] * pack, *data_shape[1:])
 
 
+def samples_per_input(discriminator: nn.Module) -> int:
+    """How many samples make one input of ``discriminator``: ``pack`` for a :class:`Packed` one, else 1.
+
+    Gradient penalties take their norms per such input (the packed critic's domain is the packed input)."""
+    return discriminator.pack if isinstance(discriminator, Packed) else 1
+
+
 class Packed(nn.Module):
     """Wraps a discriminator built for :func:`packed_shape`: samples ``k*i .. k*i+k-1`` of a batch of B are
     concatenated along channels (features for flat data) into one input; the output has B/k logits."""

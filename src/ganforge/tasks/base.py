@@ -9,9 +9,8 @@ terms (``g_terms``). Sample grids and the fixed inputs they use come from the ta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor, nn
 
 
@@ -30,6 +29,15 @@ class Term:
 
     value: Tensor
     weight: float
+
+
+class Grid(NamedTuple):
+    """What a sample grid shows: images in [-1, 1], images per row and, when each row is one class,
+    the class of each row (drawn as a label at its left)."""
+
+    images: Tensor
+    nrow: int
+    row_classes: list[int] | None = None
 
 
 class Task(nn.Module):
@@ -88,17 +96,11 @@ class Task(nn.Module):
         """``net``'s output on the task's fixed inputs (what every sample grid shows)."""
         raise NotImplementedError
 
-    def grid(self, module: Any) -> tuple[Tensor, int]:
-        """(images for a sample grid, images per row)."""
+    def grid(self, module: Any) -> Grid:
+        """The images of a sample grid and their layout (the grid is drawn by ``callbacks.samples``)."""
         raise NotImplementedError
 
 
 def as_rgb(x: Tensor, channels: int) -> Tensor:
     """Images with ``channels`` channels (grayscale repeated to RGB), for grids that mix both."""
     return x.expand(-1, channels, -1, -1) if x.shape[1] == 1 and channels == 3 else x
-
-
-def upscale(x: Tensor, min_size: int = 64) -> Tensor:
-    """Nearest-neighbour upscaling by an integer factor so that a person can see small images."""
-    factor = max(1, -(-min_size // x.shape[-1]))
-    return x if factor == 1 else torch.nn.functional.interpolate(x, scale_factor=factor, mode="nearest")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
-from ganforge.tasks.base import Draw, Task, Term, as_rgb, upscale
+from ganforge.tasks.base import Draw, Grid, Task, Term, as_rgb
 
 
 class PairedTask(Task):
@@ -71,10 +71,10 @@ class PairedTask(Task):
     def fixed_sample(self, module: Any, net: nn.Module) -> Tensor:
         return net(self.fixed_source)
 
-    def grid(self, module: Any) -> tuple[Tensor, int]:
-        """Rows of source | output | ground truth for the fixed held-out pairs, upscaled."""
+    def grid(self, module: Any) -> Grid:
+        """Rows of source | output | ground truth for the fixed held-out pairs."""
         output = module.sample().float().cpu()
         channels = max(output.shape[1], self.fixed_source.shape[1])
         parts = [as_rgb(t.float().cpu(), channels) for t in (self.fixed_source, output, self.fixed_target)]
         rows = torch.stack(parts, dim=1).flatten(0, 1)  # source_0, output_0, target_0, source_1, ...
-        return upscale(rows), 3
+        return Grid(rows, 3)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
 from ganforge.nets.cycle import halves
-from ganforge.tasks.base import Draw, Task, Term, as_rgb, upscale
+from ganforge.tasks.base import Draw, Grid, Task, Term
 from ganforge.tasks.pool import ImagePool
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -90,11 +90,11 @@ class UnpairedTask(Task):
     def fixed_sample(self, module: Any, net: nn.Module) -> Tensor:
         return net(self.fixed_a, self.fixed_b)
 
-    def grid(self, module: Any) -> tuple[Tensor, int]:
+    def grid(self, module: Any) -> Grid:
         """Rows a | G_AB(a) | G_BA(G_AB(a)), then b | G_BA(b) | G_AB(G_BA(b)), for fixed held-out images."""
         rows = []
         for images, there, back in ((self.fixed_a, "AtoB", "BtoA"), (self.fixed_b, "BtoA", "AtoB")):
             moved = module.translate(images, there)
             rows.append(torch.stack([images, moved, module.translate(moved, back)], dim=1).flatten(0, 1))
         grid = torch.cat(rows).float().cpu()
-        return upscale(as_rgb(grid, grid.shape[1])), 3
+        return Grid(grid, 3)

@@ -1,0 +1,133 @@
+"""Mode collapse with and without packing (PacGAN, Lin et al. 2018): the GAN (pack 1) against PacGAN2
+(pack 2) on the 8-Gaussian ring, the 25-Gaussian grid and stacked digits, several seeds each.
+
+Runs one ``ganforge-train`` job at a time (a finished job is not rerun: its ``summary.json`` is reused),
+then writes ``results.json`` (every run and the mean ± std per setting) and prints a Markdown table.
+The budget is small by default (PacGAN trains 400 epochs of 100,000 samples: 400,000 steps on the toy
+data); choose yours with the flags:
+
+    python experiments/mode_collapse/run.py                        # the budget of the README table
+    python experiments/mode_collapse/run.py --toy-steps 20000 --seeds 0 1 2 3 4
+    python experiments/mode_collapse/run.py --presets pacgan_ring8 --packs 1 2 3 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PRESETS = ("pacgan_ring8", "pacgan_grid25", "stacked_digits")
+METRICS = ("val/modes", "val/hq_frac", "val/reverse_kl")
+
+
+def overrides(preset: str, pack: int, seed: int, args: argparse.Namespace) -> list[str]:
+    """The job's overrides: the preset with its pack and seed, the budget, metrics only at the end."""
+    steps = args.stacked_steps if preset.startswith("stacked") else args.toy_steps
+    samples = 26000 if preset.startswith("stacked") else 2500  # PacGAN's counts (Sec. 5.1 and 5.2)
+    return [
+        f"experiment={preset}",
+        f"model.pack={pack}",
+        f"seed={seed}",
+        f"train.steps={steps}",
+        "metrics=[modes]",  # stacked digits too: the mode counts, not FID (PacGAN's tables)
+        f"metrics.modes_num_samples={samples}",
+        "metrics.every=0",
+        "train.sample_every=0",
+        "train.ckpt_every=0",
+        "logger=[csv]",
+        f"task_name=mode_collapse_{preset}",
+    ]
+
+
+def train(run_dir: Path, args: list[str]) -> dict[str, Any]:
+    """One ganforge-train job (W&B offline), or the summary of the one that already finished there."""
+    summary = run_dir / "summary.json"
+    if not summary.is_file():
+        cmd = [sys.executable, "-m", "ganforge.train", *args, f"hydra.run.dir={run_dir}"]
+        subprocess.run(
+            cmd, check=True, env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.DEVNULL
+        )
+    return json.loads(summary.read_text())
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and (sample) std of each mode metric over the seeds of one setting."""
+    out: dict[str, Any] = {"seeds": len(runs)}
+    for name in METRICS:
+        values = [r["metrics"][name] for r in runs if name in r["metrics"]]
+        if values:
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            out[name] = {"mean": statistics.fmean(values), "std": std}
+    out["wall_time_s"] = round(sum(r["wall_time_s"] for r in runs), 1)
+    return out
+
+
+def cell(agg: dict[str, Any], name: str, scale: float = 1.0, digits: int = 1, suffix: str = "") -> str:
+    """``mean ± std`` of one metric of a setting (— when it was not measured)."""
+    if name not in agg:
+        return "—"
+    m, s = agg[name]["mean"] * scale, agg[name]["std"] * scale
+    return f"{m:.{digits}f} ± {s:.{digits}f}{suffix}"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The Markdown rows: one per (preset, pack)."""
+    rows = [
+        "| data | method | steps | seeds | modes | high-quality samples | reverse KL |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, agg in results["settings"].items():
+        preset, pack = key.rsplit("/pack", 1)
+        method = "GAN" if pack == "1" else f"PacGAN{pack}"
+        rows.append(
+            f"| {preset} | {method} | {agg['steps']} | {agg['seeds']} | {cell(agg, 'val/modes')} | "
+            f"{cell(agg, 'val/hq_frac', 100, 1, ' %')} | {cell(agg, 'val/reverse_kl', 1, 2)} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
+    parser.add_argument("--packs", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--toy-steps", type=int, default=2000, help="generator steps on the ring and grid")
+    parser.add_argument("--stacked-steps", type=int, default=1000, help="generator steps on stacked digits")
+    parser.add_argument("--out", type=Path, default=HERE / "runs", help="run directories (not committed)")
+    parser.add_argument("--results", type=Path, default=HERE / "results.json")
+    args = parser.parse_args()
+
+    runs: list[dict[str, Any]] = []
+    settings: dict[str, Any] = {}
+    start = time.time()
+    for preset in args.presets:
+        for pack in args.packs:
+            group = []
+            for seed in args.seeds:
+                job = overrides(preset, pack, seed, args)
+                steps = args.stacked_steps if preset.startswith("stacked") else args.toy_steps
+                summary = train(args.out / f"{preset}_pack{pack}_seed{seed}_steps{steps}", job)
+                metrics = {k: v for k, v in summary["last"].items() if k in METRICS}
+                run = {"preset": preset, "pack": pack, "seed": seed, "steps": summary["g_steps"]}
+                run |= {"metrics": metrics, "wall_time_s": summary["wall_time_s"]}
+                print(json.dumps(run), flush=True)
+                runs.append(run)
+                group.append(run)
+            settings[f"{preset}/pack{pack}"] = aggregate(group) | {"steps": group[0]["steps"]}
+    results = {"settings": settings, "runs": runs, "elapsed_s": round(time.time() - start, 1)}
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
