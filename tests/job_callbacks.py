@@ -1,7 +1,8 @@
-"""Callbacks that the preemption tests add to a job (``+callbacks.<name>={_target_:job_callbacks...}``)."""
+"""Callbacks that tests add to a job (``+callbacks.<name>={_target_:job_callbacks...}``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -35,3 +36,22 @@ class SignalAt(pl.Callback):
         if not self.sent and pl_module.g_step >= self.step and self.rank in (None, trainer.global_rank):
             self.sent = True
             os.kill(os.getpid(), signal.Signals[self.signal])
+
+
+class SeenMetrics(pl.Callback):
+    """Appends ``trainer.callback_metrics`` (with the generator step) to ``path`` as a JSON line at every
+    batch end and once at the end of training: what Lightning's callbacks can read."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _write(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        row = {"g_step": pl_module.g_step, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        self._write(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._write(trainer, pl_module)

@@ -7,6 +7,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -62,6 +63,31 @@ def check_config(cfg: DictConfig) -> None:
     for key in METRIC_COUNTS:  # e.g. modes_num_samples=-1 read as a perfect reverse KL of 0
         _positive(cfg, key, int)
     _positive(cfg, "metrics.every", int, allow_zero=True)
+    check_trainer(cfg)
+
+
+# Lightning's budgets count batches or D+G optimizer steps; ganforge's is train.steps (generator steps)
+BUDGET_FLAGS = {"max_steps": (-1, None), "max_epochs": (-1, None), "limit_train_batches": (None, 1.0)}
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """Trainer flags that would not do what they say here, and a GPU the machine lacks: one line each."""
+    trainer = cfg.get("trainer") or {}
+    for key, defaults in BUDGET_FLAGS.items():
+        value = trainer.get(key)
+        if value not in defaults:
+            raise ConfigError(
+                f"trainer.{key}={value}: the training budget is train.steps (generator steps; Lightning's "
+                f"steps count every D and G update), e.g. train.steps={value if key == 'max_steps' else 1000}"
+            )
+    dev_run = trainer.get("fast_dev_run", False)
+    if not isinstance(dev_run, (bool, int)) or dev_run < 0:
+        raise ConfigError(f"trainer.fast_dev_run must be true, false or a number of batches, got {dev_run!r}")
+    if trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={trainer.get('accelerator')}: this machine has no CUDA GPU "
+            "(trainer=gpu needs one); use trainer=cpu, or trainer.accelerator=auto"
+        )
 
 
 # counts the metrics and the nets need at least one of (metrics.* are absent with metrics=[])
@@ -187,11 +213,11 @@ def check_same_setup(path: Path, ckpt: dict[str, Any], cfg: DictConfig) -> None:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, cfg: DictConfig | None = None) -> Path | None:
-    """``None``, ``auto`` (the run dir's last.ckpt when there is one) or an existing file; with ``cfg``,
-    also a checkpoint of the same setup with steps left to train (:func:`check_same_setup`)."""
+    """``None``, ``auto`` or ``last`` (the run dir's last.ckpt when there is one) or an existing file;
+    with ``cfg``, also a checkpoint of the same setup with steps left to train (:func:`check_same_setup`)."""
     if ckpt_path in (None, ""):
         return None
-    if ckpt_path == "auto":
+    if ckpt_path in ("auto", "last"):  # "last" as in Lightning: the run dir's last.ckpt if there is one
         path = output_dir / "checkpoints" / "last.ckpt"
         if not path.is_file():
             return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import time
 from typing import Any
 
 import pytorch_lightning as pl
@@ -106,6 +107,8 @@ class GANModule(pl.LightningModule):
         self._class_losses: dict[str, Tensor] = {}  # ACGAN's class losses of the last step, for logging
         self._g_terms: dict[str, Tensor] = {}  # the task's G terms of the last step, for logging
         self.g_step = 0
+        self.wall_time_before = 0.0  # training seconds of the earlier segments (from the checkpoint)
+        self._segment_start = time.monotonic()
         self.last_metrics: dict[str, float] = {}
         self._rng_state: dict[str, Any] | None = None
         self.run_config: dict[str, Any] | None = None  # the resolved config, stored in checkpoints
@@ -123,6 +126,7 @@ class GANModule(pl.LightningModule):
         )
         self._ema_stats_step = -1  # the g_step the EMA G's standing statistics belong to
         self.augment, self.instance_noise = tricks.augment, tricks.instance_noise
+        self.ada = tricks.ada  # adaptive augmentation: a submodule, so p is saved with the weights
         self.extragradient = extrapolates(self.optimizer_g)
         if self.extragradient != extrapolates(self.optimizer_d):
             raise ConfigError("extragradient must update both networks: use optim=extragradient for G and D")
@@ -223,6 +227,12 @@ class GANModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         # each rank draws its own latents and penalty noise; weights were initialised before this
         torch.manual_seed(mix_seed(self.seed, self.global_rank, 1))
+        self._segment_start = time.monotonic()
+
+    @property
+    def wall_time_total(self) -> float:
+        """Seconds of training over every segment of the run (resumes, requeues) until now."""
+        return self.wall_time_before + time.monotonic() - self._segment_start
 
     def _restore_rng(self) -> None:
         """Put back this rank's RNG state saved with the checkpoint, right before the first resumed step.
@@ -355,6 +365,7 @@ class GANModule(pl.LightningModule):
     def _gan_step(self, batch: tuple[Tensor, ...], opt_g: Any, opt_d: Any) -> None:
         """One generator step: ``n_critic`` D updates (one part of the batch each), then one G update."""
         will_log = (self.g_step + 1) % self.log_every == 0 or self.g_step + 1 >= self.total_steps
+        self.loss.at_step(self.g_step)  # a scheduled penalty weight (R3GAN's γ): a function of the step
 
         if self.extragradient:
             d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm = self._extragradient_step(
@@ -394,10 +405,14 @@ class GANModule(pl.LightningModule):
                 **self._class_losses,
                 **self._g_terms,
             }
+            if self.ada is not None:
+                scalars["train/ada_p"], scalars["train/ada_rt"] = self.ada.p, self.ada.rt
             self._log_scalars(scalars, opt_g, opt_d)
 
     def d_view(self, x: Tensor) -> Tensor:
-        """What D sees of a batch: DiffAugment, then instance noise, when on (both differentiable)."""
+        """What D sees of a batch: ADA, DiffAugment, then instance noise, when on (all differentiable)."""
+        if self.ada is not None:
+            x = self.ada(x)
         if self.augment is not None:
             x = self.augment(x)
         if self.instance_noise is not None:
@@ -415,6 +430,8 @@ class GANModule(pl.LightningModule):
         real, fake = self.d_view(real), self.d_view(fake)
         real_logits, real_classes = self.discriminate(real, y_real)
         fake_logits, fake_classes = self.discriminate(fake, y_fake)
+        if self.ada is not None:  # r_t from D's verdict on the (augmented) reals; p moves every interval
+            self.ada.observe(real_logits)
         d_adv = self.loss.d_loss(real_logits, fake_logits)
         d_loss = d_adv
         if self.loss.penalties:  # a conditional D judges each batch with its own labels (R2: G's draw)
@@ -525,7 +542,8 @@ class GANModule(pl.LightningModule):
         return "generator" if net is self.generator else "discriminator"
 
     def _log_scalars(self, scalars: dict[str, Tensor], opt_g: Any, opt_d: Any) -> None:
-        """One host sync for all scalars, then every logger gets them against the generator step.
+        """One host sync for all scalars, then every logger (and ``trainer.callback_metrics``) gets them
+        against the generator step.
 
         Under DDP the scalars are first averaged over the ranks (one all_reduce of them stacked, at
         logging steps only), so the curves describe the whole global batch, not rank 0's share.
@@ -537,8 +555,15 @@ class GANModule(pl.LightningModule):
         metrics = dict(zip(scalars, stacked.tolist(), strict=True))
         metrics["train/lr_g"] = opt_g.param_groups[0]["lr"]
         metrics["train/lr_d"] = opt_d.param_groups[0]["lr"]
+        if any(getattr(sched, "schedules_beta2", False) for sched in self.lr_schedulers() or []):
+            metrics["train/beta2"] = opt_d.param_groups[0]["betas"][1]
+        if self.loss.penalty_schedule is not None:  # like lr and β2: the schedule's value at this g_step
+            metrics["train/gamma"] = float(self.loss.penalty_schedule(self.g_step))
         metrics["trainer/g_step"] = self.g_step
         self.last_metrics.update(metrics)  # keeps the latest val/* next to the training scalars
+        # Lightning's callbacks (EarlyStopping, ModelCheckpoint(monitor=...)) read trainer.callback_metrics;
+        # the loggers get the values below, against the generator step rather than Lightning's step
+        self.log_dict(metrics, logger=False, on_step=True, on_epoch=False, batch_size=1)
         if self.trainer.is_global_zero:
             for logger in list(self.loggers):
                 with logger_fault(self.trainer, logger):
@@ -561,6 +586,7 @@ class GANModule(pl.LightningModule):
             rng["per_rank"] = per_rank
         checkpoint["ganforge"] = {
             "g_step": self.g_step,
+            "wall_time_s": self.wall_time_total,
             "rng": rng,
             "last_metrics": self.last_metrics,
             "config": self.run_config,
@@ -569,6 +595,7 @@ class GANModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("ganforge", {})
         self.g_step = int(state.get("g_step", 0))
+        self.wall_time_before = float(state.get("wall_time_s", 0.0))
         self.last_metrics = dict(state.get("last_metrics", {}))
         self._rng_state = state.get("rng")
         self.run_config = state.get("config") or self.run_config

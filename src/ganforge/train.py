@@ -19,9 +19,10 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ganforge.build import build
-from ganforge.callbacks.checkpoint import LastCheckpoint, ResumedLearningRates
+from ganforge.callbacks.checkpoint import GANCheckpoint, ResumedLearningRates
 from ganforge.callbacks.guard import DivergenceGuard
 from ganforge.callbacks.health import health_issues
 from ganforge.callbacks.metrics import MetricsCallback
@@ -31,6 +32,7 @@ from ganforge.callbacks.preemption import (
     lightning_plugins,
     requeued_ckpt_path,
 )
+from ganforge.callbacks.samples import SampleGrid
 from ganforge.checkpoint_file import (
     check_free_space,
     check_writable,
@@ -49,9 +51,13 @@ QUIET_WARNINGS = (
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*The `srun` command is available on your system but is not used.*",  # local runs on a Slurm host
 )
-QUIET_INFO = ("litlogger", "`Trainer.fit` stopped")
+QUIET_INFO = ("litlogger", "`Trainer.fit` stopped", "validation will run after every batch")
 log = logging.getLogger(__name__)
 INTERRUPTED_EXIT = 128 + 2  # as a shell reports a process ended by SIGINT
+
+
+# what writes outputs besides the log: left out of a trainer.fast_dev_run
+OUTPUT_CALLBACKS = (GANCheckpoint, MetricsCallback, SampleGrid, Preemption)
 
 
 class _DropInfo(logging.Filter):
@@ -82,26 +88,32 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir", folder=True)
     ckpt_path = resolve_ckpt_path(requeued_ckpt_path(cfg.ckpt_path, out), out, cfg)
     requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0  # a requeued job continues its run dir
-    if ckpt_path is None and cfg.ckpt_path != "auto" and not (requeued or cfg.train.get("overwrite", False)):
+    dev_run = bool(cfg.trainer.get("fast_dev_run"))  # a quick check of the setup: nothing written but the log
+    fresh_ok = requeued or dev_run or cfg.train.get("overwrite", False) or cfg.ckpt_path in ("auto", "last")
+    if ckpt_path is None and not fresh_ok:
         check_fresh_run_dir(out)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in checkpoints: eval, sample
     callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if dev_run:  # as Lightning's fast_dev_run: no checkpoints, and here no grids or metrics either
+        callbacks = [cb for cb in callbacks if not isinstance(cb, OUTPUT_CALLBACKS)]
     if ckpt_path is not None:  # learning rates changed for the resume apply (and are logged)
         callbacks.append(ResumedLearningRates(OmegaConf.to_container(cfg.optim, resolve=True)))
     for callback in callbacks:  # e.g. metrics that cannot work on this data: fail before any logger starts
         if hasattr(callback, "check"):
             callback.check(datamodule)
     for callback in callbacks:  # a disk too full for one checkpoint: say so now, not after training
-        if isinstance(callback, LastCheckpoint):
+        if isinstance(callback, GANCheckpoint):
             check_free_space(callback.dirpath, checkpoint_bytes(module))
     check_step_memory(cfg, datamodule, module)  # a batch that cannot fit: one line, not the OOM killer
 
-    loggers = build_loggers(cfg.get("logger"), resuming=ckpt_path is not None)
+    loggers = [] if dev_run else build_loggers(cfg.get("logger"), resuming=ckpt_path is not None)
     trainer: pl.Trainer = make(
         cfg.trainer,
         max_steps=cfg.train.steps * (cfg.train.n_critic + 1),
+        # Lightning adds a ModelCheckpoint of its own unless there is one (callbacks=none: none at all)
+        enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in callbacks),
         logger=loggers or False,
         callbacks=callbacks,
         plugins=lightning_plugins(),
@@ -140,18 +152,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             g_steps=module.g_step,
             d_steps=module.g_step * cfg.train.n_critic,
             steps_target=cfg.train.steps,
-            wall_time_s=round(time.time() - start, 3),
+            wall_time_s=round(time.time() - start, 3),  # this segment; the total adds the earlier ones
+            wall_time_total_s=round(module.wall_time_before + time.time() - start, 3),
             last=module.last_metrics,
             **metrics_summary(callbacks),
             config_digest=config_digest(cfg),
             resumed_from=str(ckpt_path) if ckpt_path else None,
-            checkpoint=str(out / "checkpoints" / "last.ckpt"),
-            samples=str(out / "samples"),
+            checkpoint=None if dev_run else str(out / "checkpoints" / "last.ckpt"),
+            samples=None if dev_run else str(out / "samples"),
             wandb=wandb_location(trainer.loggers),
             health=health_issues(callbacks),
             guard=next((cb.report() for cb in callbacks if isinstance(cb, DivergenceGuard)), None),
         )
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and not dev_run:
             try:
                 write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
             except ResourceError as err:  # e.g. the disk that stopped the run: keep its error first

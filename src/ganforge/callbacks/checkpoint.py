@@ -1,16 +1,20 @@
-"""``checkpoints/last.ckpt``: always resumable, written atomically (temp file, then rename)."""
+"""``checkpoints/last.ckpt`` (always resumable) and ``best.ckpt``, written atomically (temp file, then
+rename) by a Lightning ``ModelCheckpoint`` that counts generator steps."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
+from lightning_fabric.utilities.cloud_io import get_filesystem
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from ganforge.checkpoint_file import checkpoint_bytes, write_atomically
+from ganforge.loggers import logger_fault
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +44,64 @@ def save_checkpoint(trainer: pl.Trainer, path: Path) -> bool:
     return True
 
 
-class LastCheckpoint(Callback):
-    """Saves ``last.ckpt`` every ``every`` generator steps and when training ends.
+class GANCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, on generator steps: ``last.ckpt`` every ``every`` generator steps
+    and when training ends, ``best.ckpt`` when the metrics callback finds the monitored metric improved.
 
-    The file is first written under a temporary name and then renamed, so a crash or a
-    signal during the write never leaves a truncated ``last.ckpt`` behind.
+    Every write is atomic (:func:`save_checkpoint`: never a truncated file, never NaN weights), and
+    loggers hear of each one as from ``ModelCheckpoint`` (``last_model_path``, ``best_model_path``), so
+    ``logger.wandb.log_model=true|all`` uploads them as W&B artifacts and ``ckpt_path=last`` finds them.
+    Lightning's own epoch- and validation-end saving is off: an epoch is the whole run here.
     """
 
     def __init__(self, dirpath: str, every: int = 1000, filename: str = "last.ckpt") -> None:
-        self.dirpath = Path(dirpath)
+        super().__init__(dirpath=dirpath, filename=Path(filename).stem, enable_version_counter=False)
         self.every = every
         self.filename = filename
 
     @property
+    def state_key(self) -> str:
+        return self._generate_state_key(filename=self.filename)  # not `every`: a resume may change it
+
+    @property
     def path(self) -> Path:
-        return self.dirpath / self.filename
+        return Path(self.dirpath) / self.filename
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The best/last paths of the run the checkpoint came from, when it is this run dir (a checkpoint
+        copied from elsewhere starts this dir's records afresh, without ModelCheckpoint's warning)."""
+        if state_dict.get("dirpath") == self.dirpath:
+            super().load_state_dict(state_dict)
+
+    def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
+        """Keeps the configured directory (ModelCheckpoint would warn that it is not empty on a resume)."""
+        self._fs = get_filesystem(self.dirpath)
 
     def save(self, trainer: pl.Trainer) -> None:
-        save_checkpoint(trainer, self.path)
+        """Writes ``last.ckpt`` now (skipped under ``trainer.fast_dev_run``, as ModelCheckpoint does)."""
+        if trainer.fast_dev_run or not save_checkpoint(trainer, self.path):
+            return
+        self.last_model_path = str(self.path)
+        self._announce(trainer, str(self.path))
+
+    def save_best(self, trainer: pl.Trainer, path: Path, monitor: str, score: float) -> None:
+        """Writes ``best.ckpt`` for a new best ``score`` of ``monitor`` (the metrics callback decides)."""
+        if trainer.fast_dev_run or not save_checkpoint(trainer, path):
+            return
+        value = torch.tensor(float(score))
+        self.monitor, self.best_model_path, self.best_model_score = monitor, str(path), value
+        self.best_k_models = {str(path): value}
+        self.kth_best_model_path, self.kth_value = str(path), value
+        self._announce(trainer, str(path))
+
+    def _announce(self, trainer: pl.Trainer, path: str) -> None:
+        """What ``ModelCheckpoint._save_checkpoint`` records, and each logger hears of the file."""
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = path
+        if trainer.is_global_zero:
+            for logger in list(trainer.loggers):
+                with logger_fault(trainer, logger):
+                    logger.after_save_checkpoint(proxy(self))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         step = pl_module.g_step
@@ -69,6 +113,15 @@ class LastCheckpoint(Callback):
                 )
                 return
             self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        pass  # one epoch is the whole run: on_train_end writes last.ckpt
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        pass  # best.ckpt comes from the metrics callback (save_best)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: Any, exception: BaseException) -> None:
+        pass  # a crashed run keeps its last good checkpoint
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self.save(trainer)

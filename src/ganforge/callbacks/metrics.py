@@ -1,6 +1,10 @@
 """Evaluate the generator every ``metrics.every`` generator steps and at the end: ``val/*`` to every
-logger, ``checkpoints/best.ckpt`` by the monitored metric (W&B keeps the best value itself, see
-``ganforge.loggers.WandbLogger``)."""
+logger and to ``trainer.callback_metrics``, ``checkpoints/best.ckpt`` by the monitored metric (W&B keeps
+the best value itself, see ``ganforge.loggers.WandbLogger``).
+
+An evaluation is what a validation is in other Lightning code: after one, the other callbacks'
+``on_validation_end`` runs, so ``EarlyStopping(monitor="val/fid")`` or ``ModelCheckpoint(monitor=...)``
+act on it (the trainer config has no validation loop of its own, see ``conf/trainer/default.yaml``)."""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
+import torch
+from pytorch_lightning.callbacks import Callback, ProgressBar
 
-from ganforge.callbacks.checkpoint import save_checkpoint
+from ganforge.callbacks.checkpoint import GANCheckpoint, save_checkpoint
 from ganforge.directions import better
 from ganforge.loggers import logger_fault
 from ganforge.metrics.suite import MetricSettings
@@ -64,8 +69,9 @@ class MetricsCallback(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         every = self.settings.every if self.settings else 0
-        if pl_module.reached(every) and pl_module.g_step < pl_module.total_steps:
+        if pl_module.reached(every) or pl_module.g_step >= pl_module.total_steps:  # the last one too
             self.evaluate(trainer, pl_module)
+            self._validation_end(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if any(getattr(cb, "stopped_at", None) is not None for cb in trainer.callbacks):
@@ -90,11 +96,32 @@ class MetricsCallback(Callback):
                 self.best[name] = value
         if improved:
             self.best_step = step
-            self.dirpath.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(trainer, self.dirpath / "best.ckpt")
+            self._save_best(trainer, monitor, values[monitor])
+        # what self.log fills (also at the end of training, where self.log is not allowed)
+        trainer.callback_metrics.update({k: torch.tensor(float(v)) for k, v in values.items()})
         if trainer.is_global_zero:
             self._log(trainer, values, step)
         return values
+
+    def _save_best(self, trainer: pl.Trainer, monitor: str, value: float) -> None:
+        """``best.ckpt``, through the checkpoint callback when there is one (loggers hear of it: W&B
+        artifacts with ``log_model``)."""
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        path = self.dirpath / "best.ckpt"
+        checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, GANCheckpoint)), None)
+        if checkpoint is not None:
+            checkpoint.save_best(trainer, path, monitor, value)
+        else:
+            save_checkpoint(trainer, path)
+
+    def _validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        """The other callbacks' ``on_validation_end`` after an evaluation during training (early stopping,
+        a user's ModelCheckpoint on ``val/*``); not the progress bar, which draws no validation bar."""
+        if self.suite is None or trainer.sanity_checking:
+            return
+        for callback in trainer.callbacks:
+            if callback is not self and not isinstance(callback, ProgressBar):
+                callback.on_validation_end(trainer, pl_module)
 
     def _log(self, trainer: pl.Trainer, values: dict[str, float], step: int) -> None:
         for logger in list(trainer.loggers):

@@ -3,7 +3,7 @@
 ganforge, not Lightning or submitit, owns the requeue signal (``SIGUSR2``, which the submitit
 launcher asks Slurm to send ``signal_delay_s`` before the time limit). The handler only sets a
 flag; at the next generator-step boundary that all ranks agree on, ``last.ckpt`` is written at
-once (through :class:`~ganforge.callbacks.checkpoint.LastCheckpoint`, before any end-of-training
+once (through :class:`~ganforge.callbacks.checkpoint.GANCheckpoint`, before any end-of-training
 work) and training stops. After the W&B run is closed, :func:`exit_after_preemption` requeues the
 Slurm job (rank 0) and exits; the requeued job resumes from ``last.ckpt`` in the same run dir.
 """
@@ -26,7 +26,7 @@ import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import Callback
 
-from ganforge.callbacks.checkpoint import LastCheckpoint
+from ganforge.callbacks.checkpoint import GANCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Preemption(Callback):
         self.received: signal.Signals | None = None
         self.stopped_at: int | None = None
         self._previous: dict[signal.Signals, Any] = {}
-        self._checkpoint: LastCheckpoint | None = None
+        self._checkpoint: GANCheckpoint | None = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and self.received is not None:
@@ -66,9 +66,9 @@ class Preemption(Callback):
         self.received = signal.Signals(signum)  # only a flag: the step in flight completes first
 
     def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
-        self._checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
+        self._checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, GANCheckpoint)), None)
         if self._checkpoint is None:
-            warnings.warn("Preemption without LastCheckpoint: a stopped run saves nothing", stacklevel=2)
+            warnings.warn("Preemption without GANCheckpoint: a stopped run saves nothing", stacklevel=2)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         # after Lightning has installed its own SIGTERM handler (which would end the run with an
