@@ -144,6 +144,10 @@ def test_eval_writes_a_table_and_eval_json(trained, tmp_path):
     assert set(result["metrics"]) >= {"val/fid", "val/kid", "val/is", "val/precision", "val/recall"}
     assert result["num_samples"] == 300 and result["seed"] == 0 and result["extractor"].startswith("clf")
     assert result["g_step"] == 3 and "val/fid" in res.stdout
+    tags = result["protocol_tags"]  # how each value was measured (the classifier: no resize)
+    assert set(tags) == {"val/fid", "val/kid", "val/prc"} and tags["val/kid"].startswith("kid[classifier:")
+    assert tags["val/fid"].endswith("|n=300|ref=train:300|resize=none]")
+    assert result["protocol"]["reference"] == {"split": "train", "count": 300, "seed": 0}
     assert list(tmp_path.iterdir()) == []  # nothing written where it was launched
 
 
@@ -164,6 +168,11 @@ def test_training_with_inception_features(run, inception_weights):
         "train.steps=2",
     )
     assert summary["metrics"]["extractor"] == "inception" and summary["metrics"]["rgb"] is True
+    protocol = summary["metrics"]["protocol"]
+    assert protocol["resize"] == "torch_fidelity" and protocol["layer"] == "2048"
+    assert summary["metrics"]["protocol_tags"]["val/fid"] == (
+        f"fid[inception:{protocol['weights_sha256'][:8]}|n=8|ref=train:8|resize=torch_fidelity]"
+    )
     assert summary["last"]["val/fid"] >= 0 and summary["last"]["val/is"] >= 1
 
 

@@ -4,9 +4,10 @@ points: ``ganforge-train`` builds with it, ``ganforge-eval``/``ganforge-sample``
 from __future__ import annotations
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ganforge.ada import AdaptiveAugment, check_ada
 from ganforge.augment import DiffAugment, InstanceNoise
 from ganforge.config import make, steps_per_batch
 from ganforge.errors import ConfigError
@@ -48,7 +49,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
             seed=cfg.seed,
         ),
         task,
-        tricks(cfg, datamodule.data_shape),
+        tricks(cfg, datamodule.data_shape, task.name),
         Runtime(
             compile=bool(cfg.model.get("compile", False)),
             compile_options={
@@ -62,11 +63,25 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
     return datamodule, module
 
 
-def tricks(cfg: DictConfig, data_shape: tuple[int, ...]) -> Tricks:
-    """The training tricks of ``cfg.train`` (EMA, DiffAugment, instance noise)."""
+def tricks(cfg: DictConfig, data_shape: tuple[int, ...], task: str = "generation") -> Tricks:
+    """The training tricks of ``cfg.train`` (EMA, DiffAugment, ADA, instance noise)."""
     ema = cfg.train.get("ema") or {}
     noise = cfg.train.get("instance_noise") or {}
     policy = cfg.train.get("diffaugment")
+    ada = cfg.train.get("ada") or {}
+    adaptive = None
+    if ada.get("enabled"):
+        d_loss = str(OmegaConf.select(cfg, "loss.d_loss._target_", default="")).rsplit(".", 1)[-1]
+        groups = list(ada.get("groups", ["blit", "color"]))
+        boundary = check_ada(data_shape, task, d_loss, groups)
+        adaptive = AdaptiveAugment(
+            target=ada.get("target", 0.6),
+            interval=ada.get("interval", 4),
+            kimg=ada.get("kimg", 500),
+            groups=groups,
+            p=ada.get("p", 0.0),
+            boundary=boundary,
+        )
     return Tricks(
         ema_decay=ema.get("decay"),
         ema_warmup=bool(ema.get("warmup", True)),
@@ -75,6 +90,7 @@ def tricks(cfg: DictConfig, data_shape: tuple[int, ...]) -> Tricks:
         ema_standing_batch_size=ema.get("standing_batch_size", 64),
         augment=DiffAugment(policy, data_shape) if policy else None,
         instance_noise=InstanceNoise(noise["std"], noise["anneal_steps"]) if noise.get("std") else None,
+        ada=adaptive,
     )
 
 

@@ -10,6 +10,9 @@ import math
 
 METRIC_MODES: dict[str, str] = {
     "fid": "min",
+    "intra_fid": "min",
+    "cas": "max",
+    "cas_real": "max",
     "kid": "min",
     "reverse_kl": "min",
     "is": "max",

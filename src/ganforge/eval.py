@@ -14,29 +14,45 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganforge.config import CONFIG_PACKAGE, check_required
 from ganforge.errors import GanforgeError
-from ganforge.metrics.suite import MetricSettings
+from ganforge.latents import check_truncation, truncation_value
+from ganforge.metrics.suite import MetricSettings, MetricSuite
 from ganforge.metrics.suites import make_suite
 from ganforge.restore import pick_device, restore
 
 
 def evaluate(
-    ckpt_path: str, metrics: DictConfig | dict, cache_dir: str, device: str = "auto"
+    ckpt_path: str,
+    metrics: DictConfig | dict,
+    cache_dir: str,
+    device: str = "auto",
+    truncation: float | None = None,
 ) -> dict[str, Any]:
     """Metrics of the generator in ``ckpt_path``; ``metrics`` is the ``metrics`` config group.
 
     The very code path training measures with (the suite of the data, its reference set, extractor
     and fixed sample sequence), so with the settings of a training run it reproduces the ``val/*``
-    values that run logged at the checkpoint's step.
+    values that run logged at the checkpoint's step. ``truncation`` ψ draws those latents truncated to
+    [-ψ, ψ] (Brock et al. 2019; task=generation only), and the result says which ψ it used.
     """
+    psi = truncation_value(truncation)
     dev = pick_device(device)
     _, datamodule, module, _ = restore(ckpt_path, dev)
+    check_truncation(psi, module.task.name)
     settings = MetricSettings.from_config(metrics)
     if settings is None:
         raise GanforgeError("no metrics selected: pass e.g. metrics=[fid,kid]")
+    settings.conditional = bool(module.num_classes)  # intra_fid, cas: refused before any work if not
     start = time.time()
     suite = make_suite(settings, datamodule, cache_dir)
+    if psi is not None:  # before prepare: the protocol (and its tags) records the ψ
+        suite.truncation = psi
     suite.prepare(dev)
-    values = suite.measure_module(module)
+    # final: the classification accuracy score too (training measures it only at its last step)
+    values = (
+        suite.measure_module(module, final=True)
+        if isinstance(suite, MetricSuite)
+        else suite.measure_module(module)
+    )
     info = suite.info
     if "held_out_pairs" in info or "held_out_a" in info:  # translation: the held-out images
         num_samples = info.get("held_out_pairs") or info["held_out_a"] + info["held_out_b"]
@@ -46,6 +62,7 @@ def evaluate(
         "checkpoint": str(ckpt_path),
         "g_step": module.g_step,
         "metrics": values,
+        "truncation": psi,
         "num_samples": num_samples,
         "seed": settings.seed,
         "time_s": round(time.time() - start, 3),
@@ -57,7 +74,9 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"ganforge-eval: step {result['g_step']}, {result['num_samples']} samples")
+    psi = result.get("truncation")
+    title = f"ganforge-eval: step {result['g_step']}, {result['num_samples']} samples"
+    table = Table(title=title + ("" if psi is None else f", truncation ψ={psi:g}"))
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     for name, value in result["metrics"].items():
@@ -70,7 +89,9 @@ def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-eval``: mistakes exit with one line and code 2."""
     try:
         check_required(cfg)
-        result = evaluate(cfg.ckpt_path, cfg.get("metrics") or {}, cfg.paths.cache_dir, cfg.device)
+        result = evaluate(
+            cfg.ckpt_path, cfg.get("metrics") or {}, cfg.paths.cache_dir, cfg.device, cfg.get("truncation")
+        )
     except GanforgeError as err:
         print(f"ganforge-eval: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)

@@ -94,6 +94,14 @@ class WandbLogger(_WandbLogger):
         else:
             self.experiment.log({**metrics, STEP: g_step}, step=g_step)
 
+    @rank_zero_only
+    def log_protocols(self, tags: Mapping[str, str]) -> None:
+        """How each metric is measured (``val/fid`` → its protocol tag) as ``val/fid_protocol`` in the
+        run's summary and config, next to the values it describes."""
+        named = {f"{name}_protocol": tag for name, tag in tags.items()}
+        self.experiment.config.update(named, allow_val_change=True)
+        self.experiment.summary.update(named)
+
 
 class TensorBoardLogger(_TensorBoardLogger):
     """Lightning's TensorBoard logger on the generator-step axis, with an HParams entry per run.

@@ -11,6 +11,7 @@ return a scalar added to the D loss.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -88,10 +89,15 @@ def hinge_g(fake: Tensor) -> Tensor:
 def relativistic_d(real: Tensor, fake: Tensor, average: bool = True) -> Tensor:
     """D: the probability that real data is more realistic than fake (RaGAN; RSGAN when not ``average``).
 
-    RSGAN: -E[log σ(C(x_r) - C(x_f))] on paired samples; RaGAN: -E[log σ(C(x_r) - E C(x_f))]
-    - E[log(1 - σ(C(x_f) - E C(x_r)))].
+    RSGAN: -E[log σ(C(x_r) - C(x_f))] = E[softplus(-(C(x_r) - C(x_f)))] on paired samples (the i-th real
+    with the i-th fake) — exactly RpGAN, the relativistic pairing loss of R3GAN (Huang et al. 2025);
+    RaGAN: -E[log σ(C(x_r) - E C(x_f))] - E[log(1 - σ(C(x_f) - E C(x_r)))].
     """
     if not average:
+        if real.shape != fake.shape:
+            raise ValueError(
+                f"the paired loss compares real and fake one to one: shapes {real.shape}, {fake.shape}"
+            )
         return F.softplus(-(real - fake)).mean()
     return F.softplus(-(real - fake.mean())).mean() + F.softplus(fake - real.mean()).mean()
 
@@ -237,6 +243,12 @@ def r2_penalty(
     return 0.5 * gamma * _input_grad_norm(discriminator, fake, y_fake).pow(2).mean()
 
 
+def _weight_key(penalty: functools.partial) -> str | None:
+    """The keyword that holds a penalty's weight: ``gamma`` (R1, R2) or ``weight`` (WGAN-GP, DRAGAN)."""
+    params = inspect.signature(penalty.func).parameters
+    return next((key for key in ("gamma", "weight") if key in params), None)
+
+
 @dataclass
 class GANLoss:
     """An adversarial objective: the D and G losses, the penalties on D, optional weight clipping.
@@ -245,6 +257,8 @@ class GANLoss:
     (the original WGAN's way to keep the critic Lipschitz). ``label_smoothing`` s sets the real
     target of the BCE D loss to 1 - s. ``acgan_fake_classes``: an ACGAN D's class loss covers the
     fakes too, with the labels G drew (Odena et al. 2017's L_C); off, only the real batch counts.
+    ``penalty_schedule`` (a function of the generator step, e.g. :class:`ganforge.optim.CosineRamp`) sets
+    the penalties' weight at every step (:meth:`at_step`; R3GAN's γ schedule, Huang et al. 2025).
     Rules: weight clipping and gradient penalties exclude
     each other (both bound D's gradient; WGAN-GP replaces the one by the other), and label
     smoothing needs the BCE D loss (minimax, nonsaturating).
@@ -256,6 +270,7 @@ class GANLoss:
     weight_clip: float | None = None
     label_smoothing: float = 0.0
     acgan_fake_classes: bool = False
+    penalty_schedule: Callable[[int], float] | None = None
 
     def __post_init__(self) -> None:
         from ganforge.errors import ConfigError
@@ -288,6 +303,38 @@ class GANLoss:
                     "2016): use it with loss=nonsaturating or loss=minimax"
                 )
             self.d_loss = functools.partial(self.d_loss, real_target=1.0 - self.label_smoothing)
+        self.penalty_weight: float | None = None  # the scheduled weight of the last ``at_step``
+        if self.penalty_schedule is not None:
+            if not self.penalties:
+                raise ConfigError(
+                    "loss.penalty_schedule sets the weight of the penalties, but there are none: add them "
+                    "(loss/penalty=[r1,r2]) or loss.penalty_schedule=null"
+                )
+            for name, penalty in self.penalties.items():
+                if not isinstance(penalty, functools.partial):
+                    self.penalties[name] = penalty = functools.partial(penalty)
+                if _weight_key(penalty) is None:
+                    raise ConfigError(
+                        f"loss.penalty_schedule: the penalty {name!r} has no gamma/weight to set"
+                    )
+            self.at_step(0)
+
+    def at_step(self, step: int) -> None:
+        """Sets every penalty's weight (R1/R2's γ, the others' ``weight``) to the schedule's value at
+        generator step ``step`` (R3GAN's γ ramp, Huang et al. 2025): a pure function of the step, so a
+        resumed run continues with the same weight. Without a schedule, nothing to do."""
+        if self.penalty_schedule is None:
+            return
+        weight = float(self.penalty_schedule(step))
+        if weight == self.penalty_weight:
+            return
+        self.penalty_weight = weight
+        for name, penalty in self.penalties.items():
+            assert isinstance(penalty, functools.partial)
+            key = _weight_key(penalty)
+            self.penalties[name] = functools.partial(
+                penalty.func, *penalty.args, **{**penalty.keywords, key: weight}
+            )
 
     @property
     def needs_real_logits(self) -> bool:

@@ -319,7 +319,7 @@ class GANModule(pl.LightningModule):
             for _ in range(self.ema_standing_batches):
                 z = torch.randn(n, self.z_dim, generator=gen).to(self.device)
                 if classes:
-                    yield z, torch.randint(classes, (n,), generator=gen).to(self.device)
+                    yield z, self.sample_labels(n, gen)  # the data's label distribution, as in training
                 else:
                     yield (z,)
 

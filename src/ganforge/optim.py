@@ -1,9 +1,11 @@
-"""Optimizers beyond torch's: diminishing-step subgradient descent, extragradient, optimistic Adam."""
+"""Optimizers beyond torch's (diminishing-step subgradient descent, extragradient, optimistic Adam) and
+learning-rate schedules (CycleGAN's constant-then-linear, R3GAN's cosine ramps)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -151,3 +153,81 @@ class ConstantThenLinear(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self) -> list[float]:
         return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+
+
+@dataclass(frozen=True)
+class CosineRamp:
+    """A value going from ``start`` to ``end`` along half a cosine over the first ``steps`` generator
+    steps, then held at ``end``: v(t) = start + (end - start)·(1 - cos(π·t/steps))/2 (the cosine decay
+    of R3GAN's schedules, Huang et al. 2025). A pure function of the step: resumes exactly."""
+
+    start: float
+    end: float
+    steps: int
+
+    def __post_init__(self) -> None:
+        from ganforge.errors import ConfigError
+
+        if int(self.steps) <= 0:
+            raise ConfigError(f"a cosine ramp needs steps > 0, got {self.steps}")
+
+    def __call__(self, step: int) -> float:
+        return cosine_ramp(step, self.start, self.end, self.steps)
+
+
+def cosine_ramp(step: int, start: float, end: float, steps: int) -> float:
+    """The value of a :class:`CosineRamp` from ``start`` to ``end`` over ``steps`` at ``step``."""
+    if step >= steps:
+        return float(end)
+    progress = 0.5 * (1.0 - math.cos(math.pi * max(step, 0) / steps))
+    return float(start + (end - start) * progress)
+
+
+class CosineRampScheduler(torch.optim.lr_scheduler.LRScheduler):
+    """R3GAN's optimizer schedules (Huang et al. 2025): the learning rate ramps from each optimizer's
+    base rate to ``lr_end_factor`` times it, and (when ``beta2_start``/``beta2_end`` are set) Adam's β2
+    from ``beta2_start`` to ``beta2_end``, both along a :class:`CosineRamp` over ``ramp_steps`` scheduler
+    steps (one per generator step), then held. Both are functions of ``last_epoch``, which Lightning keeps
+    in the checkpoint with the optimizer's own ``lr`` and ``betas``."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        ramp_steps: int,
+        lr_end_factor: float = 1.0,
+        beta2_start: float | None = None,
+        beta2_end: float | None = None,
+        last_epoch: int = -1,
+    ) -> None:
+        from ganforge.errors import ConfigError
+
+        if lr_end_factor < 0:
+            raise ConfigError(f"optim.scheduler.lr_end_factor must be >= 0, got {lr_end_factor}")
+        if (beta2_start is None) != (beta2_end is None):
+            raise ConfigError("optim.scheduler: set both beta2_start and beta2_end (or neither)")
+        self.schedules_beta2 = beta2_start is not None
+        if self.schedules_beta2:
+            if not (0.0 <= beta2_start < 1.0 and 0.0 <= beta2_end < 1.0):  # type: ignore[operator]
+                raise ConfigError(f"optim.scheduler: β2 must be in [0, 1), got {beta2_start} → {beta2_end}")
+            if "betas" not in optimizer.defaults:
+                raise ConfigError(
+                    f"optim.scheduler schedules Adam's β2, but {type(optimizer).__name__} has no betas; "
+                    "use optim=adam (or beta2_start=null beta2_end=null)"
+                )
+        if int(ramp_steps) <= 0:
+            raise ConfigError(f"optim.scheduler.ramp_steps must be > 0, got {ramp_steps}")
+        # plain numbers only: the scheduler's __dict__ goes into checkpoints, which hold no objects
+        self.ramp_steps, self.lr_end_factor = int(ramp_steps), float(lr_end_factor)
+        self.beta2_start, self.beta2_end = beta2_start, beta2_end
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        factor = cosine_ramp(self.last_epoch, 1.0, self.lr_end_factor, self.ramp_steps)
+        return [base * factor for base in self.base_lrs]
+
+    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
+        super().step()
+        if self.schedules_beta2:
+            beta2 = cosine_ramp(self.last_epoch, self.beta2_start, self.beta2_end, self.ramp_steps)
+            for group in self.optimizer.param_groups:
+                group["betas"] = (group["betas"][0], beta2)

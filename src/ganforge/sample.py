@@ -21,6 +21,7 @@ from ganforge.checkpoint_file import check_writable
 from ganforge.config import CONFIG_PACKAGE, check_required
 from ganforge.data.folder import list_images, load_image
 from ganforge.errors import ConfigError, GanforgeError
+from ganforge.latents import check_truncation, truncated_normal, truncation_value
 from ganforge.restore import pick_device, restore
 from ganforge.tasks.base import as_rgb
 
@@ -33,31 +34,38 @@ def write_samples(
     seed: int = 0,
     nrow: int | None = None,
     device: str = "auto",
+    truncation: float | None = None,
 ) -> Path:
-    """``n`` samples of the checkpoint's generator from latents seeded by ``seed``, written to ``out``."""
+    """``n`` samples of the checkpoint's generator from latents seeded by ``seed``, written to ``out``;
+    ``truncation`` ψ truncates the latents to [-ψ, ψ] (Brock et al. 2019; task=generation only)."""
     if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
         raise ConfigError(f"n must be a positive integer, got {n!r}")
+    psi = truncation_value(truncation)
     path = Path(out).expanduser()
     fmt = path.suffix.lstrip(".").lower() if fmt == "auto" else fmt
     if fmt not in ("png", "npz"):
         raise ConfigError(f"format={fmt}: choose png or npz (or name the file .png/.npz)")
     dev = pick_device(device)
     _, datamodule, module, _ = restore(ckpt_path, dev)
+    check_truncation(psi, module.task.name)
     if getattr(datamodule, "paired", False):
         return translation_grid(module, datamodule, n, path, fmt)
     if getattr(datamodule, "unpaired", False):
         return cycle_grid(module, datamodule, n, path, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "npz" or len(datamodule.data_shape) == 1:
-        z = torch.randn(n, module.z_dim, generator=torch.Generator().manual_seed(seed))
+        z = truncated_normal(n, module.z_dim, psi, torch.Generator().manual_seed(seed))
         x = torch.cat([module.sample(chunk) for chunk in z.split(500)]).float().cpu()
         if fmt == "npz":
-            np.savez_compressed(path, samples=x.numpy(), z=z.numpy(), g_step=module.g_step, seed=seed)
+            extra = {} if psi is None else {"truncation": psi}
+            np.savez_compressed(
+                path, samples=x.numpy(), z=z.numpy(), g_step=module.g_step, seed=seed, **extra
+            )
         else:
             real = datamodule.real_batch(n, seed=seed)
             save_scatter(x, real, path, f"step {module.g_step}, {n} samples")
         return path
-    z, y, columns, row_classes = grid_inputs(n, module.z_dim, module.num_classes, seed, nrow)
+    z, y, columns, row_classes = grid_inputs(n, module.z_dim, module.num_classes, seed, nrow, psi)
     chunks = range(0, len(z), 500)
     x = torch.cat([module.sample(z[i : i + 500], None if y is None else y[i : i + 500]) for i in chunks])
     row_labels = class_labels(row_classes, datamodule) if row_classes else None
@@ -66,7 +74,7 @@ def write_samples(
 
 
 def grid_inputs(
-    n: int, z_dim: int, num_classes: int, seed: int, nrow: int | None = None
+    n: int, z_dim: int, num_classes: int, seed: int, nrow: int | None = None, truncation: float | None = None
 ) -> tuple[Tensor, Tensor | None, int, list[int] | None]:
     """Latents, labels, images per row and the class of each row (None when rows are not classes) of
     a sample grid laid out as training's (``GANModule.fixed_z``/``fixed_y``): with the run's ``seed``
@@ -74,13 +82,14 @@ def grid_inputs(
 
     Conditional models get one row per class with the same latents in every row, ``nrow`` (default
     ``n // num_classes``) to a row; with more classes than ``n``, ``n`` classes spread over the range.
+    ``truncation`` ψ: the same latents truncated to [-ψ, ψ] (:func:`ganforge.latents.truncate`).
     """
     gen = torch.Generator().manual_seed(seed)
     if num_classes and num_classes <= n:
         columns = nrow or n // num_classes
-        z = torch.randn(columns, z_dim, generator=gen).repeat(num_classes, 1)
+        z = truncated_normal(columns, z_dim, truncation, gen).repeat(num_classes, 1)
         return z, torch.arange(num_classes).repeat_interleave(columns), columns, list(range(num_classes))
-    z = torch.randn(n, z_dim, generator=gen)
+    z = truncated_normal(n, z_dim, truncation, gen)
     y = torch.linspace(0, num_classes - 1, n).long() if num_classes else None
     return z, y, nrow or int(math.ceil(math.sqrt(n))), None
 
@@ -188,10 +197,18 @@ def main(cfg: DictConfig) -> None:
     try:
         check_required(cfg)
         check_writable(Path(cfg.out), "out")  # before the checkpoint is read and the samples drawn
+        psi = truncation_value(cfg.get("truncation"))
+        if cfg.get("input") and psi is not None:
+            raise ConfigError(
+                f"truncation={psi}: input= translates images (task=paired/unpaired); truncation applies to "
+                "the Gaussian latents of task=generation"
+            )
         if cfg.get("input"):
             path = translate_folder(cfg.ckpt_path, cfg.input, cfg.out, cfg.device, cfg.get("direction"))
         else:
-            path = write_samples(cfg.ckpt_path, cfg.n, cfg.out, cfg.format, cfg.seed, cfg.nrow, cfg.device)
+            path = write_samples(
+                cfg.ckpt_path, cfg.n, cfg.out, cfg.format, cfg.seed, cfg.nrow, cfg.device, psi
+            )
     except GanforgeError as err:
         print(f"ganforge-sample: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)

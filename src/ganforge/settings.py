@@ -38,7 +38,7 @@ class Schedule:
 
 @dataclass
 class Tricks:
-    """Training tricks: EMA of G (samples and metrics use it), what D sees (DiffAugment, noise)."""
+    """Training tricks: EMA of G (samples and metrics use it), what D sees (DiffAugment, ADA, noise)."""
 
     ema_decay: float | None = None
     ema_warmup: bool = True
@@ -47,6 +47,7 @@ class Tricks:
     ema_standing_batch_size: int = 64
     augment: Any = None  # a DiffAugment
     instance_noise: Any = None  # an InstanceNoise
+    ada: Any = None  # an AdaptiveAugment (ganforge.ada): adaptive discriminator augmentation
 
 
 @dataclass

@@ -66,6 +66,10 @@ class MetricsCallback(Callback):
             log.info(
                 "metrics: feature classifier (%s) held-out accuracy %.3f", how, info["classifier_accuracy"]
             )
+        for logger in list(trainer.loggers) if trainer.is_global_zero else []:  # W&B: val/fid_protocol
+            if info.get("protocol_tags") and hasattr(logger, "log_protocols"):
+                with logger_fault(trainer, logger):
+                    logger.log_protocols(info["protocol_tags"])
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         every = self.settings.every if self.settings else 0

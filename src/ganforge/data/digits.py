@@ -6,14 +6,19 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.data.base import GANDataModule, InMemoryDataset
+from ganforge.errors import ConfigError
 
 
 class DigitsDataModule(GANDataModule):
-    """The digits upsampled to ``resolution`` px, one channel, in [-1, 1]."""
+    """The digits upsampled to ``resolution`` px, one channel, in [-1, 1]; ``limit``: only that many of
+    them (a fixed random subset, the same for every seed: limited-data studies)."""
 
-    def __init__(self, resolution: int = 16, **kwargs) -> None:
+    def __init__(self, resolution: int = 16, limit: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        if limit is not None and limit < 1:
+            raise ConfigError(f"data.limit must be a positive number of images, got {limit}")
         self.resolution = resolution
+        self.limit = limit
         self.data_shape = (1, resolution, resolution)
         self.num_classes = 10
 
@@ -27,4 +32,8 @@ class DigitsDataModule(GANDataModule):
         if self.resolution != 8:
             images = F.interpolate(images, size=self.resolution, mode="bilinear", align_corners=False)
         images = images.clamp(0, 1).mul(2).sub(1)
-        self.dataset = InMemoryDataset(images.contiguous(), torch.as_tensor(digits.target, dtype=torch.long))
+        labels = torch.as_tensor(digits.target, dtype=torch.long)
+        if self.limit is not None and self.limit < len(images):
+            keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[: self.limit]
+            images, labels = images[keep.sort().values], labels[keep.sort().values]
+        self.dataset = InMemoryDataset(images.contiguous(), labels)

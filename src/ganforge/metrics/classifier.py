@@ -80,23 +80,28 @@ class ClassifierNet(nn.Module):
         return feats.reshape(n, -1), logits.reshape(n, k, -1)
 
 
-def fit_classifier(
+def holdout_split(n: int, spec: ClassifierSpec) -> tuple[Tensor, Tensor]:
+    """(held-out indices, training indices) of ``n`` labelled items: a ``spec.holdout`` share, fixed by
+    ``spec.seed``. The feature classifier and the classification accuracy score use the same split."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed))
+    n_test = max(1, int(n * spec.holdout))
+    return perm[:n_test], perm[n_test:]
+
+
+def train_classifier(
     images: Tensor, labels: Tensor, spec: ClassifierSpec, device: torch.device | str = "cpu"
-) -> tuple[ClassifierNet, float]:
-    """Train on all but a held-out ``spec.holdout`` share; returns the net (eval mode) and its
-    held-out accuracy."""
-    gen = torch.Generator().manual_seed(spec.seed)
+) -> ClassifierNet:
+    """A :class:`ClassifierNet` trained on all of (uint8 ``images``, ``labels``) for ``spec.steps``
+    steps (Adam, one-cycle learning rate, random ±1 px shifts); returned in eval mode."""
+    gen = torch.Generator().manual_seed(spec.seed + 1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         net = ClassifierNet(spec.in_channels, spec.num_classes, spec.width).to(device)
-    perm = torch.randperm(len(images), generator=gen)
-    n_test = max(1, int(len(images) * spec.holdout))
-    test, train = perm[:n_test], perm[n_test:]
     opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=spec.steps)
     net.train()
     for _ in range(spec.steps):
-        idx = train[torch.randint(len(train), (spec.batch_size,), generator=gen)]
+        idx = torch.randint(len(images), (spec.batch_size,), generator=gen)
         x = images[idx].to(device)
         shift = torch.randint(-1, 2, (2,), generator=gen).tolist()  # small translations: robust features
         x = torch.roll(x, shifts=shift, dims=(2, 3))
@@ -106,13 +111,27 @@ def fit_classifier(
         loss.backward()
         opt.step()
         sched.step()
-    net.eval()
+    return net.eval()
+
+
+@torch.no_grad()
+def accuracy(net: ClassifierNet, images: Tensor, labels: Tensor, device: torch.device | str = "cpu") -> float:
+    """Share of (uint8 ``images``, ``labels``) that ``net`` classifies right."""
     correct = 0
-    with torch.no_grad():
-        for chunk in test.split(1024):
-            _, logits = net.features_and_logits(images[chunk].to(device))
-            correct += int((logits[:, 0].argmax(1).cpu() == labels[chunk]).sum())
-    return net, correct / len(test)
+    for x, y in zip(images.split(1024), labels.split(1024), strict=True):
+        _, logits = net.features_and_logits(x.to(device))
+        correct += int((logits[:, 0].argmax(1).cpu() == y).sum())
+    return correct / len(images)
+
+
+def fit_classifier(
+    images: Tensor, labels: Tensor, spec: ClassifierSpec, device: torch.device | str = "cpu"
+) -> tuple[ClassifierNet, float]:
+    """Train on all but a held-out ``spec.holdout`` share; returns the net (eval mode) and its
+    held-out accuracy."""
+    test, train = holdout_split(len(images), spec)
+    net = train_classifier(images[train], labels[train], spec, device)
+    return net, accuracy(net, images[test], labels[test], device)
 
 
 def save_classifier(net: ClassifierNet, spec: ClassifierSpec, accuracy: float, path: Path) -> None:

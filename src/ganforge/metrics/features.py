@@ -2,22 +2,28 @@
 
 Two kinds (``metrics.extractor``):
 - ``inception``: torch-fidelity's ``inception-v3-compat``, the network of the FID paper
-  (Heusel et al. 2017). Its weights come from ``metrics.weights_path`` or torch's hub cache.
+  (Heusel et al. 2017). Its weights come from ``metrics.weights_path`` or torch's hub cache. Images
+  reach its 299 px input by torch-fidelity's TensorFlow-compatible bilinear resize, or with
+  ``metrics.resize=clean`` by clean-fid's PIL bicubic resize (:class:`CleanResizeInception`).
 - ``classifier``: :class:`~ganforge.metrics.classifier.ClassifierNet` trained on the data's labels.
 Both take uint8 images; generated images in [-1, 1] go through :func:`to_uint8` first.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 from torch_fidelity import register_feature_extractor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ganforge.errors import ConfigError
@@ -25,6 +31,8 @@ from ganforge.metrics.classifier import load_classifier
 
 CLASSIFIER = "ganforge-classifier"
 INCEPTION = "inception-v3-compat"
+INCEPTION_CLEAN = "ganforge-inception-v3-clean"  # the same network behind clean-fid's resize
+RESIZES = ("torch_fidelity", "clean")  # metrics.resize: how images reach Inception's 299 px input
 INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]
 
 
@@ -80,8 +88,74 @@ class ClassifierExtractor(FeatureExtractorBase):
         return tuple(out[name] for name in self.features_list)
 
 
-if CLASSIFIER not in FEATURE_EXTRACTORS_REGISTRY:
-    register_feature_extractor(CLASSIFIER, ClassifierExtractor)
+def clean_resize(x: Tensor, size: int = FeatureExtractorInceptionV3.INPUT_IMAGE_SIZE) -> Tensor:
+    """uint8 images (N, C, H, W) → float32 (N, C, size, size) as clean-fid resizes them (Parmar et al.
+    2022, "On aliased resizing and surprising subtleties in GAN evaluation"): each channel a float
+    PIL image, bicubic (antialiased) resize, clipped to [0, 255], not quantized again."""
+    if x.dtype != torch.uint8:
+        raise ValueError(f"clean_resize takes uint8 images, got {x.dtype}")
+    pixels = x.detach().cpu().numpy().astype(np.float32)
+    out = np.empty((*x.shape[:2], size, size), dtype=np.float32)
+    for i, image in enumerate(pixels):
+        for c, channel in enumerate(image):
+            out[i, c] = np.asarray(Image.fromarray(channel).resize((size, size), Image.Resampling.BICUBIC))
+    return torch.from_numpy(out.clip(0, 255)).to(x.device)
+
+
+class CleanResizeInception(FeatureExtractorInceptionV3):
+    """torch-fidelity's FID Inception-v3 with clean-fid's PIL bicubic resize in front of it instead of
+    the TensorFlow 1.x bilinear one: same weights, same layers, same outputs."""
+
+    STAGES = (  # the network in order; the named feature is the spatial mean after each stage
+        ("64", ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1")),
+        ("192", ("Conv2d_3b_1x1", "Conv2d_4a_3x3", "MaxPool_2")),
+        ("768", (*(f"Mixed_5{c}" for c in "bcd"), *(f"Mixed_6{c}" for c in "abcde"))),
+        ("2048", ("Mixed_7a", "Mixed_7b", "Mixed_7c")),
+    )
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected uint8 images (N, 3, H, W), got {tuple(x.shape)}")
+        x = clean_resize(x, self.INPUT_IMAGE_SIZE).to(self.feature_extractor_internal_dtype)
+        x = (x - 128) / 128
+        feats: dict[str, Tensor] = {}
+        for name, stage in self.STAGES:
+            for layer in stage:
+                x = getattr(self, layer)(x)
+            pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
+            feats[name] = pooled.to(torch.float32)
+            if all(f in feats for f in self.features_list):
+                return tuple(feats[f] for f in self.features_list)
+        unbiased = pooled.mm(self.fc.weight.T)
+        feats["logits_unbiased"] = unbiased.to(torch.float32)
+        feats["logits"] = (unbiased + self.fc.bias.unsqueeze(0)).to(torch.float32)
+        return tuple(feats[f] for f in self.features_list)
+
+
+for _name, _cls in ((CLASSIFIER, ClassifierExtractor), (INCEPTION_CLEAN, CleanResizeInception)):
+    if _name not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(_name, _cls)
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(path: str | Path) -> str:
+    """The SHA-256 of a weights file (hex), computed once per file version: the extractor's identity in a
+    metric's protocol (the FID Inception file's name carries the first 8 digits of it)."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
 
 
 def inception_weights(weights_path: str | None) -> str:

@@ -20,15 +20,20 @@ from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelI
 
 from ganforge.data.base import GANDataModule, mix_seed
 from ganforge.errors import ConfigError
-from ganforge.metrics.classifier import ClassifierSpec, cached_classifier
+from ganforge.latents import truncated_normal
+from ganforge.metrics.classifier import ClassifierSpec, cached_classifier, holdout_split
+from ganforge.metrics.conditional import IntraFID, RealHoldout, classification_accuracy_score
 from ganforge.metrics.features import (
     CLASSIFIER,
     INCEPTION,
+    INCEPTION_CLEAN,
+    RESIZES,
     Extractor,
     FeatureLayer,
     extractor_input,
     inception_weights,
     to_uint8,
+    weights_sha256,
 )
 from ganforge.metrics.modes import (
     MIXTURE_MODE_SAMPLES,
@@ -42,7 +47,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_METRICS = ("fid", "kid", "is", "prc")
 PAIRED_ONLY = ("psnr", "ssim", "l1", "class_acc")  # image-to-image translation (metrics/translation.py)
-KNOWN = (*IMAGE_METRICS, "modes", *PAIRED_ONLY)
+CONDITIONAL_METRICS = ("intra_fid", "cas")  # class-conditional generators on labelled data
+KNOWN = (*IMAGE_METRICS, *CONDITIONAL_METRICS, "modes", *PAIRED_ONLY)
+REFERENCE_METRICS = ("fid", "kid", "prc", "intra_fid")  # compared with a real reference set: a protocol tag
 # generated sample i of an evaluation has the latent (and label) at row i % LATENT_CHUNK of a draw
 # seeded by (metrics.seed, i // LATENT_CHUNK): the same whatever the batch size or number of ranks
 LATENT_CHUNK = 1000
@@ -65,7 +72,9 @@ class MetricSettings:
     isc_splits: int = 10
     prc_neighborhood: int = 3
     modes_num_samples: int | None = None  # None: what the data's literature uses (mode_samples)
+    resize: str = "torch_fidelity"  # Inception's input resize: torch_fidelity (TF1 bilinear) | clean
     classifier: dict[str, Any] = field(default_factory=dict)
+    conditional: bool | None = None  # the model is class-conditional (None: not known yet, see check)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> MetricSettings | None:
@@ -90,7 +99,7 @@ def choose(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
     """The metrics to compute; a ConfigError for one that cannot work on this data."""
     if is_mixture(datamodule):
         names = settings.names or ["modes"]
-        wrong = [n for n in names if n in IMAGE_METRICS]
+        wrong = [n for n in names if n in (*IMAGE_METRICS, *CONDITIONAL_METRICS)]
         if wrong:
             raise ConfigError(f"metrics {wrong} need image data; 2D mixture data uses metrics=[modes]")
         return names
@@ -106,7 +115,25 @@ def choose(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
         raise ConfigError("metrics=[modes] needs data with known modes (ring8, grid25, stacked)")
     if "is" in names and is_stacked(datamodule):
         raise ConfigError("the Inception Score is not defined for stacked digits; use fid, kid, prc, modes")
+    check_conditional(names, settings.conditional, datamodule)
     return names
+
+
+def check_conditional(names: list[str], conditional: bool | None, datamodule: GANDataModule) -> None:
+    """A ConfigError when a metric of class-conditional models (``intra_fid``, ``cas``) meets unlabelled
+    data or an unconditional model (``conditional`` None: not known yet)."""
+    wanted = [n for n in names if n in CONDITIONAL_METRICS]
+    if not wanted:
+        return
+    if is_stacked(datamodule) or datamodule.labelled_source().num_classes < 2:
+        raise ConfigError(
+            f"metrics {wanted} measure a class-conditional model: they need labelled data "
+            "(digits, mnist, cifar10, class folders)"
+        )
+    if conditional is False:
+        raise ConfigError(
+            f"metrics {wanted} measure a class-conditional model: set model.conditional=true or drop them"
+        )
 
 
 def extractor_kind(settings: MetricSettings, datamodule: GANDataModule) -> str:
@@ -117,6 +144,13 @@ def extractor_kind(settings: MetricSettings, datamodule: GANDataModule) -> str:
         kind = "classifier" if source.num_classes > 1 else "inception"
     if kind not in ("classifier", "inception"):
         raise ConfigError(f"metrics.extractor={settings.extractor}: choose classifier, inception or auto")
+    if settings.resize not in RESIZES:
+        raise ConfigError(f"metrics.resize={settings.resize}: choose {' or '.join(RESIZES)}")
+    if settings.resize != RESIZES[0] and kind != "inception":
+        raise ConfigError(
+            f"metrics.resize={settings.resize} is for metrics.extractor=inception (the classifier takes "
+            "images at their own size)"
+        )
     if kind == "classifier" and source.num_classes < 2:
         raise ConfigError(
             "metrics.extractor=classifier needs labelled data (class subfolders); use inception"
@@ -129,8 +163,9 @@ def extractor_kind(settings: MetricSettings, datamodule: GANDataModule) -> str:
 def check(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
     """Everything that can be checked before training: metric choice, extractor, Inception weights."""
     names = choose(settings, datamodule)
-    if any(n in IMAGE_METRICS for n in names) and extractor_kind(settings, datamodule) == "inception":
-        inception_weights(settings.weights_path)
+    if any(n in IMAGE_METRICS or n == "intra_fid" for n in names):
+        if extractor_kind(settings, datamodule) == "inception":
+            inception_weights(settings.weights_path)
     return names
 
 
@@ -152,24 +187,49 @@ def build_extractor(
 ) -> Extractor:
     """The extractor of ``settings``; the classifier is trained on first use and then cached."""
     if extractor_kind(settings, datamodule) == "inception":
-        return Extractor(INCEPTION, inception_weights(settings.weights_path), "inception", {"rgb": True})
+        weights = inception_weights(settings.weights_path)
+        if settings.resize == "clean":  # clean-fid's resize (Parmar et al. 2022): its own cache entries
+            return Extractor(INCEPTION_CLEAN, weights, "inception-clean", {"rgb": True, "resize": "clean"})
+        return Extractor(INCEPTION, weights, "inception", {"rgb": True, "resize": "torch_fidelity"})
+    source, index, spec = classifier_setup(settings, datamodule)
+    path, accuracy, cached = cached_classifier(
+        lambda: labelled_images(source, index), spec, source.fingerprint(), cache_dir, device
+    )
+    info = {
+        "rgb": False,
+        "resize": "none",  # the classifier takes the images at their own size
+        "classifier_accuracy": accuracy,
+        "classifier_cached": cached,
+        "classifier": str(path),
+    }
+    return Extractor(CLASSIFIER, str(path), f"clf{Path(path).stem}", info)
+
+
+def classifier_setup(
+    settings: MetricSettings, datamodule: GANDataModule
+) -> tuple[GANDataModule, list[int], ClassifierSpec]:
+    """(labelled data, the items it is trained and tested on, its spec): the metrics classifier."""
     source = datamodule.labelled_source()
     n = source.num_items()
     limit = int(settings.classifier.get("max_items", 60000))
     index = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].tolist()
     options = {k: v for k, v in settings.classifier.items() if k != "max_items"}
     spec = ClassifierSpec(in_channels=source.data_shape[0], num_classes=source.num_classes, **options)
-    fingerprint = source.fingerprint()
-    path, accuracy, cached = cached_classifier(
-        lambda: labelled_images(source, index), spec, fingerprint, cache_dir, device
+    return source, index, spec
+
+
+def real_holdout(
+    settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path, device: torch.device
+) -> RealHoldout:
+    """The classification accuracy score's real data: the metrics classifier's items split into its
+    training and held-out shares, and the accuracy of that classifier (trained on the real share)."""
+    source, index, spec = classifier_setup(settings, datamodule)
+    images, labels = labelled_images(source, index)
+    path, accuracy, _ = cached_classifier(
+        lambda: (images, labels), spec, source.fingerprint(), cache_dir, device
     )
-    info = {
-        "rgb": False,
-        "classifier_accuracy": accuracy,
-        "classifier_cached": cached,
-        "classifier": str(path),
-    }
-    return Extractor(CLASSIFIER, str(path), f"clf{Path(path).stem}", info)
+    test, train = holdout_split(len(images), spec)
+    return RealHoldout(images, labels, train, test, spec, accuracy, weights_sha256(path))
 
 
 def labelled_images(source: GANDataModule, index: list[int]) -> tuple[Tensor, Tensor]:
@@ -188,14 +248,51 @@ def reference_input(
     """The real reference set as torch-fidelity's ``input2`` keywords: ``num_samples`` real images
     fixed by the seed, cached under ``<cache_dir>/fidelity`` by data fingerprint + extractor + count.
     Training and ``ganforge-eval`` both read it, so they share one cache entry."""
-    n_total = datamodule.num_items()
-    n = min(settings.num_samples, n_total)
-    order = torch.randperm(n_total, generator=torch.Generator().manual_seed(settings.seed))[:n].tolist()
+    order = reference_order(settings, datamodule)
     return {
         "input2": RealImages(datamodule, order, extractor.info["rgb"]),
-        "input2_cache_name": reference_name(settings, datamodule, extractor, n),
+        "input2_cache_name": reference_name(settings, datamodule, extractor, len(order)),
         "cache_root": str(Path(cache_dir).expanduser() / "fidelity"),
     }
+
+
+def reference_order(settings: MetricSettings, datamodule: GANDataModule) -> list[int]:
+    """The items of the real reference set: ``metrics.num_samples`` of the training data (all when
+    fewer), in an order fixed by ``metrics.seed``."""
+    n_total = datamodule.num_items()
+    n = min(settings.num_samples, n_total)
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(settings.seed))[:n].tolist()
+
+
+def reference_labels(settings: MetricSettings, datamodule: GANDataModule) -> Tensor:
+    """The class labels of the reference set, in its order (intra-FID compares class by class)."""
+    order = torch.tensor(reference_order(settings, datamodule))
+    return torch.cat([datamodule.items(chunk.tolist())[1] for chunk in order.split(4096)]).long()
+
+
+def extractor_protocol(extractor: Extractor, layer: str) -> dict[str, Any]:
+    """The extractor's part of a metric's protocol: its kind, torch-fidelity name, weights hash, layer
+    and resize."""
+    return {
+        "extractor": "classifier" if extractor.name == CLASSIFIER else "inception",
+        "feature_extractor": extractor.name,
+        "weights_sha256": weights_sha256(extractor.weights_path),
+        "layer": layer,
+        "resize": extractor.info["resize"],
+    }
+
+
+def protocol_tag(metric: str, protocol: Mapping[str, Any]) -> str:
+    """A metric's protocol in one line, e.g. ``fid[classifier:ab12cd34|n=1797|ref=train:1797|resize=none]``:
+    values with different tags were measured differently and do not compare."""
+    ref = protocol["reference"]
+    tag = (
+        f"{metric}[{protocol['extractor']}:{protocol['weights_sha256'][:8]}|n={protocol['num_generated']}"
+        f"|ref={ref['split']}:{ref['count']}|resize={protocol['resize']}"
+    )
+    if protocol.get("truncation") is not None:
+        tag += f"|truncation={protocol['truncation']:g}"
+    return tag + "]"
 
 
 def reference_features(
@@ -248,18 +345,24 @@ def block(n: int, rank: int, world: int) -> tuple[int, int]:
 class LatentSequence:
     """The latents (and labels) of one evaluation's samples as a fixed sequence: sample ``i`` is row
     ``i % LATENT_CHUNK`` of chunk ``i // LATENT_CHUNK``, drawn from a generator seeded by
-    (``seed``, chunk), so any batch size or split across ranks reads the same samples."""
+    (``seed``, chunk), so any batch size or split across ranks reads the same samples. ``truncation``
+    ψ truncates the latents to [-ψ, ψ] (:func:`ganforge.latents.truncate`; None: plain N(0, I)); the
+    labels are the same for every ψ."""
 
     def __init__(
-        self, seed: int, z_dim: int, labels: Callable[[int, torch.Generator], Tensor | None] | None = None
+        self,
+        seed: int,
+        z_dim: int,
+        labels: Callable[[int, torch.Generator], Tensor | None] | None = None,
+        truncation: float | None = None,
     ) -> None:
-        self.seed, self.z_dim, self.labels = seed, z_dim, labels
+        self.seed, self.z_dim, self.labels, self.truncation = seed, z_dim, labels, truncation
         self._chunk: tuple[int, Tensor, Tensor | None] | None = None
 
     def _draw(self, chunk: int) -> tuple[Tensor, Tensor | None]:
         if self._chunk is None or self._chunk[0] != chunk:
             gen = torch.Generator().manual_seed(mix_seed(self.seed, chunk, 7))  # 7: not a training stream
-            z = torch.randn(LATENT_CHUNK, self.z_dim, generator=gen)
+            z = truncated_normal(LATENT_CHUNK, self.z_dim, self.truncation, gen)
             y = self.labels(LATENT_CHUNK, gen) if self.labels is not None else None
             self._chunk = (chunk, z, None if y is None else y.cpu())
         return self._chunk[1], self._chunk[2]
@@ -324,13 +427,20 @@ class MetricSuite:
         self.info: dict[str, Any] = {}
         self.n_fake = 0  # generated samples for the image metrics (set by prepare: the real count)
         self.n_modes = 0  # generated samples for the mode metrics
+        self.ref_labels: Tensor | None = None  # intra-FID: the reference set's labels, asked of G in order
+        self.holdout: RealHoldout | None = None  # the classification accuracy score's real data
+        self.extractor: Extractor | None = None
+        self.truncation: float | None = None  # ψ of the latents (ganforge-eval truncation=); None: off
 
     @property
     def monitor(self) -> str:
         """The metric that picks ``best.ckpt``: ``metrics.monitor``, else FID, else modes covered."""
         if self.settings.monitor:
             return self.settings.monitor
-        return "val/fid" if "fid" in self.names else "val/modes"
+        for name in ("fid", "intra_fid"):
+            if name in self.names:
+                return f"val/{name}"
+        return "val/modes"
 
     def prepare(self, device: torch.device, rank: int = 0, world: int = 1) -> None:
         """Build the extractor and the metric objects, and load this rank's share of the real features."""
@@ -340,9 +450,18 @@ class MetricSuite:
             self.metrics["modes"] = ModeCoverage(len(dm.centers)).to(device)
             self.info = {"n_modes": self.n_modes}
             return
-        extractor = build_extractor(s, dm, self.cache_dir, device)
-        self.layer_of = {**extractor.layers, "is": extractor.layers["isc"]}
-        needed = {self.layer_of[n] for n in self.names if n in IMAGE_METRICS}
+        if "cas" in self.names:  # trains (or loads) the metrics classifier on the real training share
+            self.holdout = real_holdout(s, dm, self.cache_dir, device)
+        if not any(n in IMAGE_METRICS or n in ("intra_fid", "modes") for n in self.names):
+            self.info = {"protocol": self.protocol(), "protocol_tags": self.protocol_tags()}
+            return
+        extractor = self.extractor = build_extractor(s, dm, self.cache_dir, device)
+        self.layer_of = {
+            **extractor.layers,
+            "is": extractor.layers["isc"],
+            "intra_fid": extractor.layers["fid"],
+        }
+        needed = {self.layer_of[n] for n in self.names if n in (*IMAGE_METRICS, "intra_fid")}
         if "modes" in self.names:
             needed.add("logits")  # stacked digits: the classified digit of every channel
         layers = sorted(needed)
@@ -354,6 +473,8 @@ class MetricSuite:
         # as many generated samples as real ones: a reference set smaller than metrics.num_samples
         # (the 1,797 digits) sets both, since k-NN precision/recall and FID's bias depend on both sizes
         self.n_fake = n_real if any(n in IMAGE_METRICS for n in self.names) else 0
+        if "intra_fid" in self.names:  # as many samples of each class as the reference set holds
+            self.ref_labels = reference_labels(s, dm)
         self.info = {
             **extractor.info,
             "extractor": extractor.tag,
@@ -375,6 +496,50 @@ class MetricSuite:
         with warnings.catch_warnings():  # "will save all extracted features": bounded by num_samples here
             warnings.filterwarnings("ignore", message=".*save all extracted features.*")
             self._build_metrics(share, real, layer, n_real, device)
+        self.info.update(protocol=self.protocol(), protocol_tags=self.protocol_tags())
+
+    def protocol(self) -> dict[str, Any]:
+        """How the metrics against the real reference set are measured: the extractor (and the SHA-256
+        of its weights), the feature layer, generated samples, reference set, resize, truncation ψ; and
+        for the classification accuracy score its classifier and real data. Values measured under
+        different protocols do not compare."""
+        s, out = self.settings, {}
+        if self.extractor is not None and any(n in REFERENCE_METRICS for n in self.names):
+            n_real = int(self.info.get("n_real", 0))
+            out.update(
+                **extractor_protocol(self.extractor, self.layer_of["fid"]),
+                num_generated=self.n_fake or n_real,
+                reference={"split": "train", "count": n_real, "seed": s.seed},
+                truncation=self.truncation,
+            )
+        if self.holdout is not None:
+            h = self.holdout
+            out["cas"] = {
+                "classifier": h.spec.digest(),
+                "real_weights_sha256": h.weights_sha256,
+                "num_generated": len(h.train),
+                "test": {"split": "train-holdout", "count": len(h.test)},
+                "steps": h.spec.steps,
+                "truncation": self.truncation,
+            }
+        return out
+
+    def protocol_tags(self) -> dict[str, str]:
+        """One tag per metric (``val/fid`` → ``fid[classifier:ab12cd34|n=1797|ref=train:1797|resize=none]``),
+        for the W&B summary and the JSON files."""
+        protocol, tags = self.protocol(), {}
+        if "extractor" in protocol:
+            for name in self.names:
+                if name in REFERENCE_METRICS:
+                    tags[f"val/{name}"] = protocol_tag(name, protocol)
+        if "cas" in protocol:
+            cas = protocol["cas"]
+            tag = f"cas[classifier:{cas['classifier'][:8]}|n={cas['num_generated']}"
+            tag += f"|test=holdout:{cas['test']['count']}"
+            if cas["truncation"] is not None:
+                tag += f"|truncation={cas['truncation']:g}"
+            tags["val/cas"] = tag + "]"
+        return tags
 
     def _build_metrics(
         self,
@@ -403,12 +568,28 @@ class MetricSuite:
             self.metrics["is"] = InceptionScore(feature=layer("is"), splits=s.isc_splits).to(device)
         if "prc" in self.names:
             self.metrics["prc"] = PrecisionRecall(real[self.layer_of["prc"]], s.prc_neighborhood).to(device)
+        if "intra_fid" in self.names:
+            assert self.ref_labels is not None
+            num_classes = self.datamodule.labelled_source().num_classes
+            intra = IntraFID(real[self.layer_of["intra_fid"]], self.ref_labels, num_classes)
+            self.metrics["intra_fid"] = intra.to(device)
         if "modes" in self.names:
             self.metrics["modes"] = ModeCoverage(self.datamodule.num_classes).to(device)
 
-    def measure_module(self, module: Any, rank: int = 0, world: int = 1) -> dict[str, float]:
-        """``val/*`` of a GANModule's generator (its EMA when on), this rank's share of the samples."""
-        return self.measure(module.sample, module.z_dim, module.device, rank, world, module.sample_labels)
+    def measure_module(
+        self, module: Any, rank: int = 0, world: int = 1, final: bool | None = None
+    ) -> dict[str, float]:
+        """``val/*`` of a GANModule's generator (its EMA when on), this rank's share of the samples.
+
+        ``final``: measure the classification accuracy score too, which trains a classifier (seconds on
+        the CPU for digits): ganforge-eval always does, training only at its last step (None: whether
+        the module reached ``train.steps``)."""
+        conditional = bool(getattr(module, "num_classes", 0))
+        check_conditional(self.names, conditional, self.datamodule)
+        if final is None:
+            final = module.g_step >= module.total_steps
+        labels = module.sample_labels if conditional else None
+        return self.measure(module.sample, module.z_dim, module.device, rank, world, labels, final)
 
     @torch.no_grad()
     def measure(
@@ -419,6 +600,7 @@ class MetricSuite:
         rank: int = 0,
         world: int = 1,
         labels: Callable[[int, torch.Generator], Tensor | None] | None = None,
+        final: bool = True,
     ) -> dict[str, float]:
         """Generate this rank's samples from fixed seeds, update, reduce and return ``val/*`` values.
 
@@ -429,12 +611,17 @@ class MetricSuite:
         distribution), fixed by the seed too. The random draws of the computation (KID subsets, IS
         splits) come from a seed without the rank, so every rank computes the same values. The global
         RNG is left untouched, so measuring does not change the training run.
+
+        Intra-FID asks G for the reference set's labels, in its order, with the latents of the same
+        sequence; the classification accuracy score (``final`` only) is computed whole on every rank.
         """
+        if labels is None and any(n in CONDITIONAL_METRICS for n in self.names):
+            check_conditional(self.names, False, self.datamodule)
         s = self.settings
         img, modes = block(self.n_fake, rank, world), block(self.n_modes, rank, world)
         spans = [b for b in (img, modes) if b[1] > b[0]]
         lo, hi = min((b[0] for b in spans), default=0), max((b[1] for b in spans), default=0)
-        inputs = LatentSequence(s.seed, z_dim, labels)
+        inputs = LatentSequence(s.seed, z_dim, labels, self.truncation)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(mix_seed(s.seed, 2))
             for start in range(lo, hi, s.batch_size):
@@ -442,11 +629,32 @@ class MetricSuite:
                 z, y = inputs.rows(start, end)
                 fake = sample(z.to(device)) if y is None else sample(z.to(device), y.to(device))
                 self._update(fake, start, img, modes)
+            if self.ref_labels is not None:
+                self._update_intra(sample, inputs, device, *block(len(self.ref_labels), rank, world))
             torch.manual_seed(mix_seed(s.seed, 2))  # rank-independent: KID subsets, IS splits
             values = self._compute()
             for metric in self.metrics.values():
                 metric.reset()
+            if self.holdout is not None and final:
+                values["cas"] = classification_accuracy_score(
+                    sample, z_dim, self.holdout, mix_seed(s.seed, 13), s.batch_size, device, self.truncation
+                )
+                values["cas_real"] = self.holdout.real_accuracy
+        self.info.update(protocol=self.protocol(), protocol_tags=self.protocol_tags())  # ψ set late
         return {f"val/{k}": v for k, v in values.items()}
+
+    def _update_intra(
+        self, sample: Callable[..., Tensor], inputs: LatentSequence, device: torch.device, lo: int, hi: int
+    ) -> None:
+        """Intra-FID's samples ``lo .. hi - 1``: the latents of the sequence, the reference labels."""
+        assert self.ref_labels is not None and self.extractor_module is not None
+        index = self.layers.index(self.layer_of["intra_fid"])
+        for start in range(lo, hi, self.settings.batch_size):
+            end = min(start + self.settings.batch_size, hi)
+            z, _ = inputs.rows(start, end)
+            y = self.ref_labels[start:end].to(device)
+            feats = self.extractor_module(extractor_input(sample(z.to(device), y), self.rgb))[index]
+            self.metrics["intra_fid"].update(feats, y)
 
     def _update(self, fake: Tensor, start: int, img: tuple[int, int], modes: tuple[int, int]) -> None:
         """Feed samples ``start .. start + len(fake)`` of the sequence to the metrics whose block
@@ -481,7 +689,10 @@ class MetricSuite:
         out: dict[str, float] = {}
         for name, metric in self.metrics.items():
             value = metric.compute()
-            if name in ("kid", "is"):
+            if name == "intra_fid":  # the mean over the classes; the per-class values go to info
+                out[name] = float(value.nanmean())
+                self.info["intra_fid_per_class"] = {str(c): float(v) for c, v in enumerate(value.tolist())}
+            elif name in ("kid", "is"):
                 out[name] = float(value[0])
             elif isinstance(value, dict):
                 out.update(value)

@@ -20,8 +20,14 @@ from torchmetrics.image import (
 
 from ganforge.data.base import GANDataModule
 from ganforge.errors import ConfigError
-from ganforge.metrics.features import FeatureLayer, extractor_input, inception_weights
-from ganforge.metrics.suite import MetricSettings, build_extractor, extractor_kind
+from ganforge.metrics.features import CLASSIFIER, FeatureLayer, extractor_input, inception_weights
+from ganforge.metrics.suite import (
+    MetricSettings,
+    build_extractor,
+    extractor_kind,
+    extractor_protocol,
+    protocol_tag,
+)
 
 TRANSLATION_METRICS = ("psnr", "ssim", "l1", "fid", "class_acc")
 EXTRACTOR_METRICS = ("fid", "class_acc")  # the ones that need a feature extractor
@@ -75,11 +81,17 @@ def extractor_for(
     settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path, device: torch.device
 ) -> tuple[torch.nn.Module, bool, dict[str, Any]]:
     """(the built extractor giving (features, logits) — Inception: features only —, whether it takes
-    RGB, what to report about it)."""
+    RGB, what to report about it: its ``protocol`` for the FIDs measured with it)."""
     extractor = build_extractor(settings, datamodule, cache_dir, device)
-    layers = ["features", "logits"] if extractor.name != "inception-v3-compat" else ["2048"]
+    layers = ["features", "logits"] if extractor.name == CLASSIFIER else ["2048"]
     module = extractor.build(layers, device)
-    return module, extractor.info["rgb"], {"extractor": extractor.tag, **extractor.info}
+    protocol = extractor_protocol(extractor, layers[0])
+    return module, extractor.info["rgb"], {"extractor": extractor.tag, **extractor.info, "protocol": protocol}
+
+
+def held_out_protocol(base: dict[str, Any], n_generated: int, split: str, n_real: int) -> dict[str, Any]:
+    """A translation FID's protocol: the extractor's part, the outputs counted, the real held-out set."""
+    return {**base, "num_generated": n_generated, "reference": {"split": split, "count": n_real}}
 
 
 def fid_with_real(
@@ -147,6 +159,8 @@ class TranslationSuite:
         if "fid" in self.names:
             targets = [dm.val_items(chunk)[1] for chunk in self._chunks()]
             self.metrics["fid"] = fid_with_real(module, self.rgb, targets, device)
+            self.info["protocol"] = held_out_protocol(info["protocol"], n, "val", n)  # outputs vs targets
+            self.info["protocol_tags"] = {"val/fid": protocol_tag("fid", self.info["protocol"])}
         if "class_acc" in self.names:
             self.metrics["class_acc"] = MulticlassAccuracy(dm.num_classes, average="micro").to(device)
 

@@ -16,13 +16,14 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from ganforge.data.base import GANDataModule
 from ganforge.errors import ConfigError
 from ganforge.metrics.features import extractor_input
-from ganforge.metrics.suite import MetricSettings
+from ganforge.metrics.suite import MetricSettings, protocol_tag
 from ganforge.metrics.translation import (
     EXTRACTOR_METRICS,
     choose_translation,
     chunks,
     extractor_for,
     fid_with_real,
+    held_out_protocol,
     unit,
 )
 
@@ -76,6 +77,14 @@ class UnpairedSuite:
             real_a = [dm.val_a(chunk)[0] for chunk in chunks(self.index_a, s.batch_size)]
             self.metrics["fid_ab"] = fid_with_real(module, self.rgb, real_b, device)
             self.metrics["fid_ba"] = fid_with_real(module, self.rgb, real_a, device)
+            self.info["protocol"] = {
+                "fid_ab": held_out_protocol(info["protocol"], n_a, "val_b", n_b),
+                "fid_ba": held_out_protocol(info["protocol"], n_b, "val_a", n_a),
+            }
+            self.info["protocol_tags"] = {
+                f"val/{name}": protocol_tag(name, protocol)
+                for name, protocol in self.info["protocol"].items()
+            }
         if "class_acc" in self.names:
             self.metrics["class_acc_ab"] = MulticlassAccuracy(dm.num_classes, average="micro").to(device)
 
