@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,17 +29,8 @@ from ganforge.metrics.suites import make_suite
 from ganforge.restore import restore
 
 HERE = Path(__file__).resolve().parent
-
-
-def train(run_dir: Path, args: list[str]) -> dict[str, Any]:
-    """One ganforge-train job (W&B offline), or the summary of the one that already finished there."""
-    summary = run_dir / "summary.json"
-    if not summary.is_file():
-        cmd = [sys.executable, "-m", "ganforge.train", *args, f"hydra.run.dir={run_dir}"]
-        subprocess.run(
-            cmd, check=True, env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.DEVNULL
-        )
-    return json.loads(summary.read_text())
+sys.path.insert(0, str(HERE.parent))  # experiments/jobs.py
+from jobs import train_job  # noqa: E402
 
 
 def fid(ckpt: Path, reference: DigitsDataModule, metrics: Any, cache_dir: str) -> float:
@@ -91,7 +80,7 @@ def main() -> None:
                 "task_name=ada_limited_digits",
                 *extra,
             ]
-            summary = train(run_dir, job)
+            summary = train_job(run_dir, job)
             ckpt = run_dir / "checkpoints" / "last.ckpt"
             p = ada_curve(run_dir) if extra else []
             row = {

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # experiments/jobs.py
+from jobs import train_job  # noqa: E402
+
 PRESETS = ("pacgan_ring8", "pacgan_grid25", "stacked_digits")
 METRICS = ("val/modes", "val/hq_frac", "val/reverse_kl")
 
@@ -45,17 +46,6 @@ def overrides(preset: str, pack: int, seed: int, args: argparse.Namespace) -> li
         "logger=[csv]",
         f"task_name=mode_collapse_{preset}",
     ]
-
-
-def train(run_dir: Path, args: list[str]) -> dict[str, Any]:
-    """One ganforge-train job (W&B offline), or the summary of the one that already finished there."""
-    summary = run_dir / "summary.json"
-    if not summary.is_file():
-        cmd = [sys.executable, "-m", "ganforge.train", *args, f"hydra.run.dir={run_dir}"]
-        subprocess.run(
-            cmd, check=True, env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.DEVNULL
-        )
-    return json.loads(summary.read_text())
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -116,7 +106,7 @@ def main() -> None:
             for seed in args.seeds:
                 job = overrides(preset, pack, seed, args)
                 steps = args.stacked_steps if preset.startswith("stacked") else args.toy_steps
-                summary = train(args.out / f"{preset}_pack{pack}_seed{seed}_steps{steps}", job)
+                summary = train_job(args.out / f"{preset}_pack{pack}_seed{seed}_steps{steps}", job)
                 metrics = {k: v for k, v in summary["last"].items() if k in METRICS}
                 run = {"preset": preset, "pack": pack, "seed": seed, "steps": summary["g_steps"]}
                 run |= {"metrics": metrics, "wall_time_s": summary["wall_time_s"]}

@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # experiments/jobs.py
+from jobs import train_job  # noqa: E402
+
 LOSSES = sorted(p.stem for p in (HERE.parents[1] / "conf" / "loss").glob("*.yaml"))
 ARCHS = {"dcgan": ["model=dcgan", "model.discriminator.norm=layer"], "resnet": ["model=resnet"]}
-
-
-def train(run_dir: Path, args: list[str]) -> dict[str, Any]:
-    """One ganforge-train job (W&B offline), or the summary of the one that already finished there."""
-    summary = run_dir / "summary.json"
-    if not summary.is_file():
-        cmd = [sys.executable, "-m", "ganforge.train", *args, f"hydra.run.dir={run_dir}"]
-        subprocess.run(
-            cmd, check=True, env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.DEVNULL
-        )
-    return json.loads(summary.read_text())
 
 
 def main() -> None:
@@ -61,7 +50,7 @@ def main() -> None:
                 "logger=[csv]",
                 "task_name=zoo_losses_by_arch",
             ]
-            summary = train(args.out / f"{arch}_{loss}_{args.steps}", job)
+            summary = train_job(args.out / f"{arch}_{loss}_{args.steps}", job)
             last = summary["last"]
             row = {
                 "arch": arch,
