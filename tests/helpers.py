@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from ganforge.config import CONFIG_DIR
+from ganforge import CONFIG_DIR
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

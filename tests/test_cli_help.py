@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
+from ganforge import CONFIG_DIR
 from ganforge.cli_help import WIDTH, commented_keys, describe
-from ganforge.config import CONFIG_DIR
 
 FORMS = [
     ["--cfg", "job"],

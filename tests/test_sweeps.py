@@ -13,7 +13,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from ganforge.config import CONFIG_DIR
+from ganforge import CONFIG_DIR
 from ganforge.resolvers import job_name, sweep_name, wandb_id
 from helpers import compose_cfg
 from wandb_records import read_records

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from hydra import compose, initialize_config_dir
 
-from ganforge.config import CONFIG_DIR
+from ganforge import CONFIG_DIR
 from ganforge.data.digits import DigitsDataModule
 from ganforge.metrics.suite import MetricSettings
 from ganforge.metrics.suites import make_suite

@@ -24,8 +24,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from ganforge import CONFIG_DIR
 from ganforge.build import build
-from ganforge.config import CONFIG_DIR
 from ganforge.losses import plain
 from ganforge.module import grad_norm
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from ganforge.config import CONFIG_DIR
+from ganforge import CONFIG_DIR
 from ganforge.data.toy import GaussianMixtureDataModule, sample_mixture
 
 CASES = {

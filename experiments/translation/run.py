@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from hydra import compose, initialize_config_dir
 
+from ganforge import CONFIG_DIR
 from ganforge.build import build
 from ganforge.callbacks.samples import grid_image
-from ganforge.config import CONFIG_DIR
 from ganforge.metrics.suite import MetricSettings
 from ganforge.metrics.translation import TranslationSuite
 from ganforge.metrics.unpaired import UnpairedSuite

@@ -16,6 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ganforge import CONFIG_DIR
+
 INTERNAL_OPTIONS = ("base",)  # settings the options of a group include, not an option themselves
 HIDDEN_GROUPS = ("hydra",)
 WIDTH = 100  # characters per line of the help page
@@ -25,8 +27,6 @@ _MISSING = "<missing>"
 
 def conf_dir() -> Path:
     """The config tree of the installed package."""
-    from ganforge.config import CONFIG_DIR  # imported late: ganforge.config registers the resolvers
-
     return CONFIG_DIR
 
 

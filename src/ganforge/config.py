@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ganforge import resolvers
+from ganforge import CONFIG_DIR, resolvers
 from ganforge.checkpoint_file import directory_hint, read_checkpoint
 from ganforge.errors import ConfigError, GanforgeError
 
-# the Hydra tree ships inside the package (the repository's top-level conf/, mapped in pyproject.toml)
-CONFIG_PACKAGE = "pkg://ganforge.conf"  # what the entry points give hydra.main
-CONFIG_DIR = Path(str(files("ganforge.conf")))  # the same tree as a directory (initialize_config_dir)
 resolvers.register()  # before any config of the tree is composed
 
 

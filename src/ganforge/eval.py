@@ -12,7 +12,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ganforge.config import CONFIG_PACKAGE, check_required
+from ganforge import CONFIG_PACKAGE
+from ganforge.config import check_required
 from ganforge.errors import GanforgeError
 from ganforge.latents import check_truncation, truncation_value
 from ganforge.metrics.suite import MetricSettings, MetricSuite

@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 from PIL import Image
 from torch import Tensor
 
+from ganforge import CONFIG_PACKAGE
 from ganforge.callbacks.samples import class_labels, grid_image, save_scatter
 from ganforge.checkpoint_file import check_writable
-from ganforge.config import CONFIG_PACKAGE, check_required
+from ganforge.config import check_required
 from ganforge.data.folder import list_images, load_image
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.latents import check_truncation, truncated_normal, truncation_value

@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from ganforge import CONFIG_PACKAGE
 from ganforge.build import build
 from ganforge.callbacks.checkpoint import GANCheckpoint, ResumedLearningRates
 from ganforge.callbacks.guard import DivergenceGuard
@@ -40,7 +41,7 @@ from ganforge.checkpoint_file import (
     write_error,
     write_text_atomically,
 )
-from ganforge.config import CONFIG_PACKAGE, check_config, key_hints, make, resolve_ckpt_path
+from ganforge.config import check_config, key_hints, make, resolve_ckpt_path
 from ganforge.errors import ConfigError, DivergedError, GanforgeError, ResourceError
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
 from ganforge.memory import check_step_memory, out_of_memory
