@@ -55,7 +55,7 @@ class GANCheckpoint(ModelCheckpoint):
     """
 
     def __init__(self, dirpath: str, every: int = 1000, filename: str = "last.ckpt") -> None:
-        super().__init__(dirpath=dirpath, filename=Path(filename).stem, enable_version_counter=False)
+        super().__init__(dirpath=dirpath)  # Lightning's own file naming is unused: paths are ours
         self.every = every
         self.filename = filename
 
