@@ -19,6 +19,7 @@ from ganforge.latents import check_truncation, truncation_value
 from ganforge.metrics.suite import MetricSettings, MetricSuite
 from ganforge.metrics.suites import make_suite
 from ganforge.restore import pick_device, restore
+from ganforge.targets import trusted_targets
 
 
 def evaluate(
@@ -90,9 +91,14 @@ def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-eval``: mistakes exit with one line and code 2."""
     try:
         check_required(cfg)
-        result = evaluate(
-            cfg.ckpt_path, cfg.get("metrics") or {}, cfg.paths.cache_dir, cfg.device, cfg.get("truncation")
-        )
+        with trusted_targets(cfg.get("allow_targets")):
+            result = evaluate(
+                cfg.ckpt_path,
+                cfg.get("metrics") or {},
+                cfg.paths.cache_dir,
+                cfg.device,
+                cfg.get("truncation"),
+            )
     except GanforgeError as err:
         print(f"ganforge-eval: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)

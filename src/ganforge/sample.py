@@ -24,6 +24,7 @@ from ganforge.data.folder import list_images, load_image
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.latents import check_truncation, truncated_normal, truncation_value
 from ganforge.restore import pick_device, restore
+from ganforge.targets import trusted_targets
 from ganforge.tasks.base import as_rgb
 
 
@@ -204,12 +205,13 @@ def main(cfg: DictConfig) -> None:
                 f"truncation={psi}: input= translates images (task=paired/unpaired); truncation applies to "
                 "the Gaussian latents of task=generation"
             )
-        if cfg.get("input"):
-            path = translate_folder(cfg.ckpt_path, cfg.input, cfg.out, cfg.device, cfg.get("direction"))
-        else:
-            path = write_samples(
-                cfg.ckpt_path, cfg.n, cfg.out, cfg.format, cfg.seed, cfg.nrow, cfg.device, psi
-            )
+        with trusted_targets(cfg.get("allow_targets")):
+            if cfg.get("input"):
+                path = translate_folder(cfg.ckpt_path, cfg.input, cfg.out, cfg.device, cfg.get("direction"))
+            else:
+                path = write_samples(
+                    cfg.ckpt_path, cfg.n, cfg.out, cfg.format, cfg.seed, cfg.nrow, cfg.device, psi
+                )
     except GanforgeError as err:
         print(f"ganforge-sample: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)

@@ -45,6 +45,7 @@ from ganforge.config import check_config, key_hints, make, resolve_ckpt_path
 from ganforge.errors import ConfigError, DivergedError, GanforgeError, ResourceError
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
 from ganforge.memory import check_step_memory, out_of_memory
+from ganforge.targets import check_targets
 
 QUIET_WARNINGS = (
     r".*does not have many workers.*",
@@ -84,6 +85,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the GAN described by ``cfg``; returns the run summary (also written as summary.json)."""
     quiet_lightning()
     check_config(cfg)
+    rerun = run_dir_source()
+    if rerun is not None:  # a run dir's config read back (-cd <run>/.hydra -cn config): data, not code
+        check_targets(cfg, f"{rerun}/config.yaml", cfg.get("allow_targets") or ())
     out = Path(cfg.paths.output_dir)
     if cfg.get("metrics"):  # the metrics' classifier and reference features are cached there
         check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir", folder=True)
@@ -173,6 +177,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     raise
                 log.warning("%s", err)
     return summary
+
+
+def run_dir_source() -> Path | None:
+    """The ``.hydra`` folder of an earlier run this job's config was read from, if any (a folder of
+    the config search path that holds Hydra's ``hydra.yaml`` and ``overrides.yaml``)."""
+    if not HydraConfig.initialized():
+        return None
+    for source in HydraConfig.get().runtime.config_sources:
+        folder = Path(source.path)
+        if (
+            source.schema == "file"
+            and (folder / "hydra.yaml").is_file()
+            and (folder / "overrides.yaml").is_file()
+        ):
+            return folder
+    return None
 
 
 def check_fresh_run_dir(out: Path) -> None:
