@@ -137,3 +137,55 @@ def test_conditional_penalties_through_the_module_use_each_batchs_labels(name, a
     fake = LabelledG()(z, Y_FAKE)
     direct = penalty(ClassLinearD(acgan), real, fake, y_real=Y_REAL, y_fake=Y_FAKE)
     assert direct.item() == pytest.approx(want, rel=1e-12)
+
+
+# --- penalties under augmentation: the gradient w.r.t. the image before augmentation ---------------
+class ImageG(nn.Module):
+    z_dim = 3 * 8 * 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.tanh(self.scale * z.view(-1, 3, 8, 8))
+
+
+def small_d() -> nn.Module:
+    torch.manual_seed(5)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.Softplus(), nn.Flatten(), nn.Linear(64, 1))
+
+
+@pytest.mark.parametrize("name", ["r1", "r2"])
+def test_penalties_under_augmentation_differentiate_at_the_unaugmented_image(name):
+    """StyleGAN2-ADA's R1 (loss.py: ``real_img_tmp.requires_grad_()``, the augmentation inside
+    ``run_D``): γ/2·E‖∇_x D(A(x))‖² with x the image before augmentation A, written out here with
+    autograd and the same augmentation draws; not the gradient at the augmented image A(x)."""
+    from ganforge.augment import DiffAugment
+    from ganforge.settings import Tricks
+
+    gamma = 10.0
+    penalty = functools.partial(losses.r1_penalty if name == "r1" else losses.r2_penalty, gamma=gamma)
+    loss = GANLoss(losses.nonsaturating_d, losses.nonsaturating_g, penalties={name: penalty})
+    augment = DiffAugment("color", (3, 8, 8))
+    module = GANModule(ImageG(), small_d(), loss, Optimizers(), tricks=Tricks(augment=augment))
+    torch.manual_seed(0)
+    real, z = torch.rand(6, 3, 8, 8) * 2 - 1, torch.randn(6, 3 * 8 * 8)
+    draw = Draw((z,), None)
+    torch.manual_seed(11)
+    d_loss, d_adv, _, _ = module._d_objective((real, torch.zeros(6, dtype=torch.long)), draw)
+    # the same draws by hand: the main pass augments the reals, then the fakes; the penalty augments again
+    fake, d = ImageG()(z).detach(), small_d()
+    torch.manual_seed(11)
+    augment(real), augment(fake)
+    x = (real if name == "r1" else fake).clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(augment(x)).sum(), x)
+    reference = gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()
+    assert (d_loss - d_adv).item() == pytest.approx(reference.item(), rel=1e-5)
+    # what the penalty took before: the gradient at the augmented image, a different number
+    torch.manual_seed(11)
+    augment(real), augment(fake)
+    seen = augment(real if name == "r1" else fake).detach().requires_grad_(True)
+    (at_seen,) = torch.autograd.grad(d(seen).sum(), seen)
+    before = gamma / 2 * at_seen.flatten(1).pow(2).sum(1).mean()
+    assert abs(before.item() - reference.item()) > 0.05 * reference.item()

@@ -196,14 +196,14 @@ def test_instance_noise_trains_and_anneals_through_the_config(tmp_path):
 
 
 # --- LR decay -------------------------------------------------------------------------------------
-def test_linear_lr_decay_reaches_zero_at_the_last_step(tmp_path):
+def test_linear_lr_decay_logs_the_rate_each_step_trained_with(tmp_path):
     from ganforge.train import train
 
     train(compose_cfg(tmp_path, "data=ring8", "model=mlp", "optim/scheduler=linear", "train.steps=4"))
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     lrs = [float(r["train/lr_g"]) for r in rows]
-    assert lrs == pytest.approx([2e-4 * (1 - k / 4) for k in (1, 2, 3, 4)])
+    assert lrs == pytest.approx([2e-4 * (1 - k / 4) for k in (0, 1, 2, 3)])  # 0 at train.steps, unused
     assert [float(r["train/lr_d"]) for r in rows] == pytest.approx(lrs)
 
 
@@ -320,3 +320,27 @@ def test_gradient_clipping_bounds_each_networks_update(run, net):
     b = torch.load(after / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     step = torch.stack([(b[k] - a[k]).norm() for k in a if k.startswith(prefix)]).norm()
     assert 0 < step.item() <= max_norm * 1.001
+
+
+def test_constant_then_linear_is_the_cyclegan_authors_linear_policy():
+    """pytorch-CycleGAN-and-pix2pix ``get_scheduler('linear')``: LambdaLR with
+    1 - max(0, epoch + epoch_count - n_epochs) / (n_epochs_decay + 1), epoch_count 1; one ganforge step
+    per epoch. The last step trains with lr/(M + 1), not 0."""
+    from ganforge.optim import ConstantThenLinear
+
+    for total, fraction in ((10, 0.5), (7, 0.5), (6, 0.0), (5, 1.0)):
+        n = int(round(fraction * total))
+        m = total - n
+        ours = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        ref = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sched = ConstantThenLinear(ours, total_iters=total, constant_fraction=fraction)
+        rule = torch.optim.lr_scheduler.LambdaLR(ref, lambda e, n=n, m=m: 1.0 - max(0, e + 1 - n) / (m + 1))
+        used, want = [], []
+        for _ in range(total):
+            used.append(ours.param_groups[0]["lr"])
+            want.append(ref.param_groups[0]["lr"])
+            sched.step()
+            rule.step()
+        assert used == pytest.approx(want), (total, fraction)
+        if m:
+            assert used[-1] == pytest.approx(0.1 / (m + 1))

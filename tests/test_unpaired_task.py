@@ -20,23 +20,49 @@ def images(*values: float) -> torch.Tensor:
     return torch.tensor(values).view(-1, 1, 1, 1)
 
 
-def test_pool_fills_then_swaps_with_probability_one_half_as_hand_checked() -> None:
+def reference_pool_query(stored: list[float], batch: list[float], slots: list[int], swaps: list[bool]):
+    """The authors' ImagePool.query (pytorch-CycleGAN-and-pix2pix, util/image_pool.py) on a full pool,
+    image by image: with probability 1/2 a slot drawn uniformly WITH replacement hands back its image
+    and keeps the new one; here with the draws given."""
+    out = []
+    for new, slot, swap in zip(batch, slots, swaps, strict=True):
+        if swap:
+            out.append(stored[slot])
+            stored[slot] = new
+        else:
+            out.append(new)
+    return out, stored
+
+
+def test_pool_fills_then_swaps_as_the_reference() -> None:
     pool = ImagePool(3, (1, 1, 1))
     assert pool.query(images(1, 2)).flatten().tolist() == [1, 2]  # filling: returned as they are
     torch.manual_seed(0)
     out = pool.query(images(3, 4, 5))  # 3 fills the last slot; 4 and 5 meet a full pool
-    # the same draws by hand: distinct slots, then a coin per image (swap below 1/2)
-    torch.manual_seed(0)
-    slots = torch.randperm(3)[:2].tolist()
-    swap = (torch.rand(2) < 0.5).tolist()
-    stored = [1.0, 2.0, 3.0]
-    expected = [3.0]
-    for new, slot, s in zip([4.0, 5.0], slots, swap, strict=True):
-        expected.append(stored[slot] if s else new)
-        if s:
-            stored[slot] = new
-    assert out.flatten().tolist() == expected
+    torch.manual_seed(0)  # the same draws: slots with replacement, then a coin per image
+    slots, swaps = torch.randint(3, (2,)).tolist(), (torch.rand(2) < 0.5).tolist()
+    expected, stored = reference_pool_query([1.0, 2.0, 3.0], [4.0, 5.0], slots, swaps)
+    assert out.flatten().tolist() == [3.0, *expected]
     assert pool.images.flatten().tolist() == stored and int(pool.count) == 3
+
+
+def test_pool_draws_slots_with_replacement_one_image_after_another() -> None:
+    """Two images of a batch that draw the same slot: the second gets the first (the reference's rule;
+    distinct slots per batch would hand it the older image)."""
+    repeated = 0
+    for seed in range(40):
+        pool = ImagePool(2, (1, 1, 1))
+        pool.query(images(1, 2))
+        torch.manual_seed(seed)
+        out = pool.query(images(10, 20, 30))
+        torch.manual_seed(seed)
+        slots, swaps = torch.randint(2, (3,)).tolist(), (torch.rand(3) < 0.5).tolist()
+        expected, stored = reference_pool_query([1.0, 2.0], [10.0, 20.0, 30.0], slots, swaps)
+        assert out.flatten().tolist() == expected and pool.images.flatten().tolist() == stored, seed
+        repeated += any(
+            slots[i] == slots[j] and swaps[i] and swaps[j] for i in range(3) for j in range(i + 1, 3)
+        )
+    assert repeated >= 5  # the case that tells the rules apart did occur
 
 
 def test_pool_swap_rate_is_one_half_and_capacity_holds() -> None:
@@ -171,3 +197,83 @@ def test_d_updates_draw_from_the_pool() -> None:
     module._d_objective(p, task.draw(module, p))  # fills both pools with this step's fakes
     assert int(task.pool_a.count) == 2 and task.pool_a.images.unique().tolist() == [3.0]
     assert task.pool_b.images.unique().tolist() == [2.0]
+
+
+# --- the objective against the paper's formulas ---------------------------------------------------
+class Data4:
+    """Two-domain data of 1x4x4 images (what ``UnpairedTask.bind`` reads)."""
+
+    data_shape = (1, 4, 4)
+    unpaired = True
+
+    def num_val_a(self) -> int:
+        return 2
+
+    num_val_b = num_val_a
+
+    def val_a(self, idx):
+        return torch.zeros(len(idx), 1, 4, 4), torch.zeros(len(idx), dtype=torch.long), None
+
+    def val_b(self, idx):
+        return torch.ones(len(idx), 1, 4, 4), torch.zeros(len(idx), dtype=torch.long)
+
+
+def conv_net(out_channels: int, stride: int) -> nn.Module:
+    torch.manual_seed(out_channels * 10 + stride)
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, out_channels, 3, stride, 1))
+
+
+def test_cyclegan_losses_are_the_papers_on_hand_made_nets() -> None:
+    """G's loss is L_GAN(G_AB, D_B) + L_GAN(G_BA, D_A) + 10·cycle + 5·identity with the least squares
+    L_GAN = E[(D(G(x)) − 1)²] (Zhu et al. 2017, Eq. 3; the authors' backward_G), and D's loss is
+    ½(E[(D_A(a) − 1)²] + E[D_A(G_BA(b))²]) + the same for D_B (backward_D_basic): both computed here
+    from the four nets, with the preset's loss (loss=lsgan, loss.g_loss.scale=1)."""
+    import functools
+
+    g_ab, g_ba, d_a, d_b = conv_net(1, 1), conv_net(1, 1), conv_net(1, 2), conv_net(1, 2)
+    for g in (g_ab, g_ba):
+        g.z_dim = 0
+    task = UnpairedTask(cycle_weight=10.0, identity_weight=0.5, pool_size=0)
+    task.bind(Data4(), 4, 0)
+    loss = GANLoss(d_loss=lsgan_d, g_loss=functools.partial(lsgan_g, scale=1.0))
+    nets = CycleGenerators(g_ab, g_ba), CycleDiscriminators(d_a, d_b)
+    module = GANModule(*nets, loss, Optimizers(), Schedule(steps=1), task)
+    torch.manual_seed(3)
+    a, b = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    labels = torch.zeros(3, dtype=torch.long)
+    p = (a, b, labels, labels)
+
+    def mse(x, t):
+        return ((x - t) ** 2).mean()
+
+    def l1(x, y):
+        return (x - y).abs().mean()
+
+    fake_b, fake_a = g_ab(a), g_ba(b)
+    g_reference = (
+        mse(d_b(fake_b), 1.0)
+        + mse(d_a(fake_a), 1.0)
+        + 10.0 * (l1(g_ba(fake_b), a) + l1(g_ab(fake_a), b))
+        + 10.0 * 0.5 * (l1(g_ba(a), a) + l1(g_ab(b), b))
+    )
+    d_reference = 0.5 * (mse(d_a(a), 1.0) + mse(d_a(fake_a), 0.0)) + 0.5 * (
+        mse(d_b(b), 1.0) + mse(d_b(fake_b), 0.0)
+    )
+    g_loss = module._g_objective(p, task.draw(module, p))
+    d_loss = module._d_objective(p, task.draw(module, p))[0]
+    assert g_loss.item() == pytest.approx(g_reference.item(), rel=1e-5)
+    assert d_loss.item() == pytest.approx(d_reference.item(), rel=1e-5)
+    # Mao et al.'s ½ (loss=lsgan as it is): each domain's G term halved, still one term per D, summed
+    module.loss = GANLoss(d_loss=lsgan_d, g_loss=lsgan_g)
+    module._g_objective(p, task.draw(module, p))
+    half = 0.5 * (mse(d_b(fake_b), 1.0) + mse(d_a(fake_a), 1.0))
+    assert module._g_terms["train/g_adv"].item() == pytest.approx(half.item(), rel=1e-5)
+
+
+def test_cyclegan_presets_use_the_papers_least_squares_scale(tmp_path) -> None:
+    from helpers import compose_cfg
+
+    for name in ("cyclegan_digits", "cyclegan_folder", "cyclegan_cifar10_pair"):
+        extra = "data.path=x" if name == "cyclegan_folder" else "seed=0"
+        cfg = compose_cfg(tmp_path, f"experiment={name}", extra)
+        assert cfg.loss.g_loss._target_ == "ganforge.losses.lsgan_g" and cfg.loss.g_loss.scale == 1.0, name

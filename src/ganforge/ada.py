@@ -190,6 +190,16 @@ class AdaptiveAugment(nn.Module):
         self.acc = state["acc"].to(self.p.device).float().clone()
         self.pending = int(state["pending"])
 
+    def per_rank_state(self) -> dict[str, Any]:
+        """Each rank's share of the accumulator since the last adjustment, saved per rank (GANModule):
+        the state dict holds rank 0's alone, and the all_reduce at the next adjustment needs each one."""
+        return self.get_extra_state()
+
+    def load_per_rank_state(self, state: dict[str, Any] | None) -> None:
+        if state is None:  # a rank without a saved share (another world size): start it at zero
+            state = {"acc": torch.zeros(2), "pending": self.pending}
+        self.set_extra_state(state)
+
     def extra_repr(self) -> str:
         return f"target={self.target}, interval={self.interval}, kimg={self.kimg}, groups={self.groups}"
 

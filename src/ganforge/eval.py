@@ -45,7 +45,7 @@ def evaluate(
         raise GanforgeError("no metrics selected: pass e.g. metrics=[fid,kid]")
     settings.conditional = bool(module.num_classes)  # intra_fid, cas: refused before any work if not
     start = time.time()
-    suite = make_suite(settings, datamodule, cache_dir)
+    suite = make_suite(settings, datamodule, cache_dir, module.task)
     if psi is not None:  # before prepare: the protocol (and its tags) records the ψ
         suite.truncation = psi
     suite.prepare(dev)

@@ -6,6 +6,13 @@ generator's loss from the scores of a fake batch (the relativistic ones also fro
 batch: ``needs_real``). All losses are minimised. Penalties take the discriminator and the two
 batches (and, by keyword, the labels a conditional D judges each with: ``y_real``, ``y_fake``) and
 return a scalar added to the D loss.
+
+Scale convention: every function is the objective of ONE discriminator on one batch, a mean over
+its samples, written as its paper writes it (LSGAN with Mao et al.'s ½ unless ``scale`` says
+otherwise). A task with several discriminators (CycleGAN's D_A and D_B) takes one term per
+discriminator and sums them (``Task.judges``); nothing rescales a mean over concatenated batches.
+Penalties differentiate D with respect to the image before any augmentation: the module hands them
+D composed with what D is shown (:class:`Through`), as StyleGAN2-ADA's loss does.
 """
 
 from __future__ import annotations
@@ -54,13 +61,14 @@ def nonsaturating_g(fake: Tensor) -> Tensor:
 
 # --- least squares (Mao et al. 2017, a=0, b=c=1) --------------------------------------------
 def lsgan_d(real: Tensor, fake: Tensor) -> Tensor:
-    """D: minimise ½(D(x) - 1)² + ½D(G(z))²."""
+    """D: minimise ½(D(x) - 1)² + ½D(G(z))² (also CycleGAN's and pix2pix's: ½(MSE real + MSE fake))."""
     return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
 
 
-def lsgan_g(fake: Tensor) -> Tensor:
-    """G: minimise ½(D(G(z)) - 1)²."""
-    return 0.5 * (fake - 1).pow(2).mean()
+def lsgan_g(fake: Tensor, scale: float = 0.5) -> Tensor:
+    """G: minimise scale·(D(G(z)) - 1)²: Mao et al.'s ½ by default; CycleGAN (Zhu et al. 2017, Eq. 1 in
+    least squares form, the authors' ``GANLoss('lsgan')``) minimises the plain MSE, ``scale=1``."""
+    return scale * (fake - 1).pow(2).mean()
 
 
 # --- Wasserstein (Arjovsky et al. 2017; Gulrajani et al. 2017 for the penalty) -------------
@@ -241,6 +249,22 @@ def r2_penalty(
 ) -> Tensor:
     """R2 (Mescheder et al. 2018): γ/2 · E[‖∇D(G(z))‖²] on fake data (judged with the labels G drew)."""
     return 0.5 * gamma * _input_grad_norm(discriminator, fake, y_fake).pow(2).mean()
+
+
+class Through(nn.Module):
+    """D judging an image through ``view`` (ADA, DiffAugment, instance noise): what a penalty is given
+    when D is shown augmented images, so that its gradient is taken w.r.t. the un-augmented image, as
+    StyleGAN2-ADA (augmentation inside ``run_D``, ``real_img_tmp.requires_grad_()``) and R3GAN do.
+    Each call draws a fresh augmentation, as the reference's separate regularization pass does."""
+
+    def __init__(self, discriminator: nn.Module, view: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        object.__setattr__(self, "judge", discriminator)  # not a submodule: no second copy of D's weights
+        self.view = view
+        self.samples_per_input = samples_per_input(discriminator)
+
+    def forward(self, x: Tensor, *args: Tensor) -> Tensor:
+        return self.judge(self.view(x), *args)
 
 
 def _weight_key(penalty: functools.partial) -> str | None:

@@ -23,7 +23,7 @@ from ganforge.data.base import mix_seed
 from ganforge.ema import ema_beta, ema_update, has_batch_norm, standing_stats
 from ganforge.errors import ConfigError
 from ganforge.loggers import logger_fault
-from ganforge.losses import GANLoss, acgan_class_loss
+from ganforge.losses import GANLoss, Through, acgan_class_loss
 from ganforge.settings import OptimizerFactory, Optimizers, Runtime, Schedule, Tricks
 from ganforge.tasks.base import Draw, Task
 from ganforge.tasks.generation import GenerationTask
@@ -48,6 +48,15 @@ def scale_gradients(module: nn.Module, factor: Tensor) -> None:
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     if grads:
         torch._foreach_mul_(grads, factor.to(grads[0].device))
+
+
+def _part(x: Tensor | None, at: slice) -> Tensor | None:
+    return None if x is None else x[at]
+
+
+def _joined(logits: list[Tensor]) -> Tensor:
+    """One discriminator's logits as they are; several judges' concatenated (for logging and ADA)."""
+    return logits[0] if len(logits) == 1 else torch.cat(logits)
 
 
 def extrapolates(factory: OptimizerFactory) -> bool:
@@ -111,6 +120,7 @@ class GANModule(pl.LightningModule):
         self._segment_start = time.monotonic()
         self.last_metrics: dict[str, float] = {}
         self._rng_state: dict[str, Any] | None = None
+        self._per_rank_state: list[dict[str, Any]] | None = None
         self.run_config: dict[str, Any] | None = None  # the resolved config, stored in checkpoints
         # training tricks: EMA of G (samples and metrics use it), what D sees, extragradient
         self.ema_decay, self.ema_warmup = tricks.ema_decay, tricks.ema_warmup
@@ -219,9 +229,13 @@ class GANModule(pl.LightningModule):
             return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator).to(self.device)
         return torch.multinomial(probs, n, replacement=True)
 
-    def discriminate(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """(adversarial logits, class logits of an ACGAN discriminator or None)."""
-        out = self.discriminator(x) if y is None else self.discriminator(x, y)
+    def discriminate(
+        self, x: Tensor, y: Tensor | None = None, net: nn.Module | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """(adversarial logits, class logits of an ACGAN discriminator or None) of ``net`` (by default
+        the discriminator; a task with several judges names one of them)."""
+        net = self.discriminator if net is None else net
+        out = net(x) if y is None else net(x, y)
         return out if isinstance(out, tuple) else (out, None)
 
     def on_fit_start(self) -> None:
@@ -244,6 +258,7 @@ class GANModule(pl.LightningModule):
         """
         state, self._rng_state = self._rng_state, None
         world, rank = self.trainer.world_size, self.global_rank
+        self._restore_per_rank_state(world, rank)
         per_rank = state.get("per_rank")
         if per_rank is not None and len(per_rank) == world:
             state = per_rank[rank]
@@ -261,6 +276,21 @@ class GANModule(pl.LightningModule):
         torch.set_rng_state(state["cpu"])
         if state.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+    def _restore_per_rank_state(self, world: int, rank: int) -> None:
+        """Each rank's own per-rank state from the checkpoint (the state dict gave every rank rank 0's).
+        From a checkpoint of another number of processes, rank 0 keeps what it saved and the other ranks
+        start theirs afresh (``load_per_rank_state(None)``: e.g. ADA's accumulator at zero, so the sum
+        over ranks does not count rank 0's share several times)."""
+        saved, self._per_rank_state = self._per_rank_state, None
+        modules = self.per_rank_modules()
+        if saved is not None and len(saved) == world:
+            for name, module in modules.items():
+                if name in saved[rank]:
+                    module.load_per_rank_state(saved[rank][name])
+        elif rank != 0:
+            for module in modules.values():
+                module.load_per_rank_state(None)
 
     @torch.no_grad()
     def sample(self, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
@@ -331,12 +361,8 @@ class GANModule(pl.LightningModule):
     def _in_eval(self, run: Any) -> Tensor:
         self.refresh_ema_stats()  # before any sample or metric of the EMA G (once per step)
         net = self.generator if self.ema_generator is None else self.ema_generator  # EMA weights when on
-        was_training = net.training
-        net.eval()
-        try:
+        with self.task.inference(net):  # eval mode, or the task's test protocol (pix2pix's)
             return run(net)
-        finally:
-            net.train(was_training)
 
     # --- the training step ----------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
@@ -389,6 +415,7 @@ class GANModule(pl.LightningModule):
             beta = ema_beta(self.ema_decay, self.g_step + 1, self.ema_warmup)
             ema_update(self.ema_generator, self.generator, beta)
 
+        schedules = self._schedules(opt_g, opt_d) if will_log else {}  # what this step used
         for sched in self.lr_schedulers() or []:
             sched.step()
         self.g_step += 1
@@ -407,7 +434,7 @@ class GANModule(pl.LightningModule):
             }
             if self.ada is not None:
                 scalars["train/ada_p"], scalars["train/ada_rt"] = self.ada.p, self.ada.rt
-            self._log_scalars(scalars, opt_g, opt_d)
+            self._log_scalars(scalars, schedules)
 
     def d_view(self, x: Tensor) -> Tensor:
         """What D sees of a batch: ADA, DiffAugment, then instance noise, when on (all differentiable)."""
@@ -421,50 +448,72 @@ class GANModule(pl.LightningModule):
 
     def _d_objective(self, part: tuple[Tensor, ...], draw: Draw) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """D loss with penalties (and ACGAN's class loss), without them, and D's logits on the real and
-        the fake batch. ``part``: this update's share of the loader batch; ``draw``: G's input."""
+        the fake batch. ``part``: this update's share of the loader batch; ``draw``: G's input. Each
+        discriminator of the task (``task.judges``) adds its own terms; one D for most tasks."""
         real, real_cond = self.task.real(part)
         with torch.no_grad():
             fake = self.task.for_d(self.task.generate(self.generator, draw))
         real, y_real = self.task.d_input(real, real_cond)
         fake, y_fake = self.task.d_input(fake, draw.cond)
-        real, fake = self.d_view(real), self.d_view(fake)
-        real_logits, real_classes = self.discriminate(real, y_real)
-        fake_logits, fake_classes = self.discriminate(fake, y_fake)
+        d_adv = d_loss = None
+        real_out, fake_out = [], []
+        for net, at in self.task.judges(self.discriminator, real.shape[0]):
+            yr, yf = _part(y_real, at), _part(y_fake, at)
+            real_view, fake_view = self.d_view(real[at]), self.d_view(fake[at])
+            real_logits, real_classes = self.discriminate(real_view, yr, net)
+            fake_logits, fake_classes = self.discriminate(fake_view, yf, net)
+            real_out.append(real_logits)
+            fake_out.append(fake_logits)
+            adv = term = self.loss.d_loss(real_logits, fake_logits)
+            if self.loss.penalties:  # a conditional D judges each batch with its own labels (R2: G's draw)
+                judged = net if not self.augments else Through(net, self.d_view)  # ∇ w.r.t. the image
+                term = term + self.loss.penalty(judged, real[at], fake[at], yr, yf)
+            if real_classes is not None:  # ACGAN: D also classifies the real batch
+                class_loss = acgan_class_loss(real_classes, yr)
+                if self.loss.acgan_fake_classes:  # and the fakes by G's labels (Odena et al. 2017)
+                    class_loss = class_loss + acgan_class_loss(fake_classes, yf)
+                self._class_losses["train/d_cls"] = class_loss.detach()
+                term = term + self.acgan_weight * class_loss
+            d_adv = adv if d_adv is None else d_adv + adv
+            d_loss = term if d_loss is None else d_loss + term
+        real_logits, fake_logits = _joined(real_out), _joined(fake_out)
         if self.ada is not None:  # r_t from D's verdict on the (augmented) reals; p moves every interval
             self.ada.observe(real_logits)
-        d_adv = self.loss.d_loss(real_logits, fake_logits)
-        d_loss = d_adv
-        if self.loss.penalties:  # a conditional D judges each batch with its own labels (R2: G's draw)
-            d_loss = d_adv + self.loss.penalty(self.discriminator, real, fake, y_real, y_fake)
-        if real_classes is not None:  # ACGAN: D also classifies the real batch
-            class_loss = acgan_class_loss(real_classes, y_real)
-            if self.loss.acgan_fake_classes:  # and the fakes by G's labels (Odena et al. 2017)
-                class_loss = class_loss + acgan_class_loss(fake_classes, y_fake)
-            self._class_losses["train/d_cls"] = class_loss.detach()
-            d_loss = d_loss + self.acgan_weight * class_loss
         return d_loss, d_adv, real_logits, fake_logits
 
+    @property
+    def augments(self) -> bool:
+        """Whether D is shown something else than the images (ADA, DiffAugment, instance noise)."""
+        return self.ada is not None or self.augment is not None or self.instance_noise is not None
+
     def _g_objective(self, part: tuple[Tensor, ...], draw: Draw) -> Tensor:
-        """G loss: the adversarial term (the relativistic losses also see D's logits on the real part,
-        with no gradient there) plus the task's own weighted terms (e.g. pix2pix's L1)."""
+        """G loss: the adversarial term of each discriminator of the task, summed (the relativistic
+        losses also see D's logits on the real part, with no gradient there), plus the task's own
+        weighted terms (e.g. pix2pix's L1)."""
         fake = self.task.generate(self.generator, draw)
         terms = self.task.g_terms(self.generator, part, fake)
         if self.task.adversarial:
             fake_in, y_fake = self.task.d_input(fake, draw.cond)
-            fake_logits, fake_classes = self.discriminate(self.d_view(fake_in), y_fake)
-            real_logits = None
+            real_in = y_real = None
             if self.loss.needs_real_logits:
                 real, real_cond = self.task.real(part)
                 real_in, y_real = self.task.d_input(real, real_cond)
-                with torch.no_grad():
-                    real_logits = self.discriminate(self.d_view(real_in), y_real)[0]
-            g_adv = g_loss = self.loss.generator_loss(fake_logits, real_logits)
-            if self.task.adversarial_weight != 1.0:  # e.g. CycleGAN: two domains' terms, summed
-                g_adv = g_loss = self.task.adversarial_weight * g_adv
-            if fake_classes is not None:  # ACGAN: G makes samples that D classifies as their labels
-                class_loss = acgan_class_loss(fake_classes, y_fake)
-                self._class_losses["train/g_cls"] = class_loss.detach()
-                g_loss = g_loss + self.acgan_weight * class_loss
+            g_adv = g_loss = None
+            for net, at in self.task.judges(self.discriminator, fake_in.shape[0]):
+                yf = _part(y_fake, at)
+                fake_logits, fake_classes = self.discriminate(self.d_view(fake_in[at]), yf, net)
+                real_logits = None
+                if real_in is not None:
+                    with torch.no_grad():
+                        real_logits = self.discriminate(self.d_view(real_in[at]), _part(y_real, at), net)[0]
+                adv = self.loss.generator_loss(fake_logits, real_logits)
+                term = adv
+                if fake_classes is not None:  # ACGAN: G makes samples that D classifies as their labels
+                    class_loss = acgan_class_loss(fake_classes, yf)
+                    self._class_losses["train/g_cls"] = class_loss.detach()
+                    term = term + self.acgan_weight * class_loss
+                g_adv = adv if g_adv is None else g_adv + adv
+                g_loss = term if g_loss is None else g_loss + term
         else:  # a regression baseline: the task's terms alone
             g_adv = g_loss = torch.zeros((), device=fake.device)
         for name, term in terms.items():
@@ -541,7 +590,18 @@ class GANModule(pl.LightningModule):
     def _name(self, net: nn.Module) -> str:
         return "generator" if net is self.generator else "discriminator"
 
-    def _log_scalars(self, scalars: dict[str, Tensor], opt_g: Any, opt_d: Any) -> None:
+    def _schedules(self, opt_g: Any, opt_d: Any) -> dict[str, float]:
+        """The scheduled values the current step trains with: learning rates, Adam's β2 when scheduled,
+        the penalties' weight when scheduled. Logged on the row of this step's losses (before the
+        schedulers step), as Lightning's LearningRateMonitor logs the rate a batch used."""
+        values = {"train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"]}
+        if any(getattr(sched, "schedules_beta2", False) for sched in self.lr_schedulers() or []):
+            values["train/beta2"] = opt_d.param_groups[0]["betas"][1]
+        if self.loss.penalty_weight is not None:  # set by loss.at_step(g_step) for this step
+            values["train/gamma"] = float(self.loss.penalty_weight)
+        return values
+
+    def _log_scalars(self, scalars: dict[str, Tensor], schedules: dict[str, float]) -> None:
         """One host sync for all scalars, then every logger (and ``trainer.callback_metrics``) gets them
         against the generator step.
 
@@ -553,12 +613,7 @@ class GANModule(pl.LightningModule):
             torch.distributed.all_reduce(stacked)  # sum, then the mean (gloo has no average)
             stacked = stacked / self.trainer.world_size
         metrics = dict(zip(scalars, stacked.tolist(), strict=True))
-        metrics["train/lr_g"] = opt_g.param_groups[0]["lr"]
-        metrics["train/lr_d"] = opt_d.param_groups[0]["lr"]
-        if any(getattr(sched, "schedules_beta2", False) for sched in self.lr_schedulers() or []):
-            metrics["train/beta2"] = opt_d.param_groups[0]["betas"][1]
-        if self.loss.penalty_schedule is not None:  # like lr and β2: the schedule's value at this g_step
-            metrics["train/gamma"] = float(self.loss.penalty_schedule(self.g_step))
+        metrics.update(schedules)
         metrics["trainer/g_step"] = self.g_step
         self.last_metrics.update(metrics)  # keeps the latest val/* next to the training scalars
         # Lightning's callbacks (EarlyStopping, ModelCheckpoint(monitor=...)) read trainer.callback_metrics;
@@ -574,22 +629,36 @@ class GANModule(pl.LightningModule):
             self.trainer.should_stop = True
 
     # --- checkpoint extras ----------------------------------------------------------------------
+    def per_rank_modules(self) -> dict[str, nn.Module]:
+        """The parts (of the task, the tricks) whose state differs between DDP ranks and that declare it
+        with ``per_rank_state()`` / ``load_per_rank_state(state)``: CycleGAN's image pools, ADA's
+        accumulator. The state dict holds rank 0's; checkpoints hold every rank's besides."""
+        return {name: m for name, m in self.named_modules() if m is not self and hasattr(m, "per_rank_state")}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Step, metrics, config and the RNG state; under DDP every rank's state (indexed by rank, in
-        ``rng["per_rank"]``), gathered here: every rank runs this hook when a checkpoint is saved."""
+        """Step, metrics, config and the RNG state; under DDP every rank's RNG state (indexed by rank, in
+        ``rng["per_rank"]``) and every rank's per-rank state (``per_rank_state``), gathered here: every
+        rank runs this hook when a checkpoint is saved."""
         rng: dict[str, Any] = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        extra: dict[str, Any] = {}
         if self.trainer.world_size > 1 and torch.distributed.is_initialized():
-            per_rank: list[Any] = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(per_rank, dict(rng))
-            rng["per_rank"] = per_rank
+            mine = {
+                "rng": dict(rng),
+                "state": {k: m.per_rank_state() for k, m in self.per_rank_modules().items()},
+            }
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, mine)
+            rng["per_rank"] = [g["rng"] for g in gathered]
+            extra["per_rank_state"] = [g["state"] for g in gathered]
         checkpoint["ganforge"] = {
             "g_step": self.g_step,
             "wall_time_s": self.wall_time_total,
             "rng": rng,
             "last_metrics": self.last_metrics,
             "config": self.run_config,
+            **extra,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -598,4 +667,5 @@ class GANModule(pl.LightningModule):
         self.wall_time_before = float(state.get("wall_time_s", 0.0))
         self.last_metrics = dict(state.get("last_metrics", {}))
         self._rng_state = state.get("rng")
+        self._per_rank_state = state.get("per_rank_state")  # applied with the RNG state (_restore_rng)
         self.run_config = state.get("config") or self.run_config

@@ -133,8 +133,10 @@ class OptimisticAdam(Optimizer):
 
 class ConstantThenLinear(torch.optim.lr_scheduler.LRScheduler):
     """The learning rate held for the first ``constant_fraction`` of ``total_iters`` steps, then decayed
-    linearly to 0 at ``total_iters`` (the schedule of CycleGAN and pix2pix, Zhu et al. 2017: constant for
-    the first half, linear decay over the second)."""
+    linearly over the rest (the schedule of CycleGAN and pix2pix, Zhu et al. 2017: constant for the
+    first half, linear decay over the second). As the authors' ``get_scheduler('linear')``, with N
+    constant steps and M decaying ones, step s trains with lr·(1 − max(0, s + 1 − N)/(M + 1)): the
+    first decayed step with lr·M/(M + 1), the last with lr/(M + 1) (never 0)."""
 
     def __init__(
         self, optimizer: Optimizer, total_iters: int, constant_fraction: float = 0.5, last_epoch: int = -1
@@ -147,9 +149,8 @@ class ConstantThenLinear(torch.optim.lr_scheduler.LRScheduler):
 
     def factor(self, step: int) -> float:
         """The multiplier of the base rate after ``step`` scheduler steps."""
-        if step <= self.decay_start:
-            return 1.0
-        return max(0.0, (self.total_iters - step) / max(1, self.total_iters - self.decay_start))
+        decaying = self.total_iters - self.decay_start
+        return max(0.0, 1.0 - max(0, step + 1 - self.decay_start) / (decaying + 1))
 
     def get_lr(self) -> list[float]:
         return [base * self.factor(self.last_epoch) for base in self.base_lrs]

@@ -52,6 +52,8 @@ class MetricsCallback(Callback):
         if self.suite is None:
             self.check(trainer.datamodule)
         assert self.suite is not None
+        if hasattr(self.suite, "test_mode"):  # translation: how the task runs G is part of the protocol
+            self.suite.test_mode = getattr(pl_module.task, "test_mode", "eval")
         # rank 0 trains/caches the classifier and reference features; the others then read the cache
         if trainer.is_global_zero:
             self.suite.prepare(pl_module.device, trainer.global_rank, trainer.world_size)

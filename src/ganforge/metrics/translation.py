@@ -131,6 +131,7 @@ class TranslationSuite:
         self.indices: list[int] = []
         self.extractor_module: torch.nn.Module | None = None
         self.info: dict[str, Any] = {}
+        self.test_mode = "eval"  # how the task runs G for metrics (task.test_mode), part of every protocol
 
     @property
     def monitor(self) -> str:
@@ -144,7 +145,13 @@ class TranslationSuite:
         s, dm = self.settings, self.datamodule
         n = min(s.num_samples, dm.num_val_items())
         self.indices = list(range(n))[rank::world]
-        self.info = {"held_out_pairs": n}
+        self.info = {"held_out_pairs": n, "test_mode": self.test_mode}
+        # every metric's protocol says how G ran (eval mode, or the pix2pix paper's dropout + batch stats)
+        self.info["protocol_tags"] = {
+            f"val/{name}": f"{name}[held_out={n}|test_mode={self.test_mode}]"
+            for name in self.names
+            if name != "fid"
+        }
         if "psnr" in self.names:
             self.metrics["psnr"] = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)).to(device)
         if "ssim" in self.names:
@@ -160,7 +167,9 @@ class TranslationSuite:
             targets = [dm.val_items(chunk)[1] for chunk in self._chunks()]
             self.metrics["fid"] = fid_with_real(module, self.rgb, targets, device)
             self.info["protocol"] = held_out_protocol(info["protocol"], n, "val", n)  # outputs vs targets
-            self.info["protocol_tags"] = {"val/fid": protocol_tag("fid", self.info["protocol"])}
+            self.info["protocol"]["test_mode"] = self.test_mode
+            tag = protocol_tag("fid", self.info["protocol"])
+            self.info["protocol_tags"]["val/fid"] = f"{tag[:-1]}|test_mode={self.test_mode}]"
         if "class_acc" in self.names:
             self.metrics["class_acc"] = MulticlassAccuracy(dm.num_classes, average="micro").to(device)
 

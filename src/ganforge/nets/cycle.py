@@ -30,7 +30,8 @@ class CycleGenerators(nn.Module):
 
 class CycleDiscriminators(nn.Module):
     """D_A (``a``) judges the first half of a batch, D_B (``b``) the second; their logits are
-    concatenated in the same order, so every loss of ``losses.py`` averages over both domains."""
+    concatenated in the same order. Training takes each D's loss on its own half and sums them
+    (``UnpairedTask.judges``); ``forward`` serves what judges a whole batch (health checks, tests)."""
 
     def __init__(self, a: nn.Module, b: nn.Module) -> None:
         super().__init__()

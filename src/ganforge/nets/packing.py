@@ -14,7 +14,9 @@ def samples_per_input(discriminator: nn.Module) -> int:
     """How many samples make one input of ``discriminator``: ``pack`` for a :class:`Packed` one, else 1.
 
     Gradient penalties take their norms per such input (the packed critic's domain is the packed input)."""
-    return discriminator.pack if isinstance(discriminator, Packed) else 1
+    if isinstance(discriminator, Packed):
+        return discriminator.pack
+    return int(getattr(discriminator, "samples_per_input", 1))  # a wrapper that says (losses.Through)
 
 
 class Packed(nn.Module):

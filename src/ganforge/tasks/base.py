@@ -8,6 +8,8 @@ terms (``g_terms``). Sample grids and the fixed inputs they use come from the ta
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -85,7 +87,21 @@ class Task(nn.Module):
         """Whether G minimises the adversarial loss (off: a plain regression baseline)."""
         return True
 
-    adversarial_weight = 1.0  # the G loss's adversarial term is this times the loss of conf/loss
+    def judges(self, discriminator: nn.Module, n: int) -> list[tuple[nn.Module, slice]]:
+        """Each discriminator of the task and the part of a D batch of ``n`` it judges. The module
+        takes one adversarial term (and the penalties) per discriminator and sums them: the losses of
+        ``losses.py`` are each one discriminator's objective on one batch (see there). One D by default."""
+        return [(discriminator, slice(None))]
+
+    @contextlib.contextmanager
+    def inference(self, net: nn.Module) -> Iterator[None]:
+        """How G runs for samples and metrics: in eval mode (its mode restored afterwards)."""
+        was_training = net.training
+        net.eval()
+        try:
+            yield
+        finally:
+            net.train(was_training)
 
     def translate(self, net: nn.Module, source: Tensor, direction: str | None = None) -> Tensor:
         """G's output for source images (image-to-image tasks; ``direction`` for two-way ones)."""

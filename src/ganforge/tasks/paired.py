@@ -3,6 +3,8 @@ G also minimises λ·L1 to the ground truth (``task.l1_weight``, the paper's 100
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -19,8 +21,20 @@ class PairedTask(Task):
 
     name = "paired"
 
-    def __init__(self, l1_weight: float = 100.0, adversarial: bool = True, grid_examples: int = 8) -> None:
+    TEST_MODES = ("eval", "paper")
+
+    def __init__(
+        self,
+        l1_weight: float = 100.0,
+        adversarial: bool = True,
+        grid_examples: int = 8,
+        test_mode: str = "eval",
+        test_seed: int = 0,
+    ) -> None:
         super().__init__()
+        if test_mode not in self.TEST_MODES:
+            raise ConfigError(f"task.test_mode must be eval or paper, got {test_mode!r}")
+        self.test_mode, self.test_seed = test_mode, int(test_seed)
         if l1_weight < 0:
             raise ConfigError(f"task.l1_weight must be non-negative, got {l1_weight}")
         if not adversarial and l1_weight == 0:
@@ -64,6 +78,32 @@ class PairedTask(Task):
 
     def d_input(self, image: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
         return torch.cat([cond, image], dim=1), None
+
+    @contextlib.contextmanager
+    def inference(self, net: nn.Module) -> Iterator[None]:
+        """``test_mode=eval``: eval mode (running batch-norm statistics, no dropout). ``paper``: the
+        pix2pix paper's test protocol (Isola et al. 2017, Sec. 3.3; the authors' test.py without
+        ``--eval``): dropout on and batch norm with the test batch's statistics. Dropout draws from a
+        generator seeded by ``test_seed`` each call, the training RNG stream is left as it was, and the
+        running statistics are put back, so measuring never changes training or a resume."""
+        if self.test_mode == "eval":
+            with super().inference(net):
+                yield
+            return
+        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [{k: v.clone() for k, v in m._buffers.items() if v is not None} for m in norms]
+        was_training = net.training
+        devices = [d for d in {p.device for p in net.parameters()} if d.type == "cuda"]
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.test_seed)
+            net.train()
+            try:
+                yield
+            finally:
+                net.train(was_training)
+                for module, buffers in zip(norms, saved, strict=True):
+                    for key, value in buffers.items():
+                        module._buffers[key].copy_(value)
 
     def g_terms(self, net: nn.Module, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
         return {"l1": Term((fake - part[1]).abs().mean(), self.l1_weight)}

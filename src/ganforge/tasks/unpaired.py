@@ -20,13 +20,16 @@ DIRECTIONS = ("AtoB", "BtoA")
 class UnpairedTask(Task):
     """Loader batches are (a, b, label_a, label_b), A and B drawn independently. G and D are
     :class:`~ganforge.nets.cycle.CycleGenerators` / ``CycleDiscriminators``: one G step updates both
-    translators, one D step both discriminators. G's loss: the adversarial terms of both domains
-    (summed, as the paper: ``adversarial_weight`` 2 on the loss's average over the two) +
-    λ_cyc·(‖G_BA(G_AB(a)) − a‖₁ + ‖G_AB(G_BA(b)) − b‖₁) + λ_cyc·λ_id·(‖G_BA(a) − a‖₁ + ‖G_AB(b) − b‖₁)."""
+    translators, one D step both discriminators. Each discriminator judges its own domain
+    (:meth:`judges`) and the module sums their terms, as the paper's Eq. 3:
+    G: L_GAN(G_AB, D_B) + L_GAN(G_BA, D_A) + λ_cyc·(‖G_BA(G_AB(a)) − a‖₁ + ‖G_AB(G_BA(b)) − b‖₁)
+    + λ_cyc·λ_id·(‖G_BA(a) − a‖₁ + ‖G_AB(b) − b‖₁); D: the D loss of D_A plus that of D_B. With the
+    paper's least squares loss, L_GAN of G is E[(D(G(x)) − 1)²] (the authors' ``GANLoss('lsgan')``:
+    an MSE) and D's is halved (½(E[(D(y) − 1)²] + E[D(G(x))²])): ``loss=lsgan`` with
+    ``loss.g_loss.scale=1`` (the CycleGAN presets), where Mao et al.'s G loss has ½."""
 
     name = "unpaired"
     two_way = True  # the build makes two translators and two discriminators (nets/cycle.py)
-    adversarial_weight = 2.0
 
     def __init__(
         self,
@@ -70,6 +73,10 @@ class UnpairedTask(Task):
     def for_d(self, fake: Tensor) -> Tensor:
         fake_a, fake_b = halves(fake)
         return torch.cat([self.pool_a.query(fake_a), self.pool_b.query(fake_b)])
+
+    def judges(self, discriminator: nn.Module, n: int) -> list[tuple[nn.Module, slice]]:
+        """D_A judges the first half of a D batch (domain A), D_B the second."""
+        return [(discriminator.a, slice(0, n // 2)), (discriminator.b, slice(n // 2, n))]
 
     def g_terms(self, net: nn.Module, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
         a, b = part[0], part[1]
