@@ -8,12 +8,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ganforge.config import make
 from ganforge.errors import ConfigError
 from ganforge.losses import GANLoss, r1_penalty, r2_penalty, relativistic_d, relativistic_g
-from ganforge.nets.r3gan import InvertedBottleneck, R3GANDiscriminator, R3GANGenerator
+from ganforge.nets.r3gan import BiasedLeakyReLU, InvertedBottleneck, R3GANDiscriminator, R3GANGenerator
 from ganforge.optim import CosineRamp, CosineRampScheduler
 from helpers import compose_cfg
 from test_resume import assert_same_training_state, final_state
@@ -113,8 +114,8 @@ def test_digits_preset_trains_and_logs_the_schedules(run):
     with open(out / "metrics.csv") as f:
         rows = [row for row in csv.DictReader(f) if row.get("train/gamma")]
     assert [int(float(r["trainer/g_step"])) for r in rows] == [1, 2, 3, 4, 5]
-    for row in rows:  # each the ramp's value at the logged generator step
-        t = int(float(row["trainer/g_step"]))
+    for row in rows:  # each the value the logged step trained with: the ramp at the step before it
+        t = int(float(row["trainer/g_step"])) - 1
         assert float(row["train/gamma"]) == pytest.approx(CosineRamp(0.05, 0.005, 4)(t))
         assert float(row["train/beta2"]) == pytest.approx(CosineRamp(0.9, 0.99, 4)(t))
         assert float(row["train/lr_g"]) == pytest.approx(2e-4 * CosineRamp(1.0, 0.25, 4)(t))
@@ -176,3 +177,105 @@ def test_cifar10_preset_builds_the_paper_nets(tmp_path):
     grouped = {m.groups for m in g.modules() if isinstance(m, nn.Conv2d) and m.groups > 1}
     blocks = sum(isinstance(m, InvertedBottleneck) for m in g.modules())
     assert g.z_dim == 64 and g.widths == [768] * 4 and grouped == {96} and blocks == 8
+
+
+# --- the nets against the authors' Networks.py (brownvc/R3GAN), recomputed from the weights -----------
+def _branch(block: InvertedBottleneck, h: torch.Tensor) -> torch.Tensor:
+    """R3GAN's ResidualBlock: x + conv3(act2(conv2(act1(conv1(x))))), act = leaky ReLU(· + bias), 0.2."""
+    y = F.conv2d(h, block.expand.weight)
+    y = F.leaky_relu(y + block.act1.bias.view(1, -1, 1, 1), 0.2)
+    k = block.grouped.kernel_size[0]
+    y = F.conv2d(y, block.grouped.weight, padding=k // 2, groups=block.grouped.groups)
+    y = F.leaky_relu(y + block.act2.bias.view(1, -1, 1, 1), 0.2)
+    return h + F.conv2d(y, block.project.weight)
+
+
+def _reference_d(d: R3GANDiscriminator, x: torch.Tensor) -> torch.Tensor:
+    """Discriminator.forward: ExtractionLayer (a 1x1 conv, nothing after it) → DiscriminatorStages (blocks,
+    then a DownsampleLayer: resample, 1x1 conv where the width changes) → the last stage's blocks and
+    DiscriminativeBasis (depthwise 4x4 conv, flattened straight into the linear layer). The resampler is
+    ganforge's documented 2x2 average (the reference's is a [1, 3, 3, 1] low-pass filter)."""
+    h = F.conv2d(x, d.input.weight)
+    for s, stage in enumerate(d.stages):
+        for block in stage:
+            h = _branch(block, h)
+        if s < len(d.stages) - 1:
+            h = F.avg_pool2d(h, 2)
+            if isinstance(d.transitions[s], nn.Conv2d):
+                h = F.conv2d(h, d.transitions[s].weight)
+    v = F.conv2d(h, d.basis.weight, groups=d.basis.groups).view(x.shape[0], -1)
+    return v @ d.head.linear.weight.T[:, 0] + d.head.linear.bias
+
+
+def _reference_g(g: R3GANGenerator, z: torch.Tensor) -> torch.Tensor:
+    """Generator.forward: GenerativeBasis (basis · linear(z)) → blocks; per stage an UpsampleLayer (1x1 conv
+    where the width changes, then resample: ganforge's bilinear) → blocks; AggregationLayer (1x1 conv)."""
+    h = g.basis[None] * (z @ g.modulation.weight.T)[:, :, None, None]
+    for s, stage in enumerate(g.stages):
+        if s:
+            if isinstance(g.transitions[s - 1], nn.Conv2d):
+                h = F.conv2d(h, g.transitions[s - 1].weight)
+            h = F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
+        for block in stage:
+            h = _branch(block, h)
+    return F.conv2d(h, g.out.weight)
+
+
+def _wake(net: nn.Module) -> None:
+    """Non-zero last convs and activation biases: the residual branches do something."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for block in (m for m in net.modules() if isinstance(m, InvertedBottleneck)):
+            block.project.weight.normal_(0.0, 0.3)
+            block.act1.bias.normal_(0.0, 0.3)
+            block.act2.bias.normal_(0.0, 0.3)
+
+
+def test_discriminator_is_the_reference_discriminator():
+    torch.manual_seed(0)
+    d = R3GANDiscriminator((3, 16, 16), width=[32, 16, 16])  # a width change: a 1x1 transition conv
+    _wake(d)
+    with torch.no_grad():
+        d.head.linear.bias.fill_(0.25)
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(d(x), _reference_d(d, x), rtol=1e-5, atol=1e-5)
+
+
+def test_discriminator_has_no_activation_after_the_input_conv_nor_before_the_head():
+    torch.manual_seed(0)
+    d = R3GANDiscriminator((3, 16, 16), width=32)
+    _wake(d)
+    acts = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, BiasedLeakyReLU)
+    outside = [n for n, m in d.named_modules() if isinstance(m, acts) and not n.startswith("stages.")]
+    assert outside == []  # the only activations are the two inside each residual branch
+    seen: dict[str, torch.Tensor] = {}
+    d.input.register_forward_hook(lambda _m, _i, out: seen.update(input=out))
+    d.stages[0].register_forward_pre_hook(lambda _m, inputs: seen.update(stage=inputs[0]))
+    d.basis.register_forward_hook(lambda _m, _i, out: seen.update(basis=out))
+    d.head.register_forward_pre_hook(lambda _m, inputs: seen.update(head=inputs[0]))
+    d(torch.randn(2, 3, 16, 16))
+    assert torch.equal(seen["stage"], seen["input"])  # no function in between either
+    assert torch.equal(seen["head"], seen["basis"].flatten(1))
+    assert (seen["input"] < 0).any() and (seen["head"] < 0).any()
+
+
+def test_generator_is_the_reference_generator():
+    torch.manual_seed(0)
+    g = R3GANGenerator((3, 16, 16), z_dim=8, width=[32, 16, 16])
+    _wake(g)
+    z = torch.randn(4, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(g(z), _reference_g(g, z), rtol=1e-5, atol=1e-5)
+
+
+def test_msr_init_of_the_input_conv_head_and_class_embedding():
+    """MSRInitializer: N(0, gain²/fan_in), gain 1 for D's input conv and last linear (no activation follows
+    either) and for G's class embedding (the reference maps the one-hot label linearly: fan-in = classes)."""
+    torch.manual_seed(0)
+    d = R3GANDiscriminator((3, 16, 16), width=[256, 256, 256], group_width=64)
+    g = R3GANGenerator((1, 16, 16), z_dim=8, width=32, num_classes=10, embed_dim=64)
+    assert d.input.weight.std().item() == pytest.approx(3**-0.5, rel=0.1)
+    assert d.head.linear.weight.std().item() == pytest.approx(256**-0.5, rel=0.1)
+    assert torch.count_nonzero(d.head.linear.bias) == 0
+    assert g.embed.weight.std().item() == pytest.approx(10**-0.5, rel=0.1)

@@ -7,6 +7,25 @@ branch scaled down by L^(-1/4) for L blocks in the net, and the last layer of ev
 zero, so that each block is the identity at initialisation. Resolution changes sit between stages
 (bilinear resampling and a 1x1 convolution when the width changes); G starts from a learned 4x4 basis
 modulated by a linear map of z, D ends with a depthwise 4x4 convolution to a vector and a linear head.
+
+Checked against the authors' code (brownvc/R3GAN, ``R3GAN/Networks.py``, ``FusedOperators.py``,
+``Resamplers.py``). As there, the only nonlinearities are the two biased leaky ReLUs inside each residual
+branch: D's 1x1 input convolution (``ExtractionLayer``, gain 1) feeds the first stage directly, and its
+depthwise 4x4 basis feeds the linear head directly (``DiscriminativeBasis``). Every weight is drawn
+N(0, gain²/fan_in) (``MSRInitializer``), D's head and G's class embedding included. Deviations kept:
+
+- resampling: G upsamples by bilinear interpolation (the reference's [1, 3, 3, 1] transposed filter,
+  up to the border: edge replication here, zero padding there); D downsamples by a 2x2 average, the
+  reference by the [1, 3, 3, 1] low-pass filter (an antialiased bilinear downsampling);
+- D's head is ganforge's ``DiscriminatorHead``: the linear logit has a bias (the reference's none; it
+  cancels in RpGAN's D(real) − D(fake)), and a conditional D adds a projection (or ACGAN) term to it,
+  where the reference's last linear maps to an embedding dotted with the class's embedding alone;
+- the grouped convolution is sized by ``group_width`` (channels per group), the reference's by the
+  cardinality (groups): cardinality = expansion·width / group_width.
+
+Earlier ganforge versions had a biased leaky ReLU (after a conv with gain √(2/(1+0.2²))) on D's input
+and a leaky ReLU between D's basis and head, and PyTorch's default init of the head and embedding:
+checkpoints from them do not load (D's ``input_act.bias`` is gone).
 """
 
 from __future__ import annotations
@@ -131,6 +150,8 @@ class R3GANGenerator(_Stages):
         super().__init__(data_shape, width, blocks, group_width, expansion, kernel)
         self.z_dim, self.num_classes = z_dim, num_classes
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        if self.embed is not None:  # the reference's linear map of the one-hot label: std 1/√num_classes
+            nn.init.normal_(self.embed.weight, 0.0, num_classes**-0.5)
         c0 = self.widths[0]
         self.basis = nn.Parameter(torch.randn(c0, 4, 4))
         self.modulation = _init(nn.Linear(z_dim + (embed_dim if num_classes else 0), c0, bias=False), 1.0)
@@ -154,8 +175,10 @@ class R3GANGenerator(_Stages):
 
 class R3GANDiscriminator(_Stages):
     """1x1 conv from the image → stages of inverted bottlenecks, each followed by a 2x downsampling (2x2
-    average, then a 1x1 conv when the width changes) → depthwise 4x4 conv to a vector → leaky ReLU →
-    linear logit. ``num_classes`` > 0: D(x, y) with a projection or ACGAN head (``cond``)."""
+    average, then a 1x1 conv when the width changes) → depthwise 4x4 conv to a vector → linear logit,
+    with no activation outside the residual branches (as the reference: none after the input conv, none
+    between the basis and the head). ``num_classes`` > 0: D(x, y) with a projection or ACGAN head
+    (``cond``)."""
 
     def __init__(
         self,
@@ -172,18 +195,18 @@ class R3GANDiscriminator(_Stages):
         widths = self.widths[::-1]  # highest resolution first
         self.stages = self.stages[::-1]
         self.widths = widths
-        self.input = _conv(data_shape[0], widths[0], 1, gain=GAIN)
-        self.input_act = BiasedLeakyReLU(widths[0])
+        self.input = _conv(data_shape[0], widths[0], 1)  # linear: no activation follows, gain 1
         self.transitions = nn.ModuleList(
             _conv(a, b, 1) if a != b else nn.Identity() for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
         self.basis = _init(nn.Conv2d(widths[-1], widths[-1], 4, groups=widths[-1], bias=False), 1.0)
-        self.basis_act = nn.LeakyReLU(SLOPE)
         self.head = DiscriminatorHead(widths[-1], num_classes, cond)
+        _init(self.head.linear, 1.0)  # the reference's MSR init of the last linear (PyTorch's is √3 smaller)
+        nn.init.zeros_(self.head.linear.bias)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
-        h = self.input_act(self.input(x))
+        h = self.input(x)
         for stage, transition in zip(self.stages[:-1], self.transitions, strict=True):
             h = transition(F.avg_pool2d(stage(h), 2))
         h = self.stages[-1](h)
-        return self.head(self.basis_act(self.basis(h)).flatten(1), y)
+        return self.head(self.basis(h).flatten(1), y)

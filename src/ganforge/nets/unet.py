@@ -4,6 +4,26 @@ An encoder of stride-2 4x4 convolutions halves the image down to the bottleneck;
 stride-2 4x4 transposed convolutions doubles it back, and every decoder layer sees the encoder's
 features of its resolution (concatenated along channels). There is no latent z: as in the paper,
 the only noise is dropout in the first decoder layers.
+
+The layer order is that of the authors' code (junyanz/pytorch-CycleGAN-and-pix2pix ``UnetGenerator``
+and phillipi/pix2pix ``defineG_unet``): an encoder layer is LeakyReLU(0.2) → conv → norm (the first
+layer just the conv, the bottleneck no norm), a decoder layer ReLU → transposed conv → norm (→ dropout),
+the last one ReLU → transposed conv → tanh. The skip carries the encoder's *pre*-activation conv(+norm)
+output, concatenated as ``cat([skip, decoder output])`` (the PyTorch code's order, the Lua code's is the
+reverse) and so passed through the next decoder layer's ReLU. (The authors' in-place LeakyReLU activates
+the skipped tensor before the concatenation, which that ReLU maps to the same: ReLU(LeakyReLU(x)) = ReLU(x).)
+
+Deliberate deviations from the authors' PyTorch code, kept:
+
+- dropout on the first three decoder layers from the bottleneck (the paper's CD512-CD1024-CD1024 and
+  the Lua code), not on the 512→512 layers after the innermost one (the PyTorch code);
+- a convolution has a bias exactly where no norm follows (the PyTorch code ties it to the norm type:
+  none under batch norm even on the first and bottleneck convolutions; the Lua code has one everywhere);
+- any power-of-two resolution >= 16 and any ``depth`` (the PyTorch code needs at least five levels).
+
+Earlier ganforge versions passed the skips and the bottleneck through the encoder's LeakyReLU, put the
+decoder's ReLU after its norm and concatenated ``cat([decoder output, skip])``: the state-dict keys are
+unchanged, but their weights compute another function here.
 """
 
 from __future__ import annotations
@@ -49,12 +69,13 @@ def _norm(kind: str, channels: int) -> nn.Module | None:
 class UNetGenerator(nn.Module):
     """Image → image through a U-Net with skip connections; ``data_shape`` = (C_out, H, W), H == W.
 
-    Encoder: C64-C128-C256-C512-C512-... (4x4, stride 2, LeakyReLU 0.2; ``width`` doubling up to
-    ``max_width``), no norm on the first layer nor on the bottleneck (a 1x1 bottleneck would be zeroed
-    by batch norm at batch size 1, the paper's remark). Decoder: 4x4 stride-2 transposed convolutions
-    with norm and ReLU, dropout ``dropout`` on the first three (active in train mode only), each output
-    concatenated with the encoder features of the same resolution; a last transposed convolution to
-    C_out and tanh. ``depth`` (default ``log2(H)``: 8 at 256 px) is the number of stride-2 layers.
+    Encoder: C64-C128-C256-C512-C512-... (4x4, stride 2; ``width`` doubling up to ``max_width``), each
+    layer after the first preceded by LeakyReLU 0.2, no norm on the first layer nor on the bottleneck
+    (a 1x1 bottleneck would be zeroed by batch norm at batch size 1, the paper's remark). Decoder: ReLU,
+    4x4 stride-2 transposed convolution, norm, dropout ``dropout`` on the first three (active in train
+    mode only); the encoder's (pre-activation) features of the same resolution are concatenated in front
+    of each decoder output; a last ReLU, transposed convolution to C_out and tanh. ``depth`` (default
+    ``log2(H)``: 8 at 256 px) is the number of stride-2 layers.
 
     ``norm``: batch (the paper), instance (without affine parameters, as the authors' code), layer or
     none. Convolutions have a bias only where no norm follows (a norm's shift cancels it anyway).
@@ -84,6 +105,12 @@ class UNetGenerator(nn.Module):
         out_channels = data_shape[0]
         channels = [min(width * 2**i, max_width) for i in range(self.depth)]
 
+        # the activations open the layers (the authors' order); parameter-free, they sit outside the
+        # Sequentials so that a layer's conv stays its first module (stable state-dict keys)
+        self.down_act = nn.LeakyReLU(0.2)  # not in place: its input is also a skip
+        self.up_act = nn.ReLU()
+
+        # encoder layer i: [LeakyReLU →] conv [→ norm]; its output is what the skip carries
         self.down = nn.ModuleList()
         c_in = self.in_channels
         for i, c_out in enumerate(channels):
@@ -91,12 +118,12 @@ class UNetGenerator(nn.Module):
             layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not normed or norm == "none")]
             if normed and (layer := _norm(norm, c_out)) is not None:
                 layers.append(layer)
-            layers.append(nn.LeakyReLU(0.2, True))
             self.down.append(nn.Sequential(*layers))
             c_in = c_out
 
-        # decoder layer j (from the bottleneck) goes from level depth-1-j to depth-2-j; its input is the
-        # bottleneck (j = 0) or the previous decoder output concatenated with the skip (twice the channels)
+        # decoder layer j (from the bottleneck) goes from level depth-1-j to depth-2-j: ReLU → transposed
+        # conv → norm [→ dropout]; its input is the bottleneck (j = 0) or the skip concatenated with the
+        # previous decoder output (twice the channels)
         self.up = nn.ModuleList()
         for j, level in enumerate(range(self.depth - 1, 0, -1)):
             c_in = channels[level] if j == 0 else 2 * channels[level]
@@ -106,7 +133,6 @@ class UNetGenerator(nn.Module):
             layers += [layer] if layer is not None else []
             if j < DROPOUT_LAYERS and dropout > 0:
                 layers.append(nn.Dropout(dropout))
-            layers.append(nn.ReLU(True))
             self.up.append(nn.Sequential(*layers))
         c_in = channels[0] if self.depth == 1 else 2 * channels[0]
         self.out = nn.Sequential(nn.ConvTranspose2d(c_in, out_channels, 4, 2, 1), nn.Tanh())
@@ -114,10 +140,10 @@ class UNetGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         skips = []
-        for layer in self.down:
-            x = layer(x)
-            skips.append(x)
+        for i, layer in enumerate(self.down):
+            x = layer(self.down_act(x) if i else x)
+            skips.append(x)  # pre-activation: conv (+ norm) output
         x = skips.pop()  # the bottleneck
         for layer in self.up:
-            x = torch.cat([layer(x), skips.pop()], 1)
-        return self.out(x)
+            x = torch.cat([skips.pop(), layer(self.up_act(x))], 1)
+        return self.out(self.up_act(x))
