@@ -185,7 +185,9 @@ def test_translation_fids_state_their_held_out_reference():
     paired.prepare(torch.device("cpu"))
     n = paired.info["held_out_pairs"]
     tag = paired.info["protocol_tags"]["val/fid"]
-    assert tag.startswith("fid[classifier:") and tag.endswith(f"|n={n}|ref=val:{n}|resize=none]")
+    assert tag.startswith("fid[classifier:") and tag.endswith(
+        f"|n={n}|ref=val:{n}|resize=none|test_mode=eval]"
+    )
     two_way = make_suite(settings, DigitsTranslationDataModule(), CACHE)
     two_way.prepare(torch.device("cpu"))
     tags = two_way.info["protocol_tags"]

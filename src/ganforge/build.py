@@ -11,6 +11,7 @@ from ganforge.ada import AdaptiveAugment, check_ada
 from ganforge.augment import DiffAugment, InstanceNoise
 from ganforge.config import make, steps_per_batch
 from ganforge.errors import ConfigError
+from ganforge.memory import check_allocations
 from ganforge.module import GANModule
 from ganforge.nets.build import build_networks
 from ganforge.settings import Optimizers, Runtime, Schedule, Tricks
@@ -22,6 +23,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
     # extragradient with fresh samples (optim.fresh_samples) takes a real batch for each of its half-steps
     draws = cfg.train.n_critic * (2 if cfg.optim.get("fresh_samples", False) else 1)
     datamodule = make(cfg.data, draws_per_step=draws, steps_per_batch=per_batch)
+    check_allocations(cfg, datamodule)  # a setting that sizes an allocation: refused before loading
     task = make(cfg.get("task") or {"_target_": "ganforge.tasks.generation.GenerationTask"})
     task.check(datamodule)  # data the task cannot use fails here, in one line
     datamodule.check()  # missing or empty data fails here, before anything is built

@@ -50,7 +50,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"ckpt_path={path}: refused: the checkpoint holds {found.group(1)}, which could run code when "
             "loaded; ganforge checkpoints hold only tensors, numbers, strings and containers of them"
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+    # random bytes read as a legacy pickle fail in many ways (IndexError, KeyError, ...): one line each
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, LookupError, TypeError) as exc:
         raise ConfigError(
             f"ckpt_path={path}: not a readable checkpoint (truncated or corrupt: {exc})"
         ) from None

@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge import CONFIG_PACKAGE
+from ganforge.checkpoint_file import check_writable, write_text_atomically
 from ganforge.config import check_required
 from ganforge.errors import GanforgeError
 from ganforge.latents import check_truncation, truncation_value
@@ -91,6 +92,8 @@ def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-eval``: mistakes exit with one line and code 2."""
     try:
         check_required(cfg)
+        out = Path(cfg.out) if cfg.out else Path(cfg.ckpt_path).expanduser().parent / "eval.json"
+        check_writable(out, "out")  # before the measurement, not after it
         with trusted_targets(cfg.get("allow_targets")):
             result = evaluate(
                 cfg.ckpt_path,
@@ -102,10 +105,12 @@ def main(cfg: DictConfig) -> None:
     except GanforgeError as err:
         print(f"ganforge-eval: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
-    out = Path(cfg.out) if cfg.out else Path(cfg.ckpt_path).expanduser().parent / "eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     result["config"] = OmegaConf.to_container(cfg.get("metrics") or {}, resolve=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    try:
+        write_text_atomically(out, json.dumps(result, indent=2) + "\n")
+    except GanforgeError as err:  # e.g. the disk filled during the measurement
+        print(f"ganforge-eval: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     print_table(result)
     print(f"wrote {out}", file=sys.stderr)
 

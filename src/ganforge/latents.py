@@ -5,12 +5,19 @@ Synthesis"), which trades diversity for fidelity."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ganforge.data.base import mix_seed
 from ganforge.errors import ConfigError
+
+# sample i of an evaluation (or of ganforge-sample's arrays) has the latent (and label) at row
+# i % LATENT_CHUNK of a draw seeded by (seed, i // LATENT_CHUNK): the same whatever the batch size,
+# the number of ranks or the number of samples asked for
+LATENT_CHUNK = 1000
 
 
 def truncation_value(psi: Any) -> float | None:
@@ -55,3 +62,40 @@ def truncated_normal(n: int, dim: int, psi: float | None, generator: torch.Gener
     """``n`` latents of ``dim`` components from N(0, I) truncated to [-ψ, ψ] per component (ψ None:
     the plain ``torch.randn(n, dim, generator=generator)``, bit for bit)."""
     return truncate(torch.randn(n, dim, generator=generator), psi)
+
+
+class LatentSequence:
+    """The latents (and labels) of one evaluation's samples as a fixed sequence: sample ``i`` is row
+    ``i % LATENT_CHUNK`` of chunk ``i // LATENT_CHUNK``, drawn from a generator seeded by
+    (``seed``, chunk), so any batch size or split across ranks reads the same samples. ``truncation``
+    ψ truncates the latents to [-ψ, ψ] (:func:`ganforge.latents.truncate`; None: plain N(0, I)); the
+    labels are the same for every ψ."""
+
+    def __init__(
+        self,
+        seed: int,
+        z_dim: int,
+        labels: Callable[[int, torch.Generator], Tensor | None] | None = None,
+        truncation: float | None = None,
+    ) -> None:
+        self.seed, self.z_dim, self.labels, self.truncation = seed, z_dim, labels, truncation
+        self._chunk: tuple[int, Tensor, Tensor | None] | None = None
+
+    def _draw(self, chunk: int) -> tuple[Tensor, Tensor | None]:
+        if self._chunk is None or self._chunk[0] != chunk:
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, chunk, 7))  # 7: not a training stream
+            z = truncated_normal(LATENT_CHUNK, self.z_dim, self.truncation, gen)
+            y = self.labels(LATENT_CHUNK, gen) if self.labels is not None else None
+            self._chunk = (chunk, z, None if y is None else y.cpu())
+        return self._chunk[1], self._chunk[2]
+
+    def rows(self, start: int, end: int) -> tuple[Tensor, Tensor | None]:
+        """Latents and labels (None: unconditional) of samples ``start .. end - 1``, on the CPU."""
+        zs, ys = [], []
+        for chunk in range(start // LATENT_CHUNK, (end - 1) // LATENT_CHUNK + 1):
+            z, y = self._draw(chunk)
+            part = slice(max(start - chunk * LATENT_CHUNK, 0), min(end - chunk * LATENT_CHUNK, LATENT_CHUNK))
+            zs.append(z[part])
+            if y is not None:
+                ys.append(y[part])
+        return torch.cat(zs), torch.cat(ys) if ys else None

@@ -97,6 +97,44 @@ def single_gpu(devices: Any) -> int | None:
     return None
 
 
+def sample_bytes(datamodule: Any) -> int:
+    """Bytes of one training item as float32: the image (and a paired task's source image)."""
+    size = math.prod(datamodule.data_shape)
+    source = getattr(datamodule, "source_shape", None)
+    return 4 * (size + (math.prod(source) if getattr(datamodule, "paired", False) and source else 0))
+
+
+def check_room(key: str, value: int, needs: int, what: str, has: int | None = None) -> None:
+    """A :class:`ResourceError` naming ``key`` when ``needs`` bytes (``what``) exceed the host's
+    available memory (or ``has``)."""
+    has = host_available() if has is None else has
+    if needs > has:
+        raise ResourceError(
+            f"{key}={value} cannot fit: {what} take at least {needs / GB:.1f} GB of host memory, "
+            f"{has / GB:.1f} GB available; lower {key}"
+        )
+
+
+def check_allocations(cfg: Any, datamodule: Any) -> None:
+    """Settings that size an allocation, refused in one line (exit 4) from shapes alone, before the
+    data is loaded or any net is built: one item at ``data.resolution``, the loader batch, the fixed
+    grid inputs (``train.num_fixed``) and the EMA's standing-statistics batches. Lower bounds: a run
+    that fits is never refused; :func:`check_step_memory` adds the nets' activations later."""
+    has = host_available()
+    item = sample_bytes(datamodule)
+    shape = tuple(datamodule.data_shape)
+    check_room("data.resolution", shape[-1], item, f"items of shape {shape}", has)
+    batch = datamodule.step_batch_size * datamodule.steps_per_batch
+    check_room("data.batch_size", int(datamodule.batch_size), batch * item, f"loader batches of {batch}", has)
+    z = 4 * int(OmegaConf.select(cfg, "model.z_dim", default=0) or 0)
+    fixed = int(cfg.train.num_fixed)
+    check_room("train.num_fixed", fixed, fixed * (z + item), f"{fixed} fixed grid samples", has)
+    ema = cfg.train.get("ema") or {}
+    if ema.get("decay") is not None:
+        size = int(ema.get("standing_batch_size", 64))
+        check_room("train.ema.standing_batch_size", size, size * (z + item), "the standing batches", has)
+
+
 def check_step_memory(cfg: Any, datamodule: Any, module: Any) -> None:
     """A :class:`ResourceError` when one training step surely cannot fit in memory.
 
@@ -107,8 +145,7 @@ def check_step_memory(cfg: Any, datamodule: Any, module: Any) -> None:
     during training is caught too (:func:`out_of_memory`).
     """
     batch = int(datamodule.batch_size)
-    sample_bytes = 4 * math.prod(datamodule.data_shape)  # float32 in [-1, 1]
-    loader = datamodule.step_batch_size * datamodule.steps_per_batch * sample_bytes
+    loader = datamodule.step_batch_size * datamodule.steps_per_batch * sample_bytes(datamodule)
     half = "16" in str(cfg.trainer.get("precision", ""))
     activations = batch * activations_per_sample(module) * (2 if half else 4)
     gpu = on_gpu(cfg.trainer.get("accelerator"))

@@ -18,11 +18,12 @@ from torch import Tensor
 
 from ganforge import CONFIG_PACKAGE
 from ganforge.callbacks.samples import class_labels, grid_image, save_scatter
-from ganforge.checkpoint_file import check_writable
+from ganforge.checkpoint_file import check_writable, free_bytes, write_atomically
 from ganforge.config import check_required
 from ganforge.data.folder import list_images, load_image
-from ganforge.errors import ConfigError, GanforgeError
-from ganforge.latents import check_truncation, truncated_normal, truncation_value
+from ganforge.errors import ConfigError, GanforgeError, ResourceError
+from ganforge.latents import LatentSequence, check_truncation, truncated_normal, truncation_value
+from ganforge.memory import GB, check_room
 from ganforge.restore import pick_device, restore
 from ganforge.targets import trusted_targets
 from ganforge.tasks.base import as_rgb
@@ -55,17 +56,24 @@ def write_samples(
     if getattr(datamodule, "unpaired", False):
         return cycle_grid(module, datamodule, n, path, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "npz" or len(datamodule.data_shape) == 1:
+    if fmt == "npz":
+        item = 4 * (math.prod(datamodule.data_shape) + module.z_dim)
+        free = free_bytes(path.parent)
+        if n * item > free:  # float noise hardly compresses: the uncompressed size is the estimate
+            raise ResourceError(
+                f"n={n} samples need about {n * item / GB:.1f} GB in {path.parent} (uncompressed), "
+                f"{free / GB:.1f} GB free; lower n or write elsewhere (out=...)"
+            )
+        write_sample_arrays(module, datamodule.data_shape, n, path, seed, psi)
+        return path
+    # an image (a grid, a scatter plot) is made in memory: bounded; arrays are streamed instead
+    item = 4 * (math.prod(datamodule.data_shape) + module.z_dim)
+    check_room("n", n, 3 * n * item, f"the {n} samples of a {fmt} (out=<file>.npz streams any number)")
+    if len(datamodule.data_shape) == 1:
         z = truncated_normal(n, module.z_dim, psi, torch.Generator().manual_seed(seed))
         x = torch.cat([module.sample(chunk) for chunk in z.split(500)]).float().cpu()
-        if fmt == "npz":
-            extra = {} if psi is None else {"truncation": psi}
-            np.savez_compressed(
-                path, samples=x.numpy(), z=z.numpy(), g_step=module.g_step, seed=seed, **extra
-            )
-        else:
-            real = datamodule.real_batch(n, seed=seed)
-            save_scatter(x, real, path, f"step {module.g_step}, {n} samples")
+        real = datamodule.real_batch(n, seed=seed)
+        save_scatter(x, real, path, f"step {module.g_step}, {n} samples")
         return path
     z, y, columns, row_classes = grid_inputs(n, module.z_dim, module.num_classes, seed, nrow, psi)
     chunks = range(0, len(z), 500)
@@ -73,6 +81,57 @@ def write_samples(
     row_labels = class_labels(row_classes, datamodule) if row_classes else None
     grid_image(x.float().cpu(), columns, row_labels).save(path)
     return path
+
+
+SAMPLE_CHUNK = 500  # samples per forward pass of G, and per piece of an .npz written
+
+
+def write_sample_arrays(
+    module: Any, shape: tuple[int, ...], n: int, path: Path, seed: int, psi: float | None
+) -> None:
+    """``samples`` (n, *shape) in [-1, 1] and their latents ``z`` as an .npz, streamed: memory holds one
+    chunk whatever ``n``. Sample i has latent i of :class:`~ganforge.latents.LatentSequence` (seed),
+    so the first k of n samples are those of ``n=k``; a conditional G's labels cycle through the
+    classes (``labels``). Written under a temporary name, then renamed: a full disk leaves no part."""
+    latents = LatentSequence(seed, module.z_dim, truncation=psi)
+    classes = module.num_classes
+
+    def labels(lo: int, hi: int) -> Tensor | None:
+        return torch.arange(lo, hi) % classes if classes else None
+
+    def samples(lo: int, hi: int) -> np.ndarray:
+        return module.sample(latents.rows(lo, hi)[0], labels(lo, hi)).float().cpu().numpy()
+
+    arrays = {
+        "samples": ((n, *shape), samples),
+        "z": ((n, module.z_dim), lambda lo, hi: latents.rows(lo, hi)[0].numpy()),
+    }
+    if classes:
+        arrays["labels"] = ((n,), lambda lo, hi: labels(lo, hi).numpy())
+    scalars = {"g_step": module.g_step, "seed": seed, **({} if psi is None else {"truncation": psi})}
+    write_npz_streaming(path, arrays, scalars)
+
+
+def write_npz_streaming(path: Path, arrays: dict[str, Any], scalars: dict[str, Any]) -> None:
+    """An .npz (a zip of .npy files, what ``np.load`` reads) whose arrays are written in row chunks:
+    ``arrays`` maps a name to (shape, rows(lo, hi) -> ndarray); ``scalars`` are stored as they are."""
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            for name, value in scalars.items():
+                with archive.open(f"{name}.npy", "w") as file:
+                    np.lib.format.write_array(file, np.asarray(value))
+            for name, (shape, rows) in arrays.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as file:
+                    for lo in range(0, shape[0], SAMPLE_CHUNK):
+                        part = np.ascontiguousarray(rows(lo, min(lo + SAMPLE_CHUNK, shape[0])))
+                        if lo == 0:  # the header, with the dtype the first chunk has
+                            descr = np.lib.format.dtype_to_descr(part.dtype)
+                            header = {"descr": descr, "fortran_order": False, "shape": shape}
+                            np.lib.format.write_array_header_2_0(file, header)
+                        file.write(part.tobytes())
+
+    write_atomically(path, write)
 
 
 def grid_inputs(
@@ -150,6 +209,11 @@ def translate_folder(
         )
     if direction not in (None, "AtoB", "BtoA"):
         raise ConfigError(f"direction={direction}: choose AtoB or BtoA")
+    if direction is not None and not two_way:  # one translator: nothing else to choose
+        raise ConfigError(
+            f"direction={direction}: ckpt_path={ckpt_path} is a one-way model (task=paired), which maps "
+            "its sources one way only; direction= is for task=unpaired (CycleGAN) checkpoints"
+        )
     shape = datamodule.data_shape if two_way else datamodule.source_shape
     channels, resolution = shape[0], shape[-1]
     names = list_images(Path(source).expanduser()) if Path(source).expanduser().exists() else None
@@ -158,16 +222,23 @@ def translate_folder(
     root = Path(source).expanduser()
     archive = zipfile.ZipFile(root) if root.is_file() else None
     target = Path(out).expanduser()
+    skipped: list[str] = []
+
+    def readable(name: str) -> np.ndarray | None:
+        try:
+            return load_image(archive.read(name) if archive else str(root / name), resolution, mode)
+        except (OSError, ValueError, SyntaxError, zipfile.BadZipFile) as exc:  # PIL: not an image
+            skipped.append(f"{name} ({type(exc).__name__})")
+            return None
+
+    mode = "L" if channels == 1 else "RGB"
     try:
         for chunk in [names[i : i + 64] for i in range(0, len(names), 64)]:
-            arrays = [
-                load_image(
-                    archive.read(name) if archive else str(root / name),
-                    resolution,
-                    "L" if channels == 1 else "RGB",
-                )
-                for name in chunk
-            ]
+            loaded = [(name, readable(name)) for name in chunk]
+            chunk = [name for name, array in loaded if array is not None]
+            arrays = [array for _, array in loaded if array is not None]
+            if not arrays:
+                continue
             x = torch.stack(
                 [torch.from_numpy(a.copy()).reshape(resolution, resolution, channels) for a in arrays]
             )
@@ -190,6 +261,14 @@ def translate_folder(
     finally:
         if archive is not None:
             archive.close()
+    if skipped:  # as training does: unreadable images are skipped and counted, not fatal
+        shown = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        print(
+            f"ganforge-sample: skipped {len(skipped)} of {len(names)} unreadable images: {shown}",
+            file=sys.stderr,
+        )
+    if len(skipped) == len(names):
+        raise ConfigError(f"input={source}: none of its {len(names)} images could be read")
     return target
 
 

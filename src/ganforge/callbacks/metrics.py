@@ -18,6 +18,7 @@ from pytorch_lightning.callbacks import Callback, ProgressBar
 
 from ganforge.callbacks.checkpoint import GANCheckpoint, save_checkpoint
 from ganforge.directions import better
+from ganforge.errors import ConfigError
 from ganforge.loggers import logger_fault
 from ganforge.metrics.suite import MetricSettings
 from ganforge.metrics.suites import Suite, make_suite
@@ -45,6 +46,12 @@ class MetricsCallback(Callback):
     def check(self, datamodule: Any) -> None:
         if self.settings is not None:
             self.suite = make_suite(self.settings, datamodule, self.cache_dir)
+            monitor, keys = self.suite.monitor, self.suite.keys
+            if monitor not in keys:  # best.ckpt would never be written
+                raise ConfigError(
+                    f"metrics.monitor={monitor}: no metric of this run logs it; choose one of "
+                    f"{', '.join(sorted(keys))}"
+                )
 
     def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
         if self.settings is None:

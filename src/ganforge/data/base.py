@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ganforge.errors import ConfigError
+
 
 def mix_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from several integers (seed, rank, batch index, ...)."""
@@ -139,6 +141,11 @@ class GANDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
+            raise ConfigError(
+                f"data.num_workers must be a non-negative integer (0: load in this process), "
+                f"got {num_workers!r}"
+            )
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ganforge.data.base import GANDataModule, InMemoryDataset
 from ganforge.errors import ConfigError
+from ganforge.memory import check_room
 
 
 class DigitsDataModule(GANDataModule):
@@ -29,6 +30,13 @@ class DigitsDataModule(GANDataModule):
 
         digits = load_digits()
         images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+        # held in memory as float32: a resolution too large for that is one line, not an allocation error
+        check_room(
+            "data.resolution",
+            self.resolution,
+            images.shape[0] * 4 * self.resolution**2,
+            "the digits at this resolution",
+        )
         if self.resolution != 8:
             images = F.interpolate(images, size=self.resolution, mode="bilinear", align_corners=False)
         images = images.clamp(0, 1).mul(2).sub(1)

@@ -17,6 +17,7 @@ from torch import Tensor
 from ganforge.data.base import GANDataModule, InMemoryDataset
 from ganforge.data.folder import index_images, load_image
 from ganforge.errors import ConfigError, DataError
+from ganforge.memory import check_room
 
 _MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -49,6 +50,13 @@ CIFAR10_CLASSES = (  # label order of torchvision's CIFAR10 (also the alphabetic
 
 def resize_uint8(images: Tensor, resolution: int, chunk: int = 4096) -> Tensor:
     """Resize uint8 (N, C, H, W) images to square ``resolution`` (antialiased bilinear), still uint8."""
+    # held in memory: a resolution too large for that is one line, not an allocation error
+    check_room(
+        "data.resolution",
+        resolution,
+        images.shape[0] * images.shape[1] * resolution**2,
+        "the images at this resolution",
+    )
     if images.shape[-2:] == (resolution, resolution):
         return images
     out = torch.empty((*images.shape[:2], resolution, resolution), dtype=torch.uint8)

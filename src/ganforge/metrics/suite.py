@@ -20,7 +20,7 @@ from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelI
 
 from ganforge.data.base import GANDataModule, mix_seed
 from ganforge.errors import ConfigError
-from ganforge.latents import truncated_normal
+from ganforge.latents import LATENT_CHUNK, LatentSequence, truncated_normal  # noqa: F401 (re-exported)
 from ganforge.metrics.classifier import ClassifierSpec, cached_classifier, holdout_split
 from ganforge.metrics.conditional import IntraFID, RealHoldout, classification_accuracy_score
 from ganforge.metrics.features import (
@@ -50,9 +50,6 @@ PAIRED_ONLY = ("psnr", "ssim", "l1", "class_acc")  # image-to-image translation 
 CONDITIONAL_METRICS = ("intra_fid", "cas")  # class-conditional generators on labelled data
 KNOWN = (*IMAGE_METRICS, *CONDITIONAL_METRICS, "modes", *PAIRED_ONLY)
 REFERENCE_METRICS = ("fid", "kid", "prc", "intra_fid")  # compared with a real reference set: a protocol tag
-# generated sample i of an evaluation has the latent (and label) at row i % LATENT_CHUNK of a draw
-# seeded by (metrics.seed, i // LATENT_CHUNK): the same whatever the batch size or number of ranks
-LATENT_CHUNK = 1000
 
 
 @dataclass
@@ -116,6 +113,11 @@ def choose(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
     if "is" in names and is_stacked(datamodule):
         raise ConfigError("the Inception Score is not defined for stacked digits; use fid, kid, prc, modes")
     check_conditional(names, settings.conditional, datamodule)
+    if "prc" in names and settings.prc_neighborhood >= settings.num_samples:  # k-th neighbour of n - 1
+        raise ConfigError(
+            f"metrics.prc_neighborhood={settings.prc_neighborhood} needs more than that many samples: "
+            f"metrics.num_samples={settings.num_samples} (precision/recall use the k-th nearest neighbour)"
+        )
     return names
 
 
@@ -342,43 +344,6 @@ def block(n: int, rank: int, world: int) -> tuple[int, int]:
     return begin, begin + size + (1 if rank < extra else 0)
 
 
-class LatentSequence:
-    """The latents (and labels) of one evaluation's samples as a fixed sequence: sample ``i`` is row
-    ``i % LATENT_CHUNK`` of chunk ``i // LATENT_CHUNK``, drawn from a generator seeded by
-    (``seed``, chunk), so any batch size or split across ranks reads the same samples. ``truncation``
-    ψ truncates the latents to [-ψ, ψ] (:func:`ganforge.latents.truncate`; None: plain N(0, I)); the
-    labels are the same for every ψ."""
-
-    def __init__(
-        self,
-        seed: int,
-        z_dim: int,
-        labels: Callable[[int, torch.Generator], Tensor | None] | None = None,
-        truncation: float | None = None,
-    ) -> None:
-        self.seed, self.z_dim, self.labels, self.truncation = seed, z_dim, labels, truncation
-        self._chunk: tuple[int, Tensor, Tensor | None] | None = None
-
-    def _draw(self, chunk: int) -> tuple[Tensor, Tensor | None]:
-        if self._chunk is None or self._chunk[0] != chunk:
-            gen = torch.Generator().manual_seed(mix_seed(self.seed, chunk, 7))  # 7: not a training stream
-            z = truncated_normal(LATENT_CHUNK, self.z_dim, self.truncation, gen)
-            y = self.labels(LATENT_CHUNK, gen) if self.labels is not None else None
-            self._chunk = (chunk, z, None if y is None else y.cpu())
-        return self._chunk[1], self._chunk[2]
-
-    def rows(self, start: int, end: int) -> tuple[Tensor, Tensor | None]:
-        """Latents and labels (None: unconditional) of samples ``start .. end - 1``, on the CPU."""
-        zs, ys = [], []
-        for chunk in range(start // LATENT_CHUNK, (end - 1) // LATENT_CHUNK + 1):
-            z, y = self._draw(chunk)
-            part = slice(max(start - chunk * LATENT_CHUNK, 0), min(end - chunk * LATENT_CHUNK, LATENT_CHUNK))
-            zs.append(z[part])
-            if y is not None:
-                ys.append(y[part])
-        return torch.cat(zs), torch.cat(ys) if ys else None
-
-
 class PrecisionRecall(Metric):
     """Improved precision and recall (Kynkäänniemi et al. 2019) of generated features against a
     fixed real set, computed by torch-fidelity; generated features are gathered across ranks."""
@@ -431,6 +396,14 @@ class MetricSuite:
         self.holdout: RealHoldout | None = None  # the classification accuracy score's real data
         self.extractor: Extractor | None = None
         self.truncation: float | None = None  # ψ of the latents (ganforge-eval truncation=); None: off
+
+    @property
+    def keys(self) -> set[str]:
+        """The ``val/*`` keys a measurement returns (what ``metrics.monitor`` may name)."""
+        outputs = {"prc": ("precision", "recall"), "modes": ("modes", "hq_frac", "reverse_kl")}
+        outputs["cas"] = ("cas", "cas_real")
+        keys = {f"val/{k}" for name in self.names for k in outputs.get(name, (name,))}
+        return keys if is_mixture(self.datamodule) else keys - {"val/hq_frac"}
 
     @property
     def monitor(self) -> str:

@@ -134,6 +134,11 @@ class TranslationSuite:
         self.test_mode = "eval"  # how the task runs G for metrics (task.test_mode), part of every protocol
 
     @property
+    def keys(self) -> set[str]:
+        """The ``val/*`` keys a measurement returns (what ``metrics.monitor`` may name)."""
+        return {f"val/{name}" for name in self.names}
+
+    @property
     def monitor(self) -> str:
         """The metric that picks ``best.ckpt``: ``metrics.monitor``, else FID, else PSNR."""
         if self.settings.monitor:

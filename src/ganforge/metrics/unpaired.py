@@ -49,6 +49,18 @@ class UnpairedSuite:
         self.info: dict[str, Any] = {}
 
     @property
+    def keys(self) -> set[str]:
+        """The ``val/*`` keys a measurement returns (what ``metrics.monitor`` may name)."""
+        outputs = {
+            "l1": ("cycle_l1",),
+            "fid": ("fid_ab", "fid_ba"),
+            "psnr": ("psnr_ab",),
+            "ssim": ("ssim_ab",),
+        }
+        outputs["class_acc"] = ("class_acc_ab",)
+        return {f"val/{k}" for name in self.names for k in outputs.get(name, (name,))}
+
+    @property
     def monitor(self) -> str:
         """The metric that picks ``best.ckpt``: ``metrics.monitor``, else FID A → B, else the cycle L1."""
         if self.settings.monitor:
