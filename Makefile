@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint install clean
+.PHONY: train test test-fast lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,11 @@ install: $(STAMP)
 train: $(STAMP)  ## the default GAN on bundled digits, CPU, a couple of minutes; pass overrides as ARGS="..."
 	$(BIN)/ganforge-train $(ARGS)
 
-test: $(STAMP)  ## the whole pytest suite (what CI runs)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+test: $(STAMP)  ## the whole pytest suite (what CI runs), one worker per core; DDP and Slurm tests one at a time
+	$(BIN)/pytest -q -n auto --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## the unit tests (math, shapes, configs, data): no training run, no process started
+	$(BIN)/pytest -q -n auto -m "not slow and not ddp and not slurm" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests experiments

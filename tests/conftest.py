@@ -41,3 +41,37 @@ def local_ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ddp_runs import run_local_ddp
 
     return run_local_ddp(tmp_path_factory.mktemp("local_ddp") / "run")
+
+
+# --- which tests are slow, and which must run one at a time --------------------------------------------
+# A test is slow when it, or a fixture it uses, trains, starts a process or runs a benchmark: `make
+# test-fast` (-m "not slow") leaves those out. Tests that start 2-process DDP jobs or use the local
+# Slurm share one xdist group each, so that `make test` (pytest -n) never runs two at once.
+SLOW_CALLS = ("train_run(", "command(", "cli(", "bench(", "run(", "train(", "subprocess.", "ddp_train(")
+
+
+def _calls_slow_code(func: Any) -> bool:
+    import inspect
+
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        return False
+    body = source.split(":", 1)[1] if source.lstrip().startswith(("def ", "@")) else source
+    return any(call in body for call in SLOW_CALLS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        defs = fixtures.name2fixturedefs.values() if fixtures is not None else ()
+        uses = [d.func for defs_ in defs for d in defs_ if d.baseid]  # the project's own fixtures
+        if item.get_closest_marker("slow") is None and (
+            _calls_slow_code(getattr(item, "function", None)) or any(_calls_slow_code(f) for f in uses)
+        ):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slurm") is not None:
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+        elif "ddp" in item.nodeid.lower() or "local_ddp_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ddp)
+            item.add_marker(pytest.mark.xdist_group("ddp"))

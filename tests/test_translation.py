@@ -214,3 +214,40 @@ def test_paper_test_mode_is_in_every_protocol_and_eval_reproduces_it(run, tmp_pa
     result = evaluate(str(out / "checkpoints" / "last.ckpt"), cfg.metrics, cfg.paths.cache_dir)
     assert result["test_mode"] == "paper"
     assert result["metrics"]["val/psnr"] == pytest.approx(summary["last"]["val/psnr"], rel=1e-6)
+
+
+class Identity:
+    """The trivial baseline as a "generator": its answer is its input (bicubic upsampling, for SR)."""
+
+    device = torch.device("cpu")
+
+    def translate(self, source: torch.Tensor, direction: str | None = None) -> torch.Tensor:
+        return source
+
+
+@pytest.mark.slow
+def test_pix2pix_beats_the_bicubic_input(run):
+    """The benchmark's point: 800 steps of the preset (its nets and settings), and G's outputs are
+    closer to the ground truth than the bicubic upsampling they start from (PSNR) and closer to the
+    real images as a distribution (FID), both measured by the suite training uses on the same held-out
+    pairs. Measured (seed 42): PSNR 30.7 dB against 29.2 for the input, FID 0.24 against 2.5 (at 300
+    steps G is still below the input, 27.0 dB; the issue's 600-step batch-1 run before the U-Net fix
+    scored 25.6 dB against 29.2 and nothing noticed)."""
+    from ganforge.build import build
+    from ganforge.metrics.suite import MetricSettings
+    from ganforge.metrics.translation import TranslationSuite
+    from ganforge.restore import restore
+    from helpers import compose_cfg
+
+    metrics = ["metrics=[psnr,fid]"]
+    summary, out = run("sr", "experiment=pix2pix_sr_digits", *metrics, "train.steps=800", "metrics.every=0")
+    cfg = compose_cfg(out, "experiment=pix2pix_sr_digits", *metrics)
+    datamodule, _ = build(cfg)
+    suite = TranslationSuite(MetricSettings.from_config(cfg.metrics), datamodule, cfg.paths.cache_dir)
+    suite.prepare(torch.device("cpu"))
+    bicubic = suite.measure(Identity(), torch.device("cpu"))
+    _, _, module, _ = restore(out / "checkpoints" / "last.ckpt")
+    trained = suite.measure(module, torch.device("cpu"))
+    assert trained["val/psnr"] == pytest.approx(summary["last"]["val/psnr"], rel=1e-6)  # the same suite
+    assert trained["val/psnr"] > bicubic["val/psnr"] + 1.0, (trained, bicubic)
+    assert trained["val/fid"] < 0.5 * bicubic["val/fid"], (trained, bicubic)
