@@ -2,11 +2,12 @@
 (pack 2) on the 8-Gaussian ring, the 25-Gaussian grid and stacked digits, several seeds each.
 
 Runs one ``ganforge-train`` job at a time (a finished job is not rerun: its ``summary.json`` is reused),
-then writes ``results.json`` (every run and the mean ± std per setting) and prints a Markdown table.
-The budget is small by default (PacGAN trains 400 epochs of 100,000 samples: 400,000 steps on the toy
-data); choose yours with the flags:
+then writes ``results.json`` and prints a Markdown table. ``results.json`` accumulates: the runs of this
+invocation replace those of the same preset, pack, seed and budget already in it, and the mean ± std of
+every (preset, pack, budget) setting is recomputed from all the runs it holds. The budgets are small
+(PacGAN trains 400 epochs of 100,000 samples: 400,000 steps on the toy data); choose yours with flags:
 
-    python experiments/mode_collapse/run.py                        # the budget of the README table
+    python experiments/mode_collapse/run.py                         # 2,000 and 20,000 toy steps
     python experiments/mode_collapse/run.py --toy-steps 20000 --seeds 0 1 2 3 4
     python experiments/mode_collapse/run.py --presets pacgan_ring8 --packs 1 2 3 4
 """
@@ -18,8 +19,11 @@ import json
 import statistics
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # experiments/jobs.py
@@ -29,9 +33,8 @@ PRESETS = ("pacgan_ring8", "pacgan_grid25", "stacked_digits")
 METRICS = ("val/modes", "val/hq_frac", "val/reverse_kl")
 
 
-def overrides(preset: str, pack: int, seed: int, args: argparse.Namespace) -> list[str]:
+def overrides(preset: str, pack: int, seed: int, steps: int) -> list[str]:
     """The job's overrides: the preset with its pack and seed, the budget, metrics only at the end."""
-    steps = args.stacked_steps if preset.startswith("stacked") else args.toy_steps
     samples = 26000 if preset.startswith("stacked") else 2500  # PacGAN's counts (Sec. 5.1 and 5.2)
     return [
         f"experiment={preset}",
@@ -68,18 +71,51 @@ def cell(agg: dict[str, Any], name: str, scale: float = 1.0, digits: int = 1, su
     return f"{m:.{digits}f} ± {s:.{digits}f}{suffix}"
 
 
+def init_of(run_dir: Path) -> str:
+    """The weight initialisation a finished job used (its composed config; ``default``: torch's)."""
+    config = run_dir / ".hydra" / "config.yaml"
+    if not config.is_file():
+        return "default"
+    return str(OmegaConf.load(config).model.generator.get("init", "default"))
+
+
+def settings_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std per (preset, pack, budget), from every run (keyed ``preset/pack<k>/steps<n>``)."""
+    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[(run["preset"], run["pack"], run["steps"])].append(run)
+    settings = {}
+    for (preset, pack, steps), group in sorted(groups.items()):
+        inits = sorted({r.get("init", "default") for r in group})
+        agg = aggregate(group) | {"preset": preset, "pack": pack, "steps": steps, "init": "/".join(inits)}
+        settings[f"{preset}/pack{pack}/steps{steps}"] = agg
+    return settings
+
+
+def merge(old: dict[str, Any] | None, new_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of ``old`` results (older files: 2,000/1,500-step runs with torch's init) that
+    ``new_runs`` do not replace, then ``new_runs``."""
+    key = lambda r: (r["preset"], r["pack"], r["seed"], r["steps"])  # noqa: E731
+    fresh = {key(r) for r in new_runs}
+    kept = [r for r in (old or {}).get("runs", []) if key(r) not in fresh]
+    for run in kept:
+        run.setdefault("init", "default")
+    return kept + new_runs
+
+
 def table(results: dict[str, Any]) -> str:
-    """The Markdown rows: one per (preset, pack)."""
+    """The Markdown rows: one per (preset, pack, budget)."""
     rows = [
-        "| data | method | steps | seeds | modes | high-quality samples | reverse KL |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| data | method | steps | init | seeds | modes | high-quality samples | reverse KL |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for key, agg in results["settings"].items():
-        preset, pack = key.rsplit("/pack", 1)
-        method = "GAN" if pack == "1" else f"PacGAN{pack}"
+    for agg in results["settings"].values():
+        pack = agg["pack"]
+        method = "GAN" if pack == 1 else f"PacGAN{pack}"
         rows.append(
-            f"| {preset} | {method} | {agg['steps']} | {agg['seeds']} | {cell(agg, 'val/modes')} | "
-            f"{cell(agg, 'val/hq_frac', 100, 1, ' %')} | {cell(agg, 'val/reverse_kl', 1, 2)} |"
+            f"| {agg['preset']} | {method} | {agg['steps']} | {agg['init']} | {agg['seeds']} | "
+            f"{cell(agg, 'val/modes')} | {cell(agg, 'val/hq_frac', 100, 1, ' %')} | "
+            f"{cell(agg, 'val/reverse_kl', 1, 2)} |"
         )
     return "\n".join(rows)
 
@@ -91,30 +127,32 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
     parser.add_argument("--packs", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--toy-steps", type=int, default=2000, help="generator steps on the ring and grid")
+    parser.add_argument(
+        "--toy-steps", nargs="+", type=int, default=[2000, 20000], help="G-step budgets, ring and grid"
+    )
     parser.add_argument("--stacked-steps", type=int, default=1000, help="generator steps on stacked digits")
     parser.add_argument("--out", type=Path, default=HERE / "runs", help="run directories (not committed)")
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
 
     runs: list[dict[str, Any]] = []
-    settings: dict[str, Any] = {}
     start = time.time()
     for preset in args.presets:
-        for pack in args.packs:
-            group = []
-            for seed in args.seeds:
-                job = overrides(preset, pack, seed, args)
-                steps = args.stacked_steps if preset.startswith("stacked") else args.toy_steps
-                summary = train_job(args.out / f"{preset}_pack{pack}_seed{seed}_steps{steps}", job)
-                metrics = {k: v for k, v in summary["last"].items() if k in METRICS}
-                run = {"preset": preset, "pack": pack, "seed": seed, "steps": summary["g_steps"]}
-                run |= {"metrics": metrics, "wall_time_s": summary["wall_time_s"]}
-                print(json.dumps(run), flush=True)
-                runs.append(run)
-                group.append(run)
-            settings[f"{preset}/pack{pack}"] = aggregate(group) | {"steps": group[0]["steps"]}
-    results = {"settings": settings, "runs": runs, "elapsed_s": round(time.time() - start, 1)}
+        budgets = [args.stacked_steps] if preset.startswith("stacked") else args.toy_steps
+        for steps in budgets:
+            for pack in args.packs:
+                for seed in args.seeds:
+                    run_dir = args.out / f"{preset}_pack{pack}_seed{seed}_steps{steps}"
+                    summary = train_job(run_dir, overrides(preset, pack, seed, steps))
+                    metrics = {k: v for k, v in summary["last"].items() if k in METRICS}
+                    run = {"preset": preset, "pack": pack, "seed": seed, "steps": summary["g_steps"]}
+                    run |= {"init": init_of(run_dir), "metrics": metrics}
+                    run |= {"wall_time_s": summary["wall_time_s"]}
+                    print(json.dumps(run), flush=True)
+                    runs.append(run)
+    old = json.loads(args.results.read_text()) if args.results.is_file() else None
+    runs = merge(old, runs)
+    results = {"settings": settings_of(runs), "runs": runs, "elapsed_s": round(time.time() - start, 1)}
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
 

@@ -11,6 +11,27 @@ from ganforge.errors import ConfigError
 from ganforge.nets.layers import activation, check_norm, maybe_sn, norm_layer
 
 MLP_NORMS = ("none", "batch", "layer")
+MLP_INITS = ("default", "normal_0.02")
+
+
+def init_mlp(net: nn.Module, init: str, where: str) -> None:
+    """Weight initialisation by name: ``default`` keeps torch's (Kaiming-uniform weights, uniform biases);
+    ``normal_0.02``: every linear weight (maxout pieces included) N(0, 0.02), biases 0, norm scales 1 and
+    shifts 0 (PacGAN's 2D code: ``weights_init=IsotropicGaussian(0.02)``, ``biases_init=Constant(0)``;
+    fjxmlzn/PacGAN synthetic_data_experiments/2DRing_GAN&PacGAN/config.py and 2DGrid_GAN&PacGAN/
+    pacgan_task.py, with Blocks' BatchNormalization initialised to scale 1, shift 0)."""
+    if init not in MLP_INITS:
+        raise ConfigError(f"{where}.init={init!r}: choose one of {', '.join(MLP_INITS)}")
+    if init == "default":
+        return
+    for m in net.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm1d | nn.LayerNorm) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 class Maxout(nn.Module):
@@ -50,7 +71,7 @@ def _check_norm(norm: str, where: str) -> None:
 
 class MLPGenerator(nn.Module):
     """z → hidden layers → data; tanh output for images (in [-1, 1]), linear for points; ``norm``: none,
-    batch or layer (per hidden layer)."""
+    batch or layer (per hidden layer); ``init``: default (torch's) or normal_0.02 (:func:`init_mlp`)."""
 
     def __init__(
         self,
@@ -59,6 +80,7 @@ class MLPGenerator(nn.Module):
         hidden: Sequence[int] = (128, 128),
         act: str = "leaky_relu",
         norm: str = "none",
+        init: str = "default",
     ) -> None:
         super().__init__()
         _check_norm(norm, "model.generator")
@@ -69,6 +91,7 @@ class MLPGenerator(nn.Module):
         if len(self.data_shape) == 3:
             layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
+        init_mlp(self, init, "model.generator")
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(z.shape[0], *self.data_shape)
@@ -76,7 +99,8 @@ class MLPGenerator(nn.Module):
 
 class MLPDiscriminator(nn.Module):
     """data → hidden layers → one logit per sample; ``norm``: none, batch or layer (per hidden layer);
-    ``act=maxout``: maxout layers of ``maxout_pieces`` (Goodfellow et al. 2013; PacGAN's toy D)."""
+    ``act=maxout``: maxout layers of ``maxout_pieces`` (Goodfellow et al. 2013; PacGAN's toy D);
+    ``init``: default (torch's) or normal_0.02 (:func:`init_mlp`)."""
 
     def __init__(
         self,
@@ -86,6 +110,7 @@ class MLPDiscriminator(nn.Module):
         spectral_norm: bool = False,
         norm: str = "none",
         maxout_pieces: int = 5,
+        init: str = "default",
     ) -> None:
         super().__init__()
         _check_norm(norm, "model.discriminator")
@@ -94,10 +119,16 @@ class MLPDiscriminator(nn.Module):
                 f"model.discriminator.maxout_pieces must be an integer >= 2, got {maxout_pieces!r}"
             )
         sizes = [math.prod(data_shape), *hidden]
+        # another init: spectral norm wraps the layers once initialised (else its u, v would be stale)
+        sn_now = spectral_norm and init == "default"
         self.net = nn.Sequential(
-            *_mlp(sizes, act, spectral_norm, norm, maxout_pieces),
-            maybe_sn(nn.Linear(sizes[-1], 1), spectral_norm),
+            *_mlp(sizes, act, sn_now, norm, maxout_pieces),
+            maybe_sn(nn.Linear(sizes[-1], 1), sn_now),
         )
+        init_mlp(self, init, "model.discriminator")
+        if spectral_norm and not sn_now:
+            for layer in [m for m in self.net.modules() if isinstance(m, nn.Linear)]:
+                maybe_sn(layer, True)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1)).squeeze(1)
