@@ -404,3 +404,184 @@ def test_montage_titles_clear_the_row_above(tmp_path):
             assert not lower.title.get_window_extent().overlaps(upper.get_window_extent())
     for ax in axes:  # whole titles: every differing value is in it
         assert "diffaugment=" in ax.get_title().replace("\n", "")
+
+
+# --- scale: the fast readers give what the reference ones gave ------------------------------------------
+def reference_read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """The reader ganforge-compare had before it was made fast (csv.DictReader, every column)."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    if not path.is_file():
+        return series
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise compare.DamagedRun(f"{path.name} cannot be read ({compare._why(exc)})") from None
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    reader = csv.DictReader(lines)
+    try:
+        if lines and not set(compare.STEP_KEYS) & set(reader.fieldnames or []):
+            raise compare.DamagedRun(f"{path.name} is not a metrics table: no trainer/g_step or step column")
+        rows = list(reader)
+    except csv.Error as exc:
+        raise compare.DamagedRun(f"{path.name} cannot be read ({compare._why(exc)})") from None
+    for row in rows:
+        step = next((row[k] for k in compare.STEP_KEYS if row.get(k) not in (None, "")), None)
+        x = compare._float(step)
+        if not math.isfinite(x):
+            continue
+        for key, cell in row.items():
+            if key is None or key in compare.NOT_METRICS or cell in (None, ""):
+                continue
+            value = compare._float(cell)
+            if not math.isnan(value) or cell.strip().lower() == "nan":
+                series.setdefault(key, []).append((int(x), value))
+    for values in series.values():
+        values.sort(key=lambda p: p[0])
+    return series
+
+
+def reference_load_yaml(path: Path) -> object:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
+def reference_add_legend(fig, runs, colors, panels_height):
+    fig.draw_without_rendering()  # what _add_legend did before measuring its legend
+    return FAST["_add_legend"](fig, runs, colors, panels_height)
+
+
+FAST = {"_add_legend": compare._add_legend}
+
+CSV_CASES = {
+    "plain": "step,train/d_loss,train/g_loss,trainer/g_step,val/fid\n10,1,2,10,\n10,,,10,40\n"
+    "20,0.5,nan,20,\n",
+    "repeated-column": "step,train/d_loss,train/d_loss,trainer/g_step\n10,1,3,10\n20,2,,20\n",
+    "short-and-long-rows": "step,train/d_loss,train/x,trainer/g_step\n10,1\n20,2,5,20,99,98\n\n30,3,,30\n",
+    "being-written": "trainer/g_step,train/d_loss,train/lr\n10,1,0.1\n20,2,0.1\n30,3",
+    "odd-cells": "step,train/d_loss,train/lr\n10,x,0.1\n 20 ,inf,\nnan,1,1\n40,NaN,-inf\n50,,7\n",
+    "other-column-last": "step,train/d_loss,train/lr,trainer/g_step\n10,1,,10\n20,,0.5,20\n",
+    "empty": "",
+    "header-only": "step,train/d_loss\n",
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_CASES))
+def test_fast_metrics_reader_reads_what_the_reference_read(tmp_path, case):
+    path = tmp_path / "metrics.csv"
+    path.write_text(CSV_CASES[case])
+    expected = reference_read_metrics(path)
+    expected = dict(sorted(expected.items()))  # the order of the columns is never shown
+    assert repr(dict(sorted(compare.read_metrics(path).items()))) == repr(expected)  # nan is nan
+    shown = compare._read_metrics(path, keep=lambda k: k == "train/d_loss" or k.startswith("val/"))
+    series, others, last = shown
+    shown_expected = {k: v for k, v in expected.items() if k == "train/d_loss" or k.startswith("val/")}
+    assert repr(dict(sorted(series.items()))) == repr(shown_expected)
+    assert others == set(expected) - set(series)
+    assert last == max((v[-1][0] for v in expected.values()), default=None)
+
+
+YAML_CASES = {
+    "config": "train:\n  steps: 100\n  lr: 1e-4\n  betas: [0.5, 0.999]\nb: ${train.steps}\n"
+    "when: 2024-01-02\n",
+    "hydra": "hydra:\n  sweep:\n    dir: multirun/${now:%Y-%m-%d}_${now:%H-%M-%S}\n  runtime:\n    choices:\n"
+    "      loss: hinge\n      optim/scheduler: null\n",
+    "overrides": "- loss=hinge\n- optim.lr_d=1e-4\n- data.aug=[a, b]\n",
+    "keys": "1: a\n1.5: b\ntrue: c\n'': d\n",
+    "empty": "",
+    "bad-interpolation": "a: ${oops\n",
+    "duplicate-key": "a: 1\na: 2\n",
+    "null-key": "null: 1\n",
+    "scalar": "just text\n",
+    "number": "3\n",
+    "binary": "a: !!binary aGVsbG8=\n",
+    "set": "a: !!set {x, y}\n",
+    "broken": "a: [1, 2\n",
+    "tabs": "a:\n\t- 1\n",
+    "control-character": "a: b\x07c\n",
+    "byte-order-mark": "\ufeffa: 1\n",
+    "crlf": "a: 1\r\nb: [1, 2]\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(YAML_CASES))
+def test_fast_yaml_reads_what_omegaconf_read(tmp_path, case):
+    path = tmp_path / ".hydra" / "config.yaml"
+    path.parent.mkdir()
+    path.write_text(YAML_CASES[case])
+
+    def outcome(load):
+        try:
+            return ("ok", repr(load(path)))
+        except Exception as exc:  # noqa: BLE001 - the same error type and words, or the same value
+            return ("error", compare._why(exc))
+
+    assert outcome(compare._load_yaml) == outcome(reference_load_yaml)
+
+
+def same_outputs(a: Path, b: Path) -> None:
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    for pa in a.iterdir():
+        pb = b / pa.name
+        if pa.suffix == ".png":
+            with Image.open(pa) as ia, Image.open(pb) as ib:
+                assert ia.size == ib.size and ia.tobytes() == ib.tobytes(), pa.name
+        elif pa.suffix == ".md":  # but for its time stamp
+            strip = [line for line in pa.read_text().splitlines() if "written " not in line]
+            assert strip == [line for line in pb.read_text().splitlines() if "written " not in line]
+        else:
+            assert pa.read_bytes() == pb.read_bytes(), pa.name
+
+
+@pytest.mark.parametrize("metric", [None, "train/g_loss"])
+def test_output_is_what_the_reference_readers_and_plots_gave(tmp_path, monkeypatch, capsys, metric):
+    root = tmp_path / "runs"
+    many_runs(root, n=5)
+    make_run(root / "diverged", ["loss=lsgan"], curve(8, nan_at=7), status="diverged")
+    running = make_run(root / "running", ["loss=hinge"], curve(6, fid=[40]), status=None)
+    with open(running / "metrics.csv", "a") as f:
+        f.write("0.5,0.3,")
+    (root / "bad").mkdir()
+    (root / "bad" / "summary.json").write_text("{")
+    extra = ["--metric", metric] if metric else []
+
+    assert compare.main([str(root), "--out", str(tmp_path / "new"), *extra]) == 0
+    new = capsys.readouterr()
+    with monkeypatch.context() as m:
+        m.setattr(compare, "_load_yaml", reference_load_yaml)
+        m.setattr(
+            compare, "_read_metrics", lambda path, keep=None: (reference_read_metrics(path), set(), None)
+        )
+        m.setattr(compare, "_add_legend", reference_add_legend)
+        assert compare.main([str(root), "--out", str(tmp_path / "ref"), *extra]) == 0
+    ref = capsys.readouterr()
+    assert new.err == ref.err and new.out.replace("/new/", "/ref/") == ref.out
+    same_outputs(tmp_path / "new", tmp_path / "ref")
+
+
+# --- a place that cannot be written ----------------------------------------------------------------------
+def test_an_unwritable_out_is_one_line_exit_2_before_reading_runs(tmp_path, monkeypatch, capsys):
+    make_run(tmp_path / "runs" / "a", ["loss=hinge"], curve(3))
+    (tmp_path / "file").write_text("x")
+    places = [tmp_path / "file" / "out", tmp_path / "file"]
+    if os.geteuid() != 0:  # root writes into a read-only folder anyway
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        places += [locked, locked / "out"]
+    if Path("/proc").is_dir():  # read-only for root too
+        places.append(Path("/proc/ganforge-compare-out"))
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("runs read before the destination was checked")
+
+    monkeypatch.setattr(compare, "build_comparison", no_reading)
+    for out in places:
+        assert compare.main([str(tmp_path / "runs"), "--out", str(out)]) == 2, out
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(
+            f"ganforge-compare: error: cannot write the comparison into {out}"
+        )
+    assert not (tmp_path / "file" / "out").exists()

@@ -18,7 +18,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,9 @@ class Run:
     choices: dict[str, Any] = field(default_factory=dict)
     name: str = ""
     label: str = ""
+    # metrics.csv columns read for their names only (not shown), and the highest step of any value
+    other_metrics: set[str] = field(default_factory=set)
+    last_step: int | None = None
 
     @property
     def status(self) -> str:
@@ -88,7 +91,10 @@ class Run:
     def steps(self) -> int:
         if self.summary and self.summary.get("g_steps") is not None:
             return int(self.summary["g_steps"])
-        return max((s[-1][0] for s in self.series.values() if s), default=0)
+        ends = [s[-1][0] for s in self.series.values() if s]
+        if self.last_step is not None:
+            ends.append(self.last_step)
+        return max(ends, default=0)
 
     @property
     def steps_target(self) -> int | None:
@@ -128,7 +134,7 @@ class Run:
         return best_of(metric, values)
 
     def metric_names(self) -> set[str]:
-        names = set(self.series)
+        names = set(self.series) | self.other_metrics
         names.update(((self.summary or {}).get("best") or {}).keys())
         return names
 
@@ -161,9 +167,17 @@ def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     Tolerates files being written: a last line without its newline and unparsable cells are ignored.
     A file that cannot be read, or whose header has no step column, raises :class:`DamagedRun`.
     """
+    return _read_metrics(path)[0]
+
+
+def _read_metrics(
+    path: Path, keep: Callable[[str], bool] | None = None
+) -> tuple[dict[str, list[tuple[int, float]]], set[str], int | None]:
+    """:func:`read_metrics` of the columns ``keep`` accepts (all by default), with the names of the
+    other columns that hold a value and the highest step of any value (None: no value)."""
     series: dict[str, list[tuple[int, float]]] = {}
     if not path.is_file():
-        return series
+        return series, set(), None
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -171,38 +185,150 @@ def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines.pop()  # still being written
-    reader = csv.DictReader(lines)
+    # csv.reader with the columns looked up once (what csv.DictReader gives, at a fraction of the cost:
+    # a repeated column name counts with its last cell; cells past the header and blank lines are skipped)
+    reader = csv.reader(lines)
     try:
-        if lines and not set(STEP_KEYS) & set(reader.fieldnames or []):
+        header = next(reader, None)
+        if lines and not set(STEP_KEYS) & set(header or []):
             raise DamagedRun(f"{path.name} is not a metrics table: no {' or '.join(STEP_KEYS)} column")
         rows = list(reader)
     except csv.Error as exc:
         raise DamagedRun(f"{path.name} cannot be read ({_why(exc)})") from None
+    columns = {key: i for i, key in enumerate(header or [])}  # a repeated name: its last column
+    steps = [columns[k] for k in STEP_KEYS if k in columns]
+    index = {key: i for key, i in columns.items() if key not in NOT_METRICS}
+    kept = [(i, series.setdefault(key, [])) for key, i in index.items() if keep is None or keep(key)]
+    others = [(key, i) for key, i in index.items() if not (keep is None or keep(key))]
+    found: set[str] = set()  # the other columns seen with a value (only their names are kept)
+    last: int | None = None
     for row in rows:
-        step = next((row[k] for k in STEP_KEYS if row.get(k) not in (None, "")), None)
+        if not row:
+            continue
+        n = len(row)
+        step = next((row[i] for i in steps if i < n and row[i] != ""), None)
         x = _float(step)
         if not math.isfinite(x):
             continue
-        for key, cell in row.items():
-            if key is None or key in NOT_METRICS or cell in (None, ""):
+        s = int(x)
+        hit = False
+        for i, values in kept:
+            cell = row[i] if i < n else ""
+            if cell == "":
                 continue
             value = _float(cell)
             if not math.isnan(value) or cell.strip().lower() == "nan":
-                series.setdefault(key, []).append((int(x), value))
+                values.append((s, value))
+                hit = True
+        if others and (not hit or len(found) < len(others)):
+            for key, i in others:
+                if (key in found and (hit or (last is not None and last >= s))) or i >= n or row[i] == "":
+                    continue
+                value = _float(row[i])
+                if not math.isnan(value) or row[i].strip().lower() == "nan":
+                    found.add(key)
+                    hit = True
+        if hit and (last is None or s > last):
+            last = s
+    for key in [k for k, values in series.items() if not values]:
+        del series[key]  # a column with no value: no series
     for values in series.values():
         values.sort(key=lambda p: p[0])
-    return series
+    return series, found, last
+
+
+_LOADER: Any = None
+
+
+def _fast_loader() -> Any:
+    """OmegaConf's YAML loader (its float syntax, no timestamps, duplicate keys refused) on top of
+    libyaml's C parser when PyYAML has it: OmegaConf's own pure-Python loader and its DictConfig
+    nodes took most of the time on thousands of runs."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+        from omegaconf._utils import get_yaml_loader
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+        class FastOmegaConfLoader(base):  # type: ignore[misc, valid-type]
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                keys = set()  # duplicate keys refused, as OmegaConf's loader does
+                for key_node, _ in node.value:
+                    if key_node.tag != yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG:
+                        continue
+                    if key_node.value in keys:
+                        raise yaml.constructor.ConstructorError("duplicate key")
+                    keys.add(key_node.value)
+                return super().construct_mapping(node, deep=deep)
+
+        reference = get_yaml_loader()  # OmegaConf's float syntax (1e-4), no timestamps
+        resolvers = reference.yaml_implicit_resolvers
+        FastOmegaConfLoader.yaml_implicit_resolvers = {k: list(v) for k, v in resolvers.items()}
+        _LOADER = FastOmegaConfLoader
+    return _LOADER
+
+
+_PLAIN = (str, int, float, bool, type(None))
+_GOOD_INTERPOLATIONS: set[str] = set()
+
+
+def _plain(node: Any) -> bool:
+    """Whether ``node`` is what ``OmegaConf.to_container(OmegaConf.create(node))`` gives back
+    unchanged: dicts (keys str/int/float/bool), lists and scalars, interpolation strings that
+    OmegaConf's grammar accepts. Anything else goes through OmegaConf itself (same value, same error)."""
+    from omegaconf._utils import _is_interpolation_string
+
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, value in item.items():
+                if type(key) not in (str, int, float, bool) or (type(key) is str and "${" in key):
+                    return False
+                stack.append(value)
+        elif kind is list:
+            stack.extend(item)
+        elif kind is str:
+            if "${" in item and item not in _GOOD_INTERPOLATIONS:
+                try:
+                    _is_interpolation_string(item, True)
+                except Exception:  # noqa: BLE001 - a bad interpolation: OmegaConf says what
+                    return False
+                _GOOD_INTERPOLATIONS.add(item)  # every run of a sweep has the same ones: parsed once
+        elif kind not in _PLAIN:
+            return False
+    return True
+
+
+def _load_yaml(path: Path) -> Any:
+    """``OmegaConf.to_container(OmegaConf.load(path), resolve=False)``, fast for the files ganforge
+    writes; any file the fast path is not sure of (or cannot parse) is read by OmegaConf itself."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        if not yaml.reader.Reader.NON_PRINTABLE.search(text):  # else PyYAML's own reader says what
+            data = yaml.load(text, Loader=_fast_loader())  # noqa: S506 - a SafeLoader subclass
+            if data is None:
+                return {}
+            if type(data) in (dict, list) and _plain(data):
+                return data
+    except Exception:  # noqa: BLE001, S110 - read again below, by OmegaConf, for its error
+        pass
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
 
 def _yaml(path: Path, kind: type = dict) -> Any:
     """A YAML file of the run as plain containers (None when missing); :class:`DamagedRun` when it
     cannot be parsed or holds something other than a ``kind`` (an empty file counts as empty)."""
-    from omegaconf import OmegaConf
-
     if not path.is_file():
         return None
     try:
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        data = _load_yaml(path)
     except Exception as exc:  # noqa: BLE001 - OmegaConf raises many types for a damaged file
         raise DamagedRun(f"{_rel(path)} is not readable YAML ({_why(exc)})") from None
     if data == {}:
@@ -248,20 +374,26 @@ def parse_overrides(lines: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path, keep: Callable[[str], bool] | None = None) -> Run:
     """Read one run dir; missing files give empty parts (a run in progress), a damaged one raises
-    :class:`DamagedRun` with the file and what is wrong with it."""
+    :class:`DamagedRun` with the file and what is wrong with it. ``keep``: the metrics whose curves
+    are read (default: all; the others are known by name only)."""
     hydra = path / ".hydra"
     choices: Any = _yaml(hydra / "hydra.yaml") or {}
     for key in ("hydra", "runtime", "choices"):
         choices = choices.get(key) if isinstance(choices, dict) else None
+    overrides = parse_overrides(_yaml(hydra / "overrides.yaml", list) or [])
+    summary = read_summary(path / "summary.json")
+    series, others, last_step = _read_metrics(path / "metrics.csv", keep)
     return Run(
         path=path,
-        overrides=parse_overrides(_yaml(hydra / "overrides.yaml", list) or []),
-        summary=read_summary(path / "summary.json"),
-        series=read_metrics(path / "metrics.csv"),
+        overrides=overrides,
+        summary=summary,
+        series=series,
         config=_yaml(hydra / "config.yaml") or {},
         choices=choices if isinstance(choices, dict) else {},
+        other_metrics=others,
+        last_step=last_step,
     )
 
 
@@ -496,8 +628,10 @@ def build_comparison(
     paths, skipped = find_runs(dirs, exclude=exclude)
     runs = []
     for path in paths:
-        try:
-            runs.append(load_run(path))
+        try:  # the curves shown (losses, val/*, the chosen metric); the other metrics by name
+            runs.append(
+                load_run(path, keep=lambda key: key in LOSSES or key.startswith("val/") or key == metric)
+            )
         except DamagedRun as exc:  # listed with the reason; the other runs are still compared
             skipped.append((path, str(exc)))
     keys = differing_overrides(runs) if len(runs) > 1 else []
@@ -606,8 +740,7 @@ def _add_legend(fig: Any, runs: Sequence[Run], colors: Sequence[Any], panels_hei
     legend = fig.legend(
         handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=8, frameon=False
     )
-    fig.draw_without_rendering()
-    box = legend.get_window_extent()
+    box = legend.get_window_extent()  # its size alone (no draw of every curve just to measure it)
     legend_w, legend_h = box.width / fig.dpi + 0.3, box.height / fig.dpi + 0.2
     height = panels_height + legend_h
     fig.set_size_inches(max(fig.get_figwidth(), legend_w), height)
@@ -727,7 +860,12 @@ def samples_figure(runs: Sequence[Run], keys: Sequence[str] = ()) -> Any | None:
 def _save(fig: Any | None, path: Path) -> Path | None:
     if fig is None:
         return None
+    import gc
+
     fig.savefig(path)
+    fig.clear()  # a figure of thousands of curves is large: freed now, not next to the next one
+    del fig
+    gc.collect()
     return path
 
 
@@ -853,14 +991,16 @@ def compare(
     out: str | Path | None = None,
     plots: bool = True,
     show: bool = True,
+    comparison: Comparison | None = None,
 ) -> dict[str, Any]:
     """Compare the runs under ``dirs``; write table and plots into ``out``; returns what it wrote.
 
-    ``out`` defaults to the single DIR given, or ``./comparison`` for several.
+    ``out`` defaults to the single DIR given, or ``./comparison`` for several. ``comparison``: the
+    runs already read by :func:`build_comparison` (with ``exclude=out``), not read again.
     """
     paths = [Path(d) for d in dirs]
-    out_dir = Path(out) if out else (paths[0] if len(paths) == 1 else Path("comparison"))
-    comp = build_comparison(paths, metric, exclude=out_dir)
+    out_dir = default_out(paths, out)
+    comp = comparison if comparison is not None else build_comparison(paths, metric, exclude=out_dir)
     for p, why in comp.skipped if show else ():  # else the caller says it (the Hydra callback logs it)
         print(f"ganforge-compare: skipped {p}: {why}", file=sys.stderr)
     result: dict[str, Any] = {"comparison": comp, "files": {}}
@@ -889,8 +1029,37 @@ def compare(
     return result
 
 
+def default_out(paths: Sequence[Path], out: str | Path | None) -> Path:
+    """Where the comparison goes: ``out``, else the single DIR given, else ``./comparison``."""
+    return Path(out) if out else (paths[0] if len(paths) == 1 else Path("comparison"))
+
+
+def unwritable(out: Path) -> str | None:
+    """Why the comparison cannot be written into ``out`` (None: it can). Probed with a temporary file
+    in ``out``, or in its nearest existing parent when it is still to be made, that is removed at once,
+    so that a read-only place is refused before any run is read, and nothing is left behind."""
+    import tempfile
+
+    place = out
+    while not place.exists():
+        if place.is_symlink():  # a dangling link: mkdir would fail on it
+            return f"{place} is a broken link"
+        if place.parent == place:
+            break
+        place = place.parent
+    if not place.is_dir():
+        return f"{place} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as exc:
+        return f"{place} is not writable ({exc.strerror or type(exc).__name__})"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``ganforge-compare``; exit code 1 when no run was found, 2 for a metric none logged."""
+    """Entry point of ``ganforge-compare``; exit code 1 when no run was found, 2 for a metric none
+    logged or an ``--out`` that cannot be written."""
     parser = argparse.ArgumentParser(
         prog="ganforge-compare",
         description="Compare ganforge runs: a table and plots from run dirs or multirun dirs.",
@@ -906,8 +1075,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-plots", action="store_true", help="only the table")
     args = parser.parse_args(argv)
+    paths = [Path(d) for d in args.dirs]
+    out = default_out(paths, args.out)
+    why = unwritable(out) if args.out is not None or out.exists() else None
+    if why is not None:  # before reading thousands of runs
+        hint = "" if args.out is not None else " (choose another place with --out)"
+        print(
+            f"ganforge-compare: error: cannot write the comparison into {out}: {why}{hint}", file=sys.stderr
+        )
+        return 2
+    comp = build_comparison(paths, args.metric, exclude=out)  # read once, for the check and the table
     if args.metric:  # a metric no run logged would sort by nothing: say so before writing anything
-        runs = build_comparison([Path(d) for d in args.dirs]).runs
+        runs = comp.runs
         logged = sorted({n for r in runs for n in r.metric_names()})
         if runs and args.metric not in logged:
             shown = ", ".join(n for n in logged if n.startswith(("val/", "train/"))) or "none"
@@ -916,7 +1095,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    result = compare(args.dirs, metric=args.metric, out=args.out, plots=not args.no_plots)
+    result = compare(args.dirs, metric=args.metric, out=out, plots=not args.no_plots, comparison=comp)
     if not result["comparison"].runs:
         print("ganforge-compare: error: no runs found", file=sys.stderr)
         return 1
