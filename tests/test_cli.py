@@ -168,21 +168,27 @@ def read_only_dir(tmp_path):
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
     yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(mount)], check=True)  # busy for a moment under load: detach
 
 
 def test_read_only_places_are_one_line_each(read_only_dir, tmp_path):
+    """Under load: generous timeouts (the commands import torch and Lightning first), and only the tool's
+    own lines compared (a library may warn on stderr before the refusal)."""
     from ganforge.errors import ConfigError
     from helpers import command, train_run
 
-    res = cli("logger=[csv]", f"hydra.run.dir={read_only_dir}/run", cwd=tmp_path)
+    def own(stderr: str, tool: str) -> list[str]:
+        return [line for line in stderr.strip().splitlines() if line.startswith(f"{tool}:")]
+
+    res = cli("logger=[csv]", f"hydra.run.dir={read_only_dir}/run", cwd=tmp_path, timeout=900)
     assert res.returncode == 2, res.stderr[-2000:]
-    assert res.stderr.strip().splitlines() == [
+    assert own(res.stderr, "ganforge-train") == [
         f"ganforge-train: error: hydra.run.dir={read_only_dir}/run: cannot write in {read_only_dir} "
         "(read-only, or no permission)"
-    ]
-    res = command("sample", "ckpt_path=x.ckpt", f"out={read_only_dir}/grid.png", cwd=tmp_path)
-    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+    ], res.stderr[-2000:]
+    res = command("sample", "ckpt_path=x.ckpt", f"out={read_only_dir}/grid.png", cwd=tmp_path, timeout=900)
+    assert res.returncode == 2 and own(res.stderr, "ganforge-sample") == [
         f"ganforge-sample: error: out={read_only_dir}/grid.png: cannot write in {read_only_dir} "
         "(read-only, or no permission)"
     ], res.stderr[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganforge import CONFIG_DIR, resolvers
 from ganforge.checkpoint_file import directory_hint, read_checkpoint
-from ganforge.errors import ConfigError, GanforgeError
+from ganforge.errors import ConfigError, GanforgeError, NothingToTrainError
 
 resolvers.register()  # before any config of the tree is composed
 
@@ -47,6 +48,7 @@ def check_required(cfg: DictConfig) -> None:
 def check_config(cfg: DictConfig) -> None:
     """Reject values that cannot train, before anything is built."""
     check_required(cfg)
+    check_finite(cfg)  # first: `optim.lr_g=.inf` is not finite (rather than "not a positive number")
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
@@ -60,6 +62,100 @@ def check_config(cfg: DictConfig) -> None:
         _positive(cfg, key, int)
     _positive(cfg, "metrics.every", int, allow_zero=True)
     check_trainer(cfg)
+    check_train_keys(cfg)
+    check_groups(cfg)
+
+
+def default_train() -> dict[str, Any]:
+    """The ``train`` node of the shipped ``train.yaml``: the settings ``train.*`` can hold."""
+    return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "train.yaml").train, resolve=False)
+
+
+def check_train_keys(cfg: DictConfig) -> None:
+    """A ConfigError for a ``train.*`` key nothing reads (``+train.foo=1``: Hydra adds it), with a
+    did-you-mean as for ``train.stepz``."""
+    given = cfg.get("train")
+    if not isinstance(given, DictConfig):
+        return
+    known = default_train()
+    unknown = sorted(set(flat(OmegaConf.to_container(given, resolve=False), "train")) - set(_all_keys(known)))
+    for key in unknown:
+        if any(key.startswith(f"{group}.") for group in _all_keys(known) if _is_value(known, group)):
+            continue  # inside a setting whose value is itself a mapping or list (none today)
+        names = sorted(_all_keys(known))
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.7)
+        parent = key.rsplit(".", 1)[0]
+        siblings = [k.rsplit(".", 1)[1] for k in names if k.rsplit(".", 1)[0] == parent]
+        hint = f"did you mean {close[0]}?" if close else f"the keys of {parent}: {', '.join(siblings)}"
+        raise ConfigError(f"{key} is not a key of the config and nothing would read it; {hint}")
+
+
+def _all_keys(tree: dict[str, Any], prefix: str = "train") -> list[str]:
+    """Every dotted key of ``tree``, inner nodes included (``train.ema``, ``train.ema.decay``)."""
+    keys = []
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}"
+        keys.append(dotted)
+        if isinstance(value, dict):
+            keys.extend(_all_keys(value, dotted))
+    return keys
+
+
+def _is_value(tree: dict[str, Any], dotted: str) -> bool:
+    """Whether the default of ``dotted`` (a ``train.*`` key) is a plain value (not a group of settings)."""
+    node: Any = {"train": tree}
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return not isinstance(node, dict)
+
+
+def check_groups(cfg: DictConfig) -> None:
+    """A ConfigError for a group of settings given one value (``train.ada=true``: the group is
+    switched on by ``train.ada.enabled=true``), and a callback given anything but its settings or null."""
+    groups = {f"train.{k}": v for k, v in default_train().items() if isinstance(v, dict) and v}
+    for key, default in groups.items():
+        value = OmegaConf.select(cfg, key)
+        if value is None or isinstance(value, DictConfig):
+            continue
+        first = next(iter(default))
+        example = f"{key}.{first}={'true' if isinstance(default[first], bool) else _shown(value)}"
+        raise ConfigError(
+            f"{key}={_shown(value)}: {key} is a group of settings ({', '.join(default)}), not one value; "
+            f"set one of them, e.g. {example}"
+        )
+    for name, value in (cfg.get("callbacks") or {}).items():
+        if value is not None and not isinstance(value, DictConfig):
+            raise ConfigError(
+                f"callbacks.{name}={_shown(value)}: callbacks.{name} is a group of settings, not one value; "
+                f"turn the callback off with ~callbacks.{name} (or callbacks.{name}=null)"
+            )
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# YAML's and Python's spellings of NaN/Inf (Hydra's command line reads `.nan` as a string)
+NON_FINITE_WORDS = {".nan", "nan", ".inf", "inf", "infinity"}
+
+
+def check_finite(cfg: DictConfig) -> None:
+    """A ConfigError for a NaN or infinite number among the settings (``data.std=.nan``): it would
+    reach the data or the nets and end in NaN losses or a traceback, never in a run."""
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                walk(value, f"{key}.{name}" if key else str(name))
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                walk(value, f"{key}[{i}]")
+        elif (isinstance(node, float) and not math.isfinite(node)) or (
+            isinstance(node, str) and node.strip().lower().lstrip("+-") in NON_FINITE_WORDS
+        ):
+            raise ConfigError(f"{key}={node} is not a finite number; give a finite value")
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
 
 
 # Lightning's budgets count batches or D+G optimizer steps; ganforge's is train.steps (generator steps)
@@ -202,7 +298,7 @@ def check_same_setup(path: Path, ckpt: dict[str, Any], cfg: DictConfig) -> None:
             )
     done = int((ckpt.get("ganforge") or {}).get("g_step", 0))
     if done >= cfg.train.steps:
-        raise ConfigError(
+        raise NothingToTrainError(
             f"ckpt_path={path} is at generator step {done} and train.steps={cfg.train.steps}: nothing to "
             f"train; pass train.steps above {done} to continue it"
         )

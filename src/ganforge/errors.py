@@ -21,6 +21,19 @@ class DivergedError(GanforgeError):
     exit_code = 3
 
 
+class CollapsedError(DivergedError):
+    """A network stopped learning (its gradient zero for a window) and rolling back did not help (exit
+    code 3, status ``collapsed``)."""
+
+
+class NothingToTrainError(ConfigError):
+    """The checkpoint to continue is already at or past ``train.steps`` (a requeued job: nothing to do)."""
+
+
+class RunDirInUseError(ConfigError):
+    """Another ganforge-train process holds the run dir's lock."""
+
+
 class ResourceError(GanforgeError):
     """The machine cannot hold the run: no disk space for its outputs, a batch that does not fit in
     memory, or a run dir that cannot be written (exit code 4; resume with ``ckpt_path=auto`` once fixed)."""

@@ -567,8 +567,9 @@ class GANModule(pl.LightningModule):
         if measure or self.guard is not None or (clip and scale is not None):
             norm = grad_norm(net) if scale is None else grad_norm(net) / scale  # the true gradient's norm
         # fp16: a non-finite gradient of a finite loss is GradScaler's overflow signal (the step skips the
-        # update and lowers the scale), so the guard judges the loss alone
-        judged = norm if scale is None or norm is None else torch.zeros_like(norm)
+        # update and lowers the scale), so the guard judges the loss alone (a finite true norm still tells
+        # it of a dead or exploded network)
+        judged = norm if scale is None or norm is None else torch.nan_to_num(norm, nan=1.0, posinf=1.0)
         if self.guard is not None and not self.guard.accept(loss, judged, self._name(net), self.g_step + 1):
             opt.zero_grad(set_to_none=True)  # no gradient: a later extrapolate()/step() leaves net alone
             return norm

@@ -1,22 +1,51 @@
 """``ganforge-train``: compose the config, build data, nets, loss and optimizers, train, summarise."""
+# ruff: noqa: E402  (the signal handlers are installed before the slow imports)
 
 from __future__ import annotations
 
+import signal
+import sys
+from pathlib import Path
+
+# SIGTERM or SIGUSR2 while Python is still importing torch and Lightning (seconds) must not kill the
+# job with the default handler: the command line installs a handler that only takes note, first thing;
+# the run stops cleanly at the first point it can (before training, or after the first batch).
+EARLY_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+_early_signals: list[int] = []
+
+
+def _note_signal(signum: int, frame: object) -> None:
+    _early_signals.append(signum)
+
+
+def install_early_handlers() -> None:
+    """Take note of :data:`EARLY_SIGNALS` from now on (where nothing else handles them yet)."""
+    for sig in EARLY_SIGNALS:
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _note_signal)
+
+
+if __name__ == "__main__" or Path(sys.argv[0]).name == "ganforge-train":  # the command line, not an import
+    install_early_handlers()
+
 import errno
+import fcntl
 import hashlib
 import json
 import logging
 import os
-import sys
+import shutil
+import socket
+import threading
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -38,11 +67,21 @@ from ganforge.checkpoint_file import (
     check_free_space,
     check_writable,
     checkpoint_bytes,
+    read_checkpoint,
     write_error,
     write_text_atomically,
 )
 from ganforge.config import check_config, key_hints, make, resolve_ckpt_path
-from ganforge.errors import ConfigError, DivergedError, GanforgeError, ResourceError
+from ganforge.errors import (
+    CollapsedError,
+    ConfigError,
+    DataError,
+    DivergedError,
+    GanforgeError,
+    NothingToTrainError,
+    ResourceError,
+    RunDirInUseError,
+)
 from ganforge.loggers import build_loggers, finish_wandb, hydra_choices, wandb_location
 from ganforge.memory import check_step_memory, out_of_memory
 from ganforge.targets import check_targets
@@ -82,37 +121,42 @@ def config_digest(cfg: DictConfig) -> str:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train the GAN described by ``cfg``; returns the run summary (also written as summary.json)."""
-    quiet_lightning()
-    check_config(cfg)
-    rerun = run_dir_source()
-    if rerun is not None:  # a run dir's config read back (-cd <run>/.hydra -cn config): data, not code
-        check_targets(cfg, f"{rerun}/config.yaml", cfg.get("allow_targets") or ())
-    out = Path(cfg.paths.output_dir)
-    if cfg.get("metrics"):  # the metrics' classifier and reference features are cached there
-        check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir", folder=True)
-    ckpt_path = resolve_ckpt_path(requeued_ckpt_path(cfg.ckpt_path, out), out, cfg)
-    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0  # a requeued job continues its run dir
-    dev_run = bool(cfg.trainer.get("fast_dev_run"))  # a quick check of the setup: nothing written but the log
-    fresh_ok = requeued or dev_run or cfg.train.get("overwrite", False) or cfg.ckpt_path in ("auto", "last")
-    if ckpt_path is None and not fresh_ok:
-        check_fresh_run_dir(out)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule, module = build(cfg)
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in checkpoints: eval, sample
-    callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    if dev_run:  # as Lightning's fast_dev_run: no checkpoints, and here no grids or metrics either
-        callbacks = [cb for cb in callbacks if not isinstance(cb, OUTPUT_CALLBACKS)]
-    if ckpt_path is not None:  # learning rates changed for the resume apply (and are logged)
-        callbacks.append(ResumedLearningRates(OmegaConf.to_container(cfg.optim, resolve=True)))
-    for callback in callbacks:  # e.g. metrics that cannot work on this data: fail before any logger starts
-        if hasattr(callback, "check"):
-            callback.check(datamodule)
-    for callback in callbacks:  # a disk too full for one checkpoint: say so now, not after training
-        if isinstance(callback, GANCheckpoint):
-            check_free_space(callback.dirpath, checkpoint_bytes(module))
-    check_step_memory(cfg, datamodule, module)  # a batch that cannot fit: one line, not the OOM killer
+    """Train the GAN described by ``cfg``; returns the run summary (also written as summary.json).
 
+    The run dir is locked while it runs (a second process on it is refused), and the signal handlers
+    are those of before when it returns (Lightning's and ours are gone).
+    """
+    handlers = saved_signal_handlers()
+    out = Path(cfg.paths.output_dir)
+    try:
+        try:
+            check_config(cfg)
+            locked = lock_run_dir(out)
+        except GanforgeError as err:
+            mark_refused(err)
+            raise
+        try:
+            return _train(cfg, out)
+        finally:
+            if locked:
+                unlock_run_dir(out)
+    finally:
+        restore_signal_handlers(handlers)
+
+
+def mark_refused(err: GanforgeError) -> None:
+    """Mark ``err`` as a refusal before training started (its run dir is left as it was found)."""
+    err.refused = True  # type: ignore[attr-defined]
+
+
+def _train(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    quiet_lightning()
+    drop_log_files_on_full_disk()
+    try:
+        datamodule, module, callbacks, ckpt_path, dev_run = _prepare(cfg, out)
+    except GanforgeError as err:
+        mark_refused(err)
+        raise
     loggers = [] if dev_run else build_loggers(cfg.get("logger"), resuming=ckpt_path is not None)
     trainer: pl.Trainer = make(
         cfg.trainer,
@@ -130,15 +174,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {"status": "running", "output_dir": str(out)}
     start = time.time()
     failure: BaseException | None = None
+    preemption = next((cb for cb in callbacks if isinstance(cb, Preemption)), None)
+    early = take_early_signal(preemption)
     try:
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            if early is None:
+                trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            else:  # stopped before training started: nothing new to save
+                log.warning("%s before training started: stopping", early.name)
+                preemption.received, preemption.stopped_at = early, module.g_step
         except torch.OutOfMemoryError:
             raise out_of_memory(cfg, module.g_step) from None
         except OSError as exc:  # any other output (a sample grid) on a full disk: one line too
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             raise write_error(Path(exc.filename or out), exc) from None
+        if early is not None:
+            module.g_step = ckpt_g_step(ckpt_path)
+            preemption.stopped_at = module.g_step
         summary["status"] = "finished" if module.g_step >= cfg.train.steps else "stopped"
         for cb in callbacks:
             if isinstance(cb, Preemption) and cb.stopped_at is not None and summary["status"] == "stopped":
@@ -179,6 +232,42 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def _prepare(cfg: DictConfig, out: Path) -> tuple[Any, Any, list[Any], Path | None, bool]:
+    """Everything that can refuse the run, before any logger starts: the data, the nets, the callbacks."""
+    rerun = run_dir_source()
+    if rerun is not None:  # a run dir's config read back (-cd <run>/.hydra -cn config): data, not code
+        check_targets(cfg, f"{rerun}/config.yaml", cfg.get("allow_targets") or ())
+    if cfg.get("metrics"):  # the metrics' classifier and reference features are cached there
+        check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir", folder=True)
+    ckpt_path = resolve_ckpt_path(requeued_ckpt_path(cfg.ckpt_path, out), out, cfg)
+    is_requeued = requeued()  # a requeued job continues its run dir
+    dev_run = bool(cfg.trainer.get("fast_dev_run"))  # a quick check of the setup: nothing written but the log
+    fresh_ok = (
+        is_requeued or dev_run or cfg.train.get("overwrite", False) or cfg.ckpt_path in ("auto", "last")
+    )
+    if ckpt_path is None and not fresh_ok:
+        check_fresh_run_dir(out)
+    if ckpt_path is None and is_requeued and not cfg.train.get("overwrite", False):
+        check_requeued_run_dir(out)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule, module = build(cfg)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in checkpoints: eval, sample
+    callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if dev_run:  # as Lightning's fast_dev_run: no checkpoints, and here no grids or metrics either
+        callbacks = [cb for cb in callbacks if not isinstance(cb, OUTPUT_CALLBACKS)]
+    if ckpt_path is not None:  # learning rates changed for the resume apply (and are logged)
+        callbacks.append(ResumedLearningRates(OmegaConf.to_container(cfg.optim, resolve=True)))
+    for callback in callbacks:  # e.g. metrics that cannot work on this data: fail before any logger starts
+        if hasattr(callback, "check"):
+            callback.check(datamodule)
+    for callback in callbacks:  # a disk too full for one checkpoint: say so now, not after training
+        if isinstance(callback, GANCheckpoint):
+            check_free_space(callback.dirpath, checkpoint_bytes(module))
+    check_step_memory(cfg, datamodule, module)  # a batch that cannot fit: one line, not the OOM killer
+    check_finite_data(datamodule, cfg.seed)
+    return datamodule, module, callbacks, ckpt_path, dev_run
+
+
 def run_dir_source() -> Path | None:
     """The ``.hydra`` folder of an earlier run this job's config was read from, if any (a folder of
     the config search path that holds Hydra's ``hydra.yaml`` and ``overrides.yaml``)."""
@@ -208,8 +297,181 @@ def check_fresh_run_dir(out: Path) -> None:
         )
 
 
+def check_requeued_run_dir(out: Path) -> None:
+    """A ConfigError when a requeued Slurm job finds its run's outputs but no ``last.ckpt`` to continue
+    from (deleted, or on a filesystem that lost it): starting over would overwrite the run."""
+    found = [
+        str(p.relative_to(out))
+        for p in (out / "summary.json", out / "metrics.csv", *sorted((out / "checkpoints").glob("*.ckpt")))
+        if p.is_file()
+    ]
+    if found:
+        raise ConfigError(
+            f"this requeued job's run dir {out} holds a run ({', '.join(found)}) but no "
+            "checkpoints/last.ckpt to continue it from: put the checkpoint back, or start the run over "
+            "with train.overwrite=true"
+        )
+
+
+def check_finite_data(datamodule: Any, seed: int) -> None:
+    """A DataError when real samples hold NaN/Inf (checked once on a batch of them, before training,
+    not in the hot loop: a NaN batch later is skipped by the divergence guard)."""
+    if not hasattr(datamodule, "real_batch"):
+        return
+    x = datamodule.real_batch(16, seed=seed)
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(
+            f"the real data is not finite: {int((~torch.isfinite(x)).sum())} NaN/Inf values in 16 samples; "
+            "check the data files and the data.* settings"
+        )
+
+
+def ckpt_g_step(ckpt_path: Path | None) -> int:
+    """The generator step a checkpoint was written at (0 without one)."""
+    return int(read_checkpoint(ckpt_path)["ganforge"]["g_step"]) if ckpt_path else 0
+
+
+# --- signals ------------------------------------------------------------------------------------------
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def saved_signal_handlers() -> dict[signal.Signals, Any]:
+    return {sig: signal.getsignal(sig) for sig in HANDLED_SIGNALS}
+
+
+def restore_signal_handlers(handlers: dict[signal.Signals, Any]) -> None:
+    """Put back the handlers of before the run (Lightning leaves its own installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig, handler in handlers.items():
+        if handler is not None and signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)
+
+
+def take_early_signal(preemption: Preemption | None) -> signal.Signals | None:
+    """A stop signal noted before training started (see :func:`install_early_handlers`); the
+    Preemption callback hears of later ones. Without that callback, the signal does what it would have."""
+    if preemption is not None:
+        preemption.early_signals = _early_signals
+    if not _early_signals:
+        return None
+    sig = signal.Signals(_early_signals[-1])
+    _early_signals.clear()
+    if preemption is None or sig not in preemption.signals:
+        signal.signal(sig, signal.SIG_DFL)
+        signal.raise_signal(sig)
+    return sig
+
+
+# --- the run dir's lock -------------------------------------------------------------------------------
+LOCK_NAME = ".ganforge.lock"
+_locks: dict[Path, tuple[int, bool]] = {}  # run dir -> (the lock file's descriptor, dir made for it)
+
+
+def is_rank_zero() -> bool:
+    """Rank 0 of a (possibly distributed) run, from the environment as Lightning reads it."""
+    return pl.utilities.rank_zero_only.rank == 0
+
+
+def lock_run_dir(out: Path) -> bool:
+    """Take the run dir's advisory lock (``flock`` on ``<run>/.ganforge.lock``, released by the kernel
+    when the process ends, however it ends) for this process; True when taken here. A RunDirInUseError
+    when another process holds it. Only rank 0 of a distributed run takes it."""
+    key = out.resolve()
+    if not is_rank_zero() or key in _locks:
+        return False
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise RunDirInUseError(
+                f"{out} is in use by another ganforge-train ({holder}); wait for it to end, or choose "
+                "another hydra.run.dir"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino  # not unlinked by the holder meanwhile
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    stale = os.pread(fd, 200, 0).decode(errors="replace").strip()
+    if stale:  # written by a process that ended without releasing it (killed): the kernel released it
+        log.warning("%s: taking over the stale lock of %s (no longer running)", out, stale)
+    os.ftruncate(fd, 0)
+    os.pwrite(
+        fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}".encode(), 0
+    )
+    _locks[key] = (fd, made)
+    return True
+
+
+def unlock_run_dir(out: Path) -> None:
+    """Release the lock taken by :func:`lock_run_dir` and remove its file (and the run dir, when it
+    was made for the lock and is still empty)."""
+    fd, made = _locks.pop(out.resolve(), (None, False))
+    if fd is None:
+        return
+    try:
+        (out / LOCK_NAME).unlink(missing_ok=True)  # while holding it: a waiting process sees a new inode
+    finally:
+        os.close(fd)
+    if made:
+        try:
+            out.rmdir()
+        except OSError:
+            pass
+
+
+# --- train.log on a full disk --------------------------------------------------------------------------
+def drop_log_files_on_full_disk() -> None:
+    """A log file that cannot be written for lack of space is dropped (with one warning) as a failed
+    logger is, instead of Python's ``--- Logging error ---`` and a traceback for every later line."""
+    loggers = [
+        logging.getLogger(),
+        *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)),
+    ]
+    for logger in loggers:
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, logging.FileHandler) and not getattr(handler, "_ganforge_guarded", False):
+                handler.handleError = _full_disk_handler(handler, handler.handleError)  # type: ignore[method-assign]
+                handler._ganforge_guarded = True  # type: ignore[attr-defined]
+
+
+def _full_disk_handler(handler: logging.FileHandler, original: Any) -> Any:
+    def handle_error(record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return original(record)
+        for logger in [logging.getLogger(), *logging.root.manager.loggerDict.values()]:
+            if isinstance(logger, logging.Logger) and handler in logger.handlers:
+                logger.removeHandler(handler)
+        try:
+            handler.close()
+        except (OSError, ValueError):
+            pass
+        print(
+            f"ganforge-train: warning: cannot write {handler.baseFilename} (no space left on device); "
+            "it is dropped and the log goes on in the terminal only",
+            file=sys.stderr,
+        )
+        return None
+
+    return handle_error
+
+
 def failed_status(exc: BaseException) -> str:
     """summary.json's status for a run that ended with ``exc``."""
+    if isinstance(exc, CollapsedError):
+        return "collapsed"
     if isinstance(exc, DivergedError):
         return "diverged"
     if isinstance(exc, KeyboardInterrupt):
@@ -257,15 +519,25 @@ def report(summary: dict[str, Any]) -> None:
 def main() -> float | None:
     """Entry point of ``ganforge-train``: user mistakes exit with one line and code 2, also those that
     Hydra would meet before the run starts (a run dir it cannot create); an unknown key gets a hint."""
+    handlers = saved_signal_handlers()  # put back at the end (main() called in a process of one's own)
+    install_early_handlers()  # (already done at import when run as a command)
     overrides = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
+    run_dir = None
     try:
         for arg in overrides:
             key, value = arg.split("=", 1)
             if key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir"):
                 check_writable(Path(value), key.lstrip("+"), folder=True)
+            if key.lstrip("+") == "hydra.run.dir" and not NOT_A_RUN.intersection(sys.argv[1:]):
+                run_dir = Path(value)
+        # a run dir another process trains in: refused before Hydra writes its .hydra/ and train.log
+        locked = run_dir is not None and run_dir.is_dir() and lock_run_dir(run_dir)
     except ConfigError as err:
         print(f"ganforge-train: error: {err}", file=sys.stderr)
+        restore_signal_handlers(handlers)
         sys.exit(err.exit_code)
+    global _found  # noqa: PLW0603
+    _found = RunDirState.take(run_dir) if run_dir is not None else None
     try:
         return run_job()
     except SystemExit as exc:
@@ -273,6 +545,103 @@ def main() -> float | None:
             for hint in key_hints(overrides):
                 print(f"ganforge-train: {hint}", file=sys.stderr)
         raise
+    finally:
+        if locked:
+            unlock_run_dir(run_dir)
+        restore_signal_handlers(handlers)
+
+
+# flags with which ganforge-train runs no job in hydra.run.dir
+NOT_A_RUN = {
+    "-m",
+    "--multirun",
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+}
+
+
+class SweepJobError(CompactHydraException):
+    """A sweep job refused or stopped with a one-line reason: Hydra reports it in that line (no traceback)."""
+
+
+class RunDirState:
+    """What a run dir held before Hydra wrote into it (``.hydra/`` and ``train.log``), so that a run
+    refused before training can leave it as it was found."""
+
+    def __init__(
+        self, path: Path, existed: bool, anchor: Path, hydra: dict[str, bytes] | None, log_size: int | None
+    ):
+        self.path, self.existed, self.anchor, self.hydra, self.log_size = (
+            path,
+            existed,
+            anchor,
+            hydra,
+            log_size,
+        )
+
+    @classmethod
+    def take(cls, path: Path) -> RunDirState:
+        anchor = path
+        while not anchor.exists() and anchor != anchor.parent:
+            anchor = anchor.parent
+        folder = path / ".hydra"
+        hydra = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} if folder.is_dir() else None
+        log_file = path / "train.log"
+        return cls(
+            path, path.exists(), anchor, hydra, log_file.stat().st_size if log_file.is_file() else None
+        )
+
+    def restore(self) -> None:
+        """Put back ``.hydra/`` and ``train.log`` as they were (the run dir itself held a run)."""
+        folder = self.path / ".hydra"
+        if self.hydra is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for name, data in self.hydra.items():
+                (folder / name).write_bytes(data)
+        log_file = self.path / "train.log"
+        if self.log_size is None:
+            log_file.unlink(missing_ok=True)
+        elif log_file.is_file():
+            os.truncate(log_file, self.log_size)
+
+
+_found: RunDirState | None = None  # the run dir as main() found it (an explicit hydra.run.dir)
+HYDRA_ONLY = {".hydra", "train.log", LOCK_NAME}  # what a run dir holds before its run writes anything
+
+
+def leave_as_found(out: Path) -> None:
+    """After a run was refused before training: remove the run dir Hydra made for it (and the empty
+    folders above it that it made), or put back what Hydra overwrote in an existing one."""
+    for logger in [logging.getLogger(), *logging.root.manager.loggerDict.values()]:
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == out:
+                logger.removeHandler(handler)
+                handler.close()
+    state = _found if _found is not None and _found.path.resolve() == out.resolve() else None
+    if not out.is_dir():
+        return
+    if state is not None and state.existed:
+        state.restore()
+        return
+    if state is None and not set(os.listdir(out)) <= HYDRA_ONLY:
+        return  # not made by this job
+    shutil.rmtree(out, ignore_errors=True)
+    anchor = state.anchor if state is not None else Path.cwd()
+    parent = out.parent
+    while parent != anchor and parent.is_relative_to(anchor) and parent != parent.parent:
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+        parent = parent.parent
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="train")
@@ -280,12 +649,14 @@ def run_job(cfg: DictConfig) -> float | None:
     """One ``ganforge-train`` job (Hydra calls it once per run, once per job of a sweep)."""
     try:
         summary = train(cfg)
+    except NothingToTrainError as err:
+        if not requeued():
+            return job_failed(err)
+        # Slurm requeued a job that had finished: that is no failure (exit 0), nothing is changed
+        print(f"ganforge-train: {err}", file=sys.stderr)
+        return None
     except GanforgeError as err:
-        print(f"ganforge-train: error: {err}", file=sys.stderr)
-        finish_wandb(exit_code=err.exit_code)
-        if in_multirun():  # the sweep records this job as failed and runs the others
-            raise
-        sys.exit(err.exit_code)
+        return job_failed(err)
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once (the first one stops after the batch)
         print("ganforge-train: interrupted: stopped without writing a checkpoint", file=sys.stderr)
         finish_wandb(exit_code=INTERRUPTED_EXIT)
@@ -301,6 +672,25 @@ def run_job(cfg: DictConfig) -> float | None:
     if preempted:
         exit_after_preemption(summary["preemption"], rank)
     return optimized_value(cfg.get("optimized_metric"), summary)
+
+
+def requeued() -> bool:
+    """Whether this is a Slurm job that has been requeued (it continues its own run dir)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
+def job_failed(err: GanforgeError) -> None:
+    """The one line of ``err``, then its exit code (a sweep job: Hydra records the job as failed and
+    reports it in that line). A run refused before training leaves its run dir as it was found."""
+    line = f"ganforge-train: error: {err}"
+    print(line, file=sys.stderr)
+    finish_wandb(exit_code=err.exit_code)
+    if getattr(err, "refused", False) and not isinstance(err, RunDirInUseError) and is_rank_zero():
+        if HydraConfig.initialized():
+            leave_as_found(Path(HydraConfig.get().runtime.output_dir))
+    if in_multirun():  # the sweep records this job as failed and runs the others
+        raise SweepJobError(line) from None
+    sys.exit(err.exit_code)
 
 
 def in_multirun() -> bool:

@@ -59,6 +59,8 @@ class Preemption(Callback):
         self.stopped_at: int | None = None
         self._previous: dict[signal.Signals, Any] = {}
         self._checkpoint: GANCheckpoint | None = None
+        # signals the command line noted before this callback's handlers were installed (train.py)
+        self.early_signals: list[int] = []
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and self.received is not None:
@@ -76,6 +78,15 @@ class Preemption(Callback):
         if threading.current_thread() is threading.main_thread():
             for sig in self.signals:
                 self._previous[sig] = signal.signal(sig, self._on_signal)
+        # a signal between the start of fit and now: the command line's early handler noted it, or
+        # Lightning's SIGTERM handler did (which would raise at the next batch): stop after this batch
+        noted = [signal.Signals(s) for s in self.early_signals if s in self.signals]
+        self.early_signals.clear()
+        if trainer.received_sigterm and signal.SIGTERM in self.signals:
+            noted.append(signal.SIGTERM)
+            trainer._signal_connector.received_sigterm = False
+        if noted and self.received is None:
+            self.received = noted[-1]
 
     def teardown(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
         for sig, handler in self._previous.items():
