@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,30 @@ def run(tmp_path: Path):
         return train_run(out, *overrides), out
 
     return _run
+
+
+def _mount_tmpfs(mount: Path, options: str) -> Path:
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+    return mount
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A real 2 MB filesystem (needs root; skipped elsewhere): a disk that fills up."""
+    yield _mount_tmpfs(tmp_path / "disk", "size=2m")
+    subprocess.run(["umount", "-l", str(tmp_path / "disk")], check=True)  # lazy: a busy mount too
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only filesystem (root may write anywhere else; mounting needs root: skipped elsewhere)."""
+    yield _mount_tmpfs(tmp_path / "ro", "ro,size=1m")
+    subprocess.run(["umount", "-l", str(tmp_path / "ro")], check=True)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,6 @@ import torch
 from PIL import Image
 
 from helpers import assert_refused_before_training, command, train_run
-from test_cli import read_only_dir  # noqa: F401 (a fixture)
-from test_faults import tiny_tmpfs  # noqa: F401 (a fixture)
 
 SR = ["experiment=pix2pix_sr_digits", "model.generator.width=8", "model.discriminator.width=8"]
 
@@ -92,7 +90,7 @@ def test_sample_sizes_are_bounded_in_one_line(ring, tmp_path):
     assert not list(tmp_path.glob("*x.*"))
 
 
-def test_npz_on_a_full_disk_is_one_line_and_leaves_nothing(tiny_tmpfs):  # noqa: F811
+def test_npz_on_a_full_disk_is_one_line_and_leaves_nothing(tiny_tmpfs):
     from ganforge.errors import ResourceError
     from ganforge.sample import write_npz_streaming
 
@@ -103,7 +101,7 @@ def test_npz_on_a_full_disk_is_one_line_and_leaves_nothing(tiny_tmpfs):  # noqa:
     assert list(tiny_tmpfs.iterdir()) == []
 
 
-def test_eval_checks_its_destination_before_measuring(ring, read_only_dir, tmp_path):  # noqa: F811
+def test_eval_checks_its_destination_before_measuring(ring, read_only_dir, tmp_path):
     res = command("eval", f"ckpt_path={ring}", f"out={read_only_dir}/eval.json", cwd=tmp_path)
     assert res.returncode == 2, res.stderr[-2000:]
     assert error_lines(res, "eval") == [

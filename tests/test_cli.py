@@ -155,23 +155,6 @@ def test_a_key_typo_gets_a_did_you_mean_line(tmp_path):
     )
 
 
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """A read-only filesystem (root may write anywhere else; mounting needs root: skipped elsewhere)."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a read-only tmpfs needs root")
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], capture_output=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    yield mount
-    if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(mount)], check=True)  # busy for a moment under load: detach
-
-
 def test_read_only_places_are_one_line_each(read_only_dir, tmp_path):
     """Under load: generous timeouts (the commands import torch and Lightning first), and only the tool's
     own lines compared (a library may warn on stderr before the refusal)."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -79,20 +77,6 @@ def test_a_text_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"status": "running"}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
-
-
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """A real 2 MB filesystem (needs root; skipped elsewhere)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_real_full_disk_mid_run(tiny_tmpfs, tmp_path):

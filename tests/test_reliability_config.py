@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 
 import pytest
 import torch
@@ -45,20 +44,6 @@ def test_a_log_file_that_hits_a_full_disk_is_dropped_with_one_warning(capsys):
         "the log goes on in the terminal only"
     ]
     assert handler not in logger.handlers
-
-
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """A real 2 MB filesystem (needs root; skipped elsewhere)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_a_real_full_disk_mid_run_prints_no_logging_error(tiny_tmpfs, tmp_path):

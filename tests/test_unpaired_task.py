@@ -113,8 +113,12 @@ class Seen(nn.Module):
 
 
 class FakeData:
-    data_shape = (1, 2, 2)
+    """Two-domain data of 1 x side x side images (what ``UnpairedTask.bind`` reads)."""
+
     unpaired = True
+
+    def __init__(self, side: int = 2) -> None:
+        self.data_shape = (1, side, side)
 
     def num_val_a(self) -> int:
         return 2
@@ -122,10 +126,10 @@ class FakeData:
     num_val_b = num_val_a
 
     def val_a(self, idx):
-        return torch.zeros(len(idx), 1, 2, 2), torch.zeros(len(idx), dtype=torch.long), None
+        return torch.zeros(len(idx), *self.data_shape), torch.zeros(len(idx), dtype=torch.long), None
 
     def val_b(self, idx):
-        return torch.ones(len(idx), 1, 2, 2), torch.zeros(len(idx), dtype=torch.long)
+        return torch.ones(len(idx), *self.data_shape), torch.zeros(len(idx), dtype=torch.long)
 
 
 def cycle_module(cycle: float = 10.0, identity: float = 0.5, pool: int = 0) -> tuple[GANModule, UnpairedTask]:
@@ -200,24 +204,6 @@ def test_d_updates_draw_from_the_pool() -> None:
 
 
 # --- the objective against the paper's formulas ---------------------------------------------------
-class Data4:
-    """Two-domain data of 1x4x4 images (what ``UnpairedTask.bind`` reads)."""
-
-    data_shape = (1, 4, 4)
-    unpaired = True
-
-    def num_val_a(self) -> int:
-        return 2
-
-    num_val_b = num_val_a
-
-    def val_a(self, idx):
-        return torch.zeros(len(idx), 1, 4, 4), torch.zeros(len(idx), dtype=torch.long), None
-
-    def val_b(self, idx):
-        return torch.ones(len(idx), 1, 4, 4), torch.zeros(len(idx), dtype=torch.long)
-
-
 def conv_net(out_channels: int, stride: int) -> nn.Module:
     torch.manual_seed(out_channels * 10 + stride)
     return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, out_channels, 3, stride, 1))
@@ -234,7 +220,7 @@ def test_cyclegan_losses_are_the_papers_on_hand_made_nets() -> None:
     for g in (g_ab, g_ba):
         g.z_dim = 0
     task = UnpairedTask(cycle_weight=10.0, identity_weight=0.5, pool_size=0)
-    task.bind(Data4(), 4, 0)
+    task.bind(FakeData(4), 4, 0)
     loss = GANLoss(d_loss=lsgan_d, g_loss=functools.partial(lsgan_g, scale=1.0))
     nets = CycleGenerators(g_ab, g_ba), CycleDiscriminators(d_a, d_b)
     module = GANModule(*nets, loss, Optimizers(), Schedule(steps=1), task)
