@@ -97,6 +97,7 @@ class MetricsCallback(Callback):
         if self.suite is None or step == self._last_step:
             return {}
         self._last_step = step
+        rank_0_buffers(trainer, pl_module)
         values = self.suite.measure_module(pl_module, trainer.global_rank, trainer.world_size)
         self.latest = values
         pl_module.last_metrics.update(values)
@@ -148,3 +149,14 @@ class MetricsCallback(Callback):
         self.best = dict(state_dict.get("best", {}))
         self.best_step = state_dict.get("best_step")
         self.latest = dict(state_dict.get("latest", {}))
+
+
+def rank_0_buffers(trainer: pl.Trainer, pl_module: Any) -> None:
+    """Under DDP, G's buffers (batch-norm running statistics, also the EMA G's) as rank 0 has them, on
+    every rank, before a measurement: each rank's drift from its own batches between the broadcasts DDP
+    makes at every step, and rank 0's are what the checkpoint saves and ganforge-eval measures."""
+    if trainer.world_size < 2 or not torch.distributed.is_initialized():
+        return
+    for net in (pl_module.generator, getattr(pl_module, "ema_generator", None)):
+        for buffer in net.buffers() if net is not None else ():
+            torch.distributed.broadcast(buffer, src=0)
