@@ -68,7 +68,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        """summary.json's status (finished, stopped, preempted, crashed), ``running`` without one,
+        """summary.json's status (finished, stopped, preempted, crashed, collapsed), ``running`` without one,
         ``diverged`` when the last D or G loss is NaN/Inf (or the summary says so)."""
         status = (self.summary or {}).get("status", "running")
         if status != "running" and any(not math.isfinite(v) for v in self.last_losses().values()):
@@ -963,6 +963,7 @@ def print_table(comp: Comparison, file: Any = None, width: int | None = None) ->
         "preempted": "yellow",
         "crashed": "red",
         "diverged": "magenta",
+        "collapsed": "magenta",
         "running": "cyan",
     }
     short = short_keys(comp.keys)

@@ -109,7 +109,10 @@ class GANCheckpoint(ModelCheckpoint):
             guard = getattr(pl_module, "guard", None)
             if guard is not None and guard.skipping():  # keep the checkpoint a rollback would return to
                 log.warning(
-                    "not writing %s at step %d: updates are being skipped (NaN/Inf)", self.path.name, step
+                    "not writing %s at step %d: the divergence guard is skipping updates or sees a dead "
+                    "network",
+                    self.path.name,
+                    step,
                 )
                 return
             self.save(trainer)
