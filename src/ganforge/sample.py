@@ -56,8 +56,8 @@ def write_samples(
     if getattr(datamodule, "unpaired", False):
         return cycle_grid(module, datamodule, n, path, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
+    item = 4 * (math.prod(datamodule.data_shape) + module.z_dim)  # bytes of a sample and its latent
     if fmt == "npz":
-        item = 4 * (math.prod(datamodule.data_shape) + module.z_dim)
         free = free_bytes(path.parent)
         if n * item > free:  # float noise hardly compresses: the uncompressed size is the estimate
             raise ResourceError(
@@ -67,7 +67,6 @@ def write_samples(
         write_sample_arrays(module, datamodule.data_shape, n, path, seed, psi)
         return path
     # an image (a grid, a scatter plot) is made in memory: bounded; arrays are streamed instead
-    item = 4 * (math.prod(datamodule.data_shape) + module.z_dim)
     check_room("n", n, 3 * n * item, f"the {n} samples of a {fmt} (out=<file>.npz streams any number)")
     if len(datamodule.data_shape) == 1:
         z = truncated_normal(n, module.z_dim, psi, torch.Generator().manual_seed(seed))

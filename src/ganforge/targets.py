@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from ganforge import CONFIG_DIR
 from ganforge.errors import ConfigError
@@ -63,18 +63,18 @@ def ganforge_defined(target: str) -> bool:
 
 
 def iter_targets(tree: Any) -> Iterator[tuple[str, Any]]:
-    """(dotted key, target) for every ``_target_`` in a config, at any depth."""
+    """(dotted key, target) for every ``_target_`` in a config (plain containers, as
+    :func:`check_targets` makes them), at any depth."""
 
     def walk(node: Any, key: str) -> Iterator[tuple[str, Any]]:
-        if isinstance(node, (dict, DictConfig)):
-            items = node.items() if isinstance(node, dict) else node.items_ex(resolve=False)
-            for k, v in items:
+        if isinstance(node, dict):
+            for k, v in node.items():
                 where = f"{key}.{k}" if key else str(k)
                 if k in TARGET_KEYS:
                     yield where, v
                 else:
                     yield from walk(v, where)
-        elif isinstance(node, (list, tuple, ListConfig)):
+        elif isinstance(node, (list, tuple)):
             for i, v in enumerate(node):
                 yield from walk(v, f"{key}[{i}]")
 
