@@ -60,3 +60,26 @@ def test_toy_streams_are_seeded_and_have_the_stated_geometry():
     pts, modes = take(grid.train_dataloader(), 1)[0]
     assert (pts - grid.centers[modes]).std() < 0.06
     assert RingDataModule(seed=1, batch_size=4).real_batch(5).shape == (5, 2)
+
+
+def test_a_fixed_toy_training_set_is_drawn_once_and_cycled_through_per_epoch():
+    """data.train_size (PacGAN's fixed 100,000 points): every epoch is a permutation of the same points,
+    a fresh one each epoch, and the set depends on the seed only."""
+    dm = RingDataModule(train_size=40, batch_size=10, seed=5)
+    batches = take(dm.train_dataloader(), 8)  # 80 points: two epochs
+    points = torch.cat([b[0] for b in batches])
+    held = dm.dataset.images
+    assert held.shape == (40, 2)
+    for epoch in (points[:40], points[40:]):
+        assert torch.equal(epoch[torch.argsort(epoch[:, 0])], held[torch.argsort(held[:, 0])])
+    assert not torch.equal(points[:40], points[40:])
+    radius = held.norm(dim=1)
+    assert ((radius - 1).abs() < 0.05).all()  # the ring's points, not something else
+    again = RingDataModule(train_size=40, batch_size=10, seed=5)
+    again.setup()
+    assert torch.equal(again.dataset.images, held)
+    other = RingDataModule(train_size=40, batch_size=10, seed=6)
+    other.setup()
+    assert not torch.equal(other.dataset.images, held)
+    fresh = torch.cat([b[0] for b in take(RingDataModule(batch_size=10, seed=5).train_dataloader(), 8)])
+    assert len({tuple(p.tolist()) for p in fresh}) == 80  # train_size 0: no point ever repeats

@@ -55,6 +55,8 @@ def test_preset_matches_the_authors_settings(tmp_path, name):
     for pack in (1, 2):
         packed = compose_cfg(tmp_path, f"experiment={name}", f"model.pack={pack}")
         assert packed.data.batch_size == AUTHORS["batch_size"] * pack
+    assert cfg.data.train_size == AUTHORS["num_sample"]  # one fixed training set, reshuffled per epoch
+    assert cfg.train.updates == "simultaneous"  # ali_algorithm: D and G step together from one batch
     steps_per_epoch = AUTHORS["num_sample"] // AUTHORS["batch_size"]
     assert cfg.train.steps == AUTHORS["num_epoch"] * steps_per_epoch
 

@@ -23,7 +23,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+
+from ganforge import CONFIG_DIR
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # experiments/jobs.py
@@ -71,49 +73,73 @@ def cell(agg: dict[str, Any], name: str, scale: float = 1.0, digits: int = 1, su
     return f"{m:.{digits}f} ± {s:.{digits}f}{suffix}"
 
 
-def init_of(run_dir: Path) -> str:
-    """The weight initialisation a finished job used (its composed config; ``default``: torch's)."""
-    config = run_dir / ".hydra" / "config.yaml"
-    if not config.is_file():
-        return "default"
-    return str(OmegaConf.load(config).model.generator.get("init", "default"))
+def setup_of(cfg: Any) -> str:
+    """What a job's preset sets up (from its composed config): G's and D's initialisation (``default``:
+    torch's), the update order and the training set (``fresh``: new points every step)."""
+    size = int(cfg.data.get("train_size", 0) or 0)
+    return ", ".join(
+        (
+            str(cfg.model.generator.get("init", "default")),
+            str(cfg.train.get("updates", "alternating")),
+            f"set of {size:,}" if size else "fresh",
+        )
+    )
+
+
+def composed(args: list[str]) -> Any:
+    """The config a job with ``args`` trains with (the preset as it is now)."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        return compose("train", overrides=args)
+
+
+def slug(text: str) -> str:
+    """A folder-name form of a setup (``normal_0.02, simultaneous, set of 100,000`` → ``normal_0.02-...``)."""
+    return "-".join("".join(c for c in part if c.isalnum() or c in "._") for part in text.split(", "))
+
+
+def setup(run: dict[str, Any]) -> str:
+    """A recorded run's setup (older records have ``init`` only: alternating updates, fresh points)."""
+    if "setup" in run:
+        return run["setup"]
+    return f"{run.get('init', 'default')}, alternating, fresh"
 
 
 def settings_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± std per (preset, pack, budget), from every run (keyed ``preset/pack<k>/steps<n>``)."""
-    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
+    """Mean ± std per (preset, pack, budget, setup), from every run (keyed
+    ``preset/pack<k>/steps<n>/<setup>``)."""
+    groups: dict[tuple[str, int, int, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
-        groups[(run["preset"], run["pack"], run["steps"])].append(run)
+        groups[(run["preset"], run["pack"], run["steps"], setup(run))].append(run)
     settings = {}
-    for (preset, pack, steps), group in sorted(groups.items()):
-        inits = sorted({r.get("init", "default") for r in group})
-        agg = aggregate(group) | {"preset": preset, "pack": pack, "steps": steps, "init": "/".join(inits)}
-        settings[f"{preset}/pack{pack}/steps{steps}"] = agg
+    for (preset, pack, steps, how), group in sorted(groups.items()):
+        agg = aggregate(group) | {"preset": preset, "pack": pack, "steps": steps, "setup": how}
+        settings[f"{preset}/pack{pack}/steps{steps}/{how}"] = agg
     return settings
 
 
 def merge(old: dict[str, Any] | None, new_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The runs of ``old`` results (older files: 2,000/1,500-step runs with torch's init) that
-    ``new_runs`` do not replace, then ``new_runs``."""
-    key = lambda r: (r["preset"], r["pack"], r["seed"], r["steps"])  # noqa: E731
+    """The runs of ``old`` results that ``new_runs`` do not replace (same preset, pack, seed, budget and
+    setup), then ``new_runs``."""
+    key = lambda r: (r["preset"], r["pack"], r["seed"], r["steps"], setup(r))  # noqa: E731
     fresh = {key(r) for r in new_runs}
     kept = [r for r in (old or {}).get("runs", []) if key(r) not in fresh]
     for run in kept:
-        run.setdefault("init", "default")
+        run["setup"] = setup(run)
+        run.pop("init", None)
     return kept + new_runs
 
 
 def table(results: dict[str, Any]) -> str:
     """The Markdown rows: one per (preset, pack, budget)."""
     rows = [
-        "| data | method | steps | init | seeds | modes | high-quality samples | reverse KL |",
+        "| data | method | steps | setup | seeds | modes | high-quality samples | reverse KL |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for agg in results["settings"].values():
         pack = agg["pack"]
         method = "GAN" if pack == 1 else f"PacGAN{pack}"
         rows.append(
-            f"| {agg['preset']} | {method} | {agg['steps']} | {agg['init']} | {agg['seeds']} | "
+            f"| {agg['preset']} | {method} | {agg['steps']} | {agg['setup']} | {agg['seeds']} | "
             f"{cell(agg, 'val/modes')} | {cell(agg, 'val/hq_frac', 100, 1, ' %')} | "
             f"{cell(agg, 'val/reverse_kl', 1, 2)} |"
         )
@@ -142,11 +168,13 @@ def main() -> None:
         for steps in budgets:
             for pack in args.packs:
                 for seed in args.seeds:
-                    run_dir = args.out / f"{preset}_pack{pack}_seed{seed}_steps{steps}"
-                    summary = train_job(run_dir, overrides(preset, pack, seed, steps))
+                    job = overrides(preset, pack, seed, steps)
+                    how = setup_of(composed(job))  # a changed preset trains anew, in its own folder
+                    run_dir = args.out / f"{preset}_pack{pack}_seed{seed}_steps{steps}_{slug(how)}"
+                    summary = train_job(run_dir, job)
                     metrics = {k: v for k, v in summary["last"].items() if k in METRICS}
                     run = {"preset": preset, "pack": pack, "seed": seed, "steps": summary["g_steps"]}
-                    run |= {"init": init_of(run_dir), "metrics": metrics}
+                    run |= {"setup": how, "metrics": metrics}
                     run |= {"wall_time_s": summary["wall_time_s"]}
                     print(json.dumps(run), flush=True)
                     runs.append(run)

@@ -43,6 +43,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
         Schedule(
             steps=cfg.train.steps,
             n_critic=cfg.train.n_critic,
+            updates=cfg.train.get("updates", "alternating"),
             steps_per_batch=per_batch,
             log_every=cfg.train.log_every,
             clip_grad_g=cfg.train.clip_grad_g,

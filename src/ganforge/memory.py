@@ -126,6 +126,8 @@ def check_allocations(cfg: Any, datamodule: Any) -> None:
     check_room("data.resolution", shape[-1], item, f"items of shape {shape}", has)
     batch = datamodule.step_batch_size * datamodule.steps_per_batch
     check_room("data.batch_size", int(datamodule.batch_size), batch * item, f"loader batches of {batch}", has)
+    held = int(getattr(datamodule, "train_size", 0) or 0)  # a generated training set held in memory
+    check_room("data.train_size", held, held * (item + 8), f"{held} training points", has)
     z = 4 * int(OmegaConf.select(cfg, "model.z_dim", default=0) or 0)
     fixed = int(cfg.train.num_fixed)
     check_room("train.num_fixed", fixed, fixed * (z + item), f"{fixed} fixed grid samples", has)

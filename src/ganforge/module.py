@@ -95,6 +95,9 @@ class GANModule(pl.LightningModule):
         self.scheduler = optimizers.scheduler
         self.total_steps = schedule.steps
         self.n_critic = schedule.n_critic
+        self.simultaneous = schedule.updates == "simultaneous"
+        if schedule.updates not in ("alternating", "simultaneous"):
+            raise ConfigError(f"train.updates must be alternating or simultaneous, got {schedule.updates!r}")
         self.steps_per_batch = schedule.steps_per_batch  # generator steps per loader batch (training_step)
         self.batch_first_step = 0  # g_step when the current batch began
         self.log_every = schedule.log_every
@@ -144,6 +147,11 @@ class GANModule(pl.LightningModule):
             raise ConfigError(
                 "optim=extragradient extrapolates G and D together: needs train.n_critic=1, "
                 f"got {self.n_critic}"
+            )
+        if self.simultaneous and (self.extragradient or self.n_critic != 1):
+            raise ConfigError(
+                "train.updates=simultaneous steps D and G once each from the same weights: needs "
+                f"train.n_critic=1 and not optim=extragradient, got n_critic={self.n_critic}"
             )
         self.guard: Any = None  # a DivergenceGuard installs itself here (callbacks/guard.py)
         self._others: dict[Any, list[Tensor]] = {}  # per optimizer: the parameters it does not train
@@ -397,6 +405,11 @@ class GANModule(pl.LightningModule):
             d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm = self._extragradient_step(
                 batch, opt_g, opt_d, will_log
             )
+        elif self.simultaneous:  # ALI's and PacGAN's update: one batch, one draw, both gradients at θ_t
+            draw = self.task.draw(self, batch)
+            d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm = self._joint_update(
+                batch, (draw, draw), opt_g, opt_d, will_log, extrapolating=False
+            )
         else:
             # n_critic discriminator updates, each on its own part of the batch
             self.toggle_optimizer(opt_d)
@@ -534,25 +547,39 @@ class GANModule(pl.LightningModule):
         parts = tuple(zip(*(t.chunk(2) for t in batch), strict=True)) if fresh else (batch, batch)
         draws = None if fresh else (self.task.draw(self, batch), self.task.draw(self, batch))
         for extrapolating, part in zip((True, False), parts, strict=True):
-            draw_d, draw_g = draws or (self.task.draw(self, part), self.task.draw(self, part))
-            self.toggle_optimizer(opt_d)
-            d_loss, d_adv, real_logits, fake_logits = self._d_objective(part, draw_d)
-            d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log, step=False)
-            self.untoggle_optimizer(opt_d)
-            self.toggle_optimizer(opt_g)
-            g_loss = self._g_objective(part, draw_g)
-            g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log, step=False)
-            self.untoggle_optimizer(opt_g)
-            scale = self._grad_scale()
-            if extrapolating and scale is not None:  # fp16: extrapolate() reads the gradients directly
-                scale_gradients(self.discriminator, 1.0 / scale)
-                scale_gradients(self.generator, 1.0 / scale)
-            for opt in (opt_d, opt_g):
-                if extrapolating:
-                    opt.optimizer.extrapolate()
-                else:
-                    opt.step()
-            self.loss.clip_weights(self.discriminator)
+            pair = draws or (self.task.draw(self, part), self.task.draw(self, part))
+            out = self._joint_update(part, pair, opt_g, opt_d, will_log, extrapolating)
+        return out
+
+    def _joint_update(
+        self,
+        part: tuple[Tensor, ...],
+        draws: tuple[Draw, Draw],
+        opt_g: Any,
+        opt_d: Any,
+        will_log: bool,
+        extrapolating: bool,
+    ) -> tuple[Any, ...]:
+        """D's and G's gradients both at the current weights (D's with ``draws[0]``, G's with
+        ``draws[1]``), then both optimizers step together (or extrapolate: extragradient's first half)."""
+        self.toggle_optimizer(opt_d)
+        d_loss, d_adv, real_logits, fake_logits = self._d_objective(part, draws[0])
+        d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log, step=False)
+        self.untoggle_optimizer(opt_d)
+        self.toggle_optimizer(opt_g)
+        g_loss = self._g_objective(part, draws[1])
+        g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log, step=False)
+        self.untoggle_optimizer(opt_g)
+        scale = self._grad_scale()
+        if extrapolating and scale is not None:  # fp16: extrapolate() reads the gradients directly
+            scale_gradients(self.discriminator, 1.0 / scale)
+            scale_gradients(self.generator, 1.0 / scale)
+        for opt in (opt_d, opt_g):
+            if extrapolating:
+                opt.optimizer.extrapolate()
+            else:
+                opt.step()
+        self.loss.clip_weights(self.discriminator)
         return d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm
 
     def _update(

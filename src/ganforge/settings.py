@@ -28,6 +28,7 @@ class Schedule:
 
     steps: int = 1000  # generator updates
     n_critic: int = 1  # D updates per G update
+    updates: str = "alternating"  # or "simultaneous": D and G stepped together from the same weights
     steps_per_batch: int = 1  # generator steps per Lightning batch
     log_every: int = 50
     clip_grad_g: float | None = None

@@ -1,4 +1,5 @@
-"""2D Gaussian mixtures of the mode-collapse literature (ring of 8, grid of 25), sampled on the fly."""
+"""2D Gaussian mixtures of the mode-collapse literature (ring of 8, grid of 25): points drawn fresh every
+step, or (``train_size``) a fixed training set drawn once and reshuffled every epoch, as PacGAN's code."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-from ganforge.data.base import GANDataModule, mix_seed
+from ganforge.data.base import GANDataModule, InMemoryDataset, mix_seed
+from ganforge.errors import ConfigError
 
 
 def sample_mixture(centers: Tensor, std: float, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -44,19 +46,37 @@ class _MixtureStream(IterableDataset):
 
 
 class GaussianMixtureDataModule(GANDataModule):
-    """Points of a 2D Gaussian mixture; labels are the component indices."""
+    """Points of a 2D Gaussian mixture; labels are the component indices.
 
-    def __init__(self, centers: Tensor, std: float, **kwargs) -> None:
+    ``train_size`` 0 (default): fresh points every step (an endless stream). ``train_size`` N: one set of
+    N points drawn once from ``seed`` and cycled through in a fresh permutation per epoch, like the fixed
+    100,000-point set of PacGAN's code (Lin et al. 2018; their packed slots each resample that set, here a
+    packed batch takes consecutive positions of one permutation).
+    """
+
+    def __init__(self, centers: Tensor, std: float, train_size: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
+        if isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 0:
+            raise ConfigError(
+                f"data.train_size must be an integer >= 0 (0: fresh points each step), got {train_size!r}"
+            )
         self.centers = torch.as_tensor(centers, dtype=torch.float32)
         self.std = float(std)
+        self.train_size = train_size
         self.data_shape = (int(self.centers.shape[1]),)
         self.num_classes = 0
 
-    def setup(self, stage: str | None = None) -> None:  # nothing to load
-        pass
+    def setup(self, stage: str | None = None) -> None:
+        """The fixed training set when ``train_size`` is set (the same on every rank: it depends on the
+        seed alone)."""
+        if self.train_size and self.dataset is None:
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, self.train_size))
+            points, modes = sample_mixture(self.centers, self.std, self.train_size, gen)
+            self.dataset = InMemoryDataset(points, modes)
 
     def train_dataloader(self) -> DataLoader:
+        if self.train_size:
+            return super().train_dataloader()
         start, rank, _ = self._position()
         stream = _MixtureStream(
             self.centers, self.std, self.step_batch_size, self.seed, start, rank, self.steps_per_batch
