@@ -79,7 +79,7 @@ def fake(
         loss=loss,
         last_metrics={f"train/{k}": v for k, v in metrics.items()},
         sample=lambda: samples,
-        fixed_z=samples,
+        num_fixed=len(samples),
         seed=0,
     )
     return trainer, module

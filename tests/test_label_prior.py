@@ -48,11 +48,11 @@ def test_the_data_module_counts_the_labels(tmp_path, imbalanced):
 def test_g_draws_labels_with_the_datas_frequencies(tmp_path, imbalanced):
     _, module = build(compose_cfg(tmp_path / "run", *imbalanced))
     torch.manual_seed(0)
-    freq = torch.bincount(module.sample_labels(60000), minlength=3) / 60000
+    freq = torch.bincount(module.task.sample_labels(60000), minlength=3) / 60000
     torch.testing.assert_close(freq, torch.tensor(WANT), atol=0.01, rtol=0)  # uniform: 1/3 each
     gen = torch.Generator().manual_seed(1)
-    first = module.sample_labels(500, gen)
-    assert torch.equal(first, module.sample_labels(500, torch.Generator().manual_seed(1)))  # seeded
+    first = module.task.sample_labels(500, gen)
+    assert torch.equal(first, module.task.sample_labels(500, torch.Generator().manual_seed(1)))  # seeded
     assert (torch.bincount(first, minlength=3) > 0).all()
 
 
@@ -83,7 +83,7 @@ def test_the_distribution_is_in_the_checkpoint_and_ganforge_eval_draws_from_it(t
     task.label_probs = module.task.label_probs.clone()
     recorder = LabelRecorder()
     probe = GANModule(recorder, nn.Identity(), None, Optimizers(), task=task)
-    source = LatentSequence(0, 4, probe.sample_labels)
+    source = LatentSequence(0, 4, probe.task.sample_labels)
     for start in range(0, 30000, 1000):
         probe.sample(*source.rows(start, start + 1000))
     freq = torch.bincount(torch.cat(recorder.seen[-30:]), minlength=3) / 30000
@@ -94,7 +94,7 @@ def test_a_checkpoint_without_the_distribution_loads_as_uniform():
     """Checkpoints from before the distribution was saved: their G drew labels uniformly."""
     task = GenerationTask(num_classes=4)
     task.label_probs = torch.tensor([0.7, 0.1, 0.1, 0.1])
-    task.load_state_dict({})
+    task.load_state_dict({"fixed_z": task.fixed_z})  # the grid inputs; no label_probs
     torch.testing.assert_close(task.label_probs, torch.full((4,), 0.25))
 
 
@@ -110,3 +110,19 @@ def test_label_counts_of_the_bundled_and_stacked_digits(tmp_path, data):
         source = datamodule.source.train_labels()[datamodule.dataset.table[:3]]
         assert y.tolist() == (source * torch.tensor([100, 10, 1])).sum(1).tolist()
     torch.testing.assert_close(module.task.label_probs, counts.float() / counts.sum())
+
+
+def test_a_checkpoint_with_the_grid_inputs_in_the_module_loads(tmp_path, imbalanced):
+    """Checkpoints from before the task held the latents kept the fixed grid inputs as the module's
+    ``fixed_z``/``fixed_y``: they load into the task, and the sample grid is the one training drew."""
+    train_run(tmp_path / "run", *imbalanced, "train.steps=2")
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    state = ckpt["state_dict"]
+    z, y = state.pop("task.fixed_z"), state.pop("task.fixed_y")
+    z = z + 1.0  # not what the seed would give again: it must come from the file
+    state["fixed_z"], state["fixed_y"] = z, y
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    _, _, module, _ = restore(old)
+    assert torch.equal(module.task.fixed_z, z) and torch.equal(module.task.fixed_y, y)
+    assert y.tolist() == [c for c in range(3) for _ in range(len(y) // 3)]  # one row per class

@@ -45,7 +45,7 @@ def test_every_preset_composes(tmp_path, name):
 def test_pacgan_presets_build_the_paper_setup(tmp_path, name, std, pack):
     datamodule, module = build(compose_cfg(tmp_path, f"experiment={name}", f"model.pack={pack}"))
     assert datamodule.batch_size == 100 * pack and datamodule.std == std  # 100 packed inputs per batch
-    assert module.z_dim == 2
+    assert module.task.z_dim == 2
     g_layers = [m for m in module.generator.modules() if isinstance(m, nn.Linear)]
     assert [m.out_features for m in g_layers] == [400, 400, 400, 400, 2]
     assert sum(isinstance(m, nn.BatchNorm1d) for m in module.generator.modules()) == 4

@@ -113,7 +113,7 @@ def test_d_judges_the_source_concatenated_with_the_real_or_generated_target() ->
     part = (source, target, labels)
     with torch.no_grad():
         module.generator.bias.fill_(0.5)
-    module._d_objective(part, task.draw(module, part))
+    module._d_objective(part, task.draw(part))
     real_in, fake_in = module.discriminator.seen
     assert real_in.shape == fake_in.shape == (2, 4, 4, 4)  # 1 source channel + 3 image channels
     assert torch.equal(real_in[:, :1], source) and torch.equal(real_in[:, 1:], target)
@@ -127,14 +127,14 @@ def test_l1_term_and_g_loss_on_hand_made_tensors() -> None:
     source = torch.zeros(1, 1, 2, 2)
     target = torch.tensor([[[[1.0, -1.0], [0.5, 0.0]]]]).repeat(1, 3, 1, 1)  # |G(x) - y|, G(x) = 0: 2.5 / 4
     part = (source, target, torch.zeros(1, dtype=torch.long))
-    g_loss = module._g_objective(part, task.draw(module, part))
+    g_loss = module._g_objective(part, task.draw(part))
     assert module._g_terms["train/g_l1"].item() == pytest.approx(0.625)
     # D's logit on (source, G(source)) is the mean of 4 zero channels: 0; non-saturating G: softplus(-0)
     adv = torch.nn.functional.softplus(torch.tensor(0.0)).item()
     assert module._g_terms["train/g_adv"].item() == pytest.approx(adv)
     assert g_loss.item() == pytest.approx(adv + 10.0 * 0.625)
     module_l1, task_l1 = paired_module(l1_weight=10.0, adversarial=False)
-    assert module_l1._g_objective(part, task_l1.draw(module_l1, part)).item() == pytest.approx(6.25)
+    assert module_l1._g_objective(part, task_l1.draw(part)).item() == pytest.approx(6.25)
 
 
 def test_paired_gradients_reach_only_the_network_being_updated() -> None:
@@ -142,10 +142,10 @@ def test_paired_gradients_reach_only_the_network_being_updated() -> None:
     through the graph (the module freezes D's parameters while G trains)."""
     module, task = paired_module()
     part = (torch.rand(2, 1, 4, 4), torch.rand(2, 3, 4, 4), torch.zeros(2, dtype=torch.long))
-    d_loss = module._d_objective(part, task.draw(module, part))[0]
+    d_loss = module._d_objective(part, task.draw(part))[0]
     d_loss.backward()
     assert module.generator.bias.grad is None and module.discriminator.scale.grad is not None
     module.discriminator.scale.grad = None
     module.discriminator.requires_grad_(False)  # what toggle_optimizer(opt_g) does
-    module._g_objective(part, task.draw(module, part)).backward()
+    module._g_objective(part, task.draw(part)).backward()
     assert module.generator.bias.grad is not None and module.discriminator.scale.grad is None

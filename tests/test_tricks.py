@@ -70,7 +70,7 @@ def test_ema_beta_warms_up():
 def test_samples_come_from_the_ema_generator(tmp_path):
     datamodule, module = build(compose_cfg(tmp_path, "data=ring8", "model=mlp", "train.ema.decay=0.5"))
     bare_trainer(max_steps=6).fit(module, datamodule=datamodule)
-    z = torch.randn(5, module.z_dim)
+    z = torch.randn(5, module.task.z_dim)
     torch.testing.assert_close(module.sample(z), module.ema_generator(z))
     assert not torch.allclose(module.sample(z), module.generator(z))
     _, plain = build(compose_cfg(tmp_path, "data=ring8", "model=mlp"))
@@ -302,7 +302,7 @@ def test_restored_checkpoint_samples_with_the_ema_generator(run):
 
     _, out = run("ema", "data=ring8", "model=mlp", "train.ema.decay=0.9", "train.steps=3")
     _, _, module, _ = restore(out / "checkpoints" / "last.ckpt")
-    z = torch.randn(4, module.z_dim)
+    z = torch.randn(4, module.task.z_dim)
     torch.testing.assert_close(module.sample(z), module.ema_generator(z))
     assert not torch.allclose(module.sample(z), module.generator(z))
 

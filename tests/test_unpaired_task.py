@@ -134,7 +134,7 @@ class FakeData:
 
 def cycle_module(cycle: float = 10.0, identity: float = 0.5, pool: int = 0) -> tuple[GANModule, UnpairedTask]:
     task = UnpairedTask(cycle_weight=cycle, identity_weight=identity, pool_size=pool)
-    task.bind(FakeData(), 4, 0)
+    task.bind(FakeData())
     g = CycleGenerators(Scale(2.0, 0.0), Scale(0.5, 1.0))  # G_AB: 2x, G_BA: x/2 + 1
     d = CycleDiscriminators(Seen(), Seen())
     loss = GANLoss(d_loss=lsgan_d, g_loss=lsgan_g)
@@ -149,7 +149,7 @@ def part(a: float = 1.0, b: float = 4.0) -> tuple[torch.Tensor, ...]:
 def test_cycle_and_identity_terms_on_hand_made_tensors() -> None:
     module, task = cycle_module()
     p = part()  # a = 1, b = 4
-    module._g_objective(p, task.draw(module, p))
+    module._g_objective(p, task.draw(p))
     # G_AB(a) = 2, G_BA(2) = 2 -> |2 - 1| = 1;  G_BA(b) = 3, G_AB(3) = 6 -> |6 - 4| = 2
     assert module._g_terms["train/g_cycle"].item() == pytest.approx(3.0)
     # G_BA(a) = 1.5 -> 0.5;  G_AB(b) = 8 -> 4
@@ -159,14 +159,14 @@ def test_cycle_and_identity_terms_on_hand_made_tensors() -> None:
 def test_each_discriminator_sees_only_its_domain() -> None:
     module, task = cycle_module()
     p = part()
-    module._d_objective(p, task.draw(module, p))
+    module._d_objective(p, task.draw(p))
     d_a, d_b = module.discriminator.a.seen, module.discriminator.b.seen
     # D_A: real a (1), then fake a = G_BA(b) = 3; D_B: real b (4), then fake b = G_AB(a) = 2
     assert [x.unique().tolist() for x in d_a] == [[1.0], [3.0]]
     assert [x.unique().tolist() for x in d_b] == [[4.0], [2.0]]
     module.discriminator.a.seen.clear()
     module.discriminator.b.seen.clear()
-    module._g_objective(p, task.draw(module, p))  # G's step: D_A judges G_BA(b), D_B judges G_AB(a)
+    module._g_objective(p, task.draw(p))  # G's step: D_A judges G_BA(b), D_B judges G_AB(a)
     assert [x.unique().tolist() for x in module.discriminator.a.seen] == [[3.0]]
     assert [x.unique().tolist() for x in module.discriminator.b.seen] == [[2.0]]
 
@@ -185,12 +185,12 @@ def test_both_generators_get_gradients_from_both_cycles_and_only_g_trains_in_g_s
         g.abs().item() > 0
         for g in torch.autograd.grad(cycle_a, [module.generator.ab.w, module.generator.ba.w])
     )
-    module._g_objective(p, task.draw(module, p)).backward()
+    module._g_objective(p, task.draw(p)).backward()
     assert module.discriminator.a.k.grad is None and module.discriminator.b.k.grad is None
     assert module.generator.ab.w.grad is not None and module.generator.ba.w.grad is not None
     module.generator.zero_grad(set_to_none=True)
     module.discriminator.requires_grad_(True)
-    module._d_objective(p, task.draw(module, p))[0].backward()  # D's step: G ran under no_grad
+    module._d_objective(p, task.draw(p))[0].backward()  # D's step: G ran under no_grad
     assert module.generator.ab.w.grad is None and module.generator.ba.w.grad is None
     assert module.discriminator.a.k.grad is not None and module.discriminator.b.k.grad is not None
 
@@ -198,7 +198,7 @@ def test_both_generators_get_gradients_from_both_cycles_and_only_g_trains_in_g_s
 def test_d_updates_draw_from_the_pool() -> None:
     module, task = cycle_module(pool=2)
     p = part()
-    module._d_objective(p, task.draw(module, p))  # fills both pools with this step's fakes
+    module._d_objective(p, task.draw(p))  # fills both pools with this step's fakes
     assert int(task.pool_a.count) == 2 and task.pool_a.images.unique().tolist() == [3.0]
     assert task.pool_b.images.unique().tolist() == [2.0]
 
@@ -220,7 +220,7 @@ def test_cyclegan_losses_are_the_papers_on_hand_made_nets() -> None:
     for g in (g_ab, g_ba):
         g.z_dim = 0
     task = UnpairedTask(cycle_weight=10.0, identity_weight=0.5, pool_size=0)
-    task.bind(FakeData(4), 4, 0)
+    task.bind(FakeData(4))
     loss = GANLoss(d_loss=lsgan_d, g_loss=functools.partial(lsgan_g, scale=1.0))
     nets = CycleGenerators(g_ab, g_ba), CycleDiscriminators(d_a, d_b)
     module = GANModule(*nets, loss, Optimizers(), Schedule(steps=1), task)
@@ -245,13 +245,13 @@ def test_cyclegan_losses_are_the_papers_on_hand_made_nets() -> None:
     d_reference = 0.5 * (mse(d_a(a), 1.0) + mse(d_a(fake_a), 0.0)) + 0.5 * (
         mse(d_b(b), 1.0) + mse(d_b(fake_b), 0.0)
     )
-    g_loss = module._g_objective(p, task.draw(module, p))
-    d_loss = module._d_objective(p, task.draw(module, p))[0]
+    g_loss = module._g_objective(p, task.draw(p))
+    d_loss = module._d_objective(p, task.draw(p))[0]
     assert g_loss.item() == pytest.approx(g_reference.item(), rel=1e-5)
     assert d_loss.item() == pytest.approx(d_reference.item(), rel=1e-5)
     # Mao et al.'s ½ (loss=lsgan as it is): each domain's G term halved, still one term per D, summed
     module.loss = GANLoss(d_loss=lsgan_d, g_loss=lsgan_g)
-    module._g_objective(p, task.draw(module, p))
+    module._g_objective(p, task.draw(p))
     half = 0.5 * (mse(d_b(fake_b), 1.0) + mse(d_a(fake_a), 1.0))
     assert module._g_terms["train/g_adv"].item() == pytest.approx(half.item(), rel=1e-5)
 

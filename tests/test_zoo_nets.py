@@ -4,13 +4,13 @@ minibatch std — shapes, what each layer computes, gradient routing and short e
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch
 from PIL import Image
 
 from ganforge.errors import ConfigError
-from ganforge.module import GANModule
 from ganforge.nets.conditional import ConditionalNorm
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.nets.layers import MinibatchStd
@@ -171,9 +171,9 @@ def test_conditional_gradients_reach_only_the_network_being_updated(tmp_path, mo
         base.loss,
         Optimizers(base.optimizer_g, base.optimizer_d),
         Schedule(steps=2, n_critic=2, log_every=1),
-        GenerationTask(num_classes=base.num_classes),
+        GenerationTask(),  # a conditional G names its classes
     )
-    assert module.num_classes == 10
+    assert module.task.num_classes == 10
     g_before = [p.detach().clone() for p in module.generator.parameters()]
     bare_trainer(max_steps=6).fit(module, datamodule=datamodule)
     assert module.events == [{"discriminator"}, {"discriminator"}, {"generator"}] * 2
@@ -231,19 +231,16 @@ def test_conditional_trains_with_a_row_per_class_and_metrics(run, model, cond):
 def test_conditional_samples_cover_every_class(tmp_path):
     cfg = compose_cfg(tmp_path, "model.conditional=true", *SMALL_NETS, "train.num_fixed=30")
     _, module = build(cfg)
-    assert module.fixed_y.tolist() == [c for c in range(10) for _ in range(3)]
-    assert torch.equal(module.fixed_z[:3], module.fixed_z[3:6])  # the same latents in every row
+    assert module.task.fixed_y.tolist() == [c for c in range(10) for _ in range(3)]
+    assert torch.equal(module.task.fixed_z[:3], module.task.fixed_z[3:6])  # the same latents in every row
     assert module.sample().shape == (30, 1, 16, 16)
-    assert module.sample(torch.randn(7, module.z_dim)).shape == (7, 1, 16, 16)  # labels cycle
-    many = GANModule(
-        module.generator,
-        module.discriminator,
-        None,
-        Optimizers(),
-        Schedule(num_fixed=8),
-        GenerationTask(1000),
-    )
-    assert many.grid_columns is None and many.fixed_y.tolist()[::7] == [0, 999]  # stacked digits: spread
+    assert module.sample(torch.randn(7, module.task.z_dim)).shape == (7, 1, 16, 16)  # labels cycle
+    thousand = GenerationTask()  # more classes than grid samples (stacked digits: 1,000)
+    thousand.attach(SimpleNamespace(z_dim=8, num_classes=1000), num_fixed=8, seed=0)
+    assert thousand.grid_columns is None and thousand.fixed_y.tolist()[::7] == [
+        0,
+        999,
+    ]  # stacked digits: spread
 
 
 @pytest.mark.parametrize(

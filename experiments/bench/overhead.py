@@ -110,12 +110,12 @@ def plain_loop(cfg, device: str) -> float:
     def step() -> None:
         for _ in range(n):
             with torch.no_grad():
-                fake = G(torch.randn(batch, module.z_dim, device=device))
+                fake = G(torch.randn(batch, module.task.z_dim, device=device))
             d_loss = loss.d_loss(D(real_batch()), D(fake))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-        g_loss = loss.g_loss(D(G(torch.randn(batch, module.z_dim, device=device))))
+        g_loss = loss.g_loss(D(G(torch.randn(batch, module.task.z_dim, device=device))))
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()

@@ -27,10 +27,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
     task = make(cfg.get("task") or {"_target_": "ganforge.tasks.generation.GenerationTask"})
     task.check(datamodule)  # data the task cannot use fails here, in one line
     datamodule.check()  # missing or empty data fails here, before anything is built
-    generator, discriminator, num_classes = build_networks(cfg.model, datamodule, task)
-    if num_classes:
-        task.num_classes, task.acgan_weight = num_classes, float(cfg.model.get("acgan_weight", 1.0))
-    task.bind(datamodule, cfg.train.num_fixed, cfg.seed)
+    generator, discriminator, _ = build_networks(cfg.model, datamodule, task)
     module = GANModule(
         generator,
         discriminator,
@@ -62,6 +59,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
             channels_last=bool(cfg.model.get("channels_last", False)),
         ),
     )
+    task.bind(datamodule)  # after the module attached G to it: fixed examples, G's label frequencies
     check_penalties(module)
     return datamodule, module
 

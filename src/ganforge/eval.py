@@ -44,7 +44,7 @@ def evaluate(
     settings = MetricSettings.from_config(metrics)
     if settings is None:
         raise GanforgeError("no metrics selected: pass e.g. metrics=[fid,kid]")
-    settings.conditional = bool(module.num_classes)  # intra_fid, cas: refused before any work if not
+    settings.conditional = bool(module.task.num_classes)  # intra_fid, cas: refused before any work if not
     start = time.time()
     suite = make_suite(settings, datamodule, cache_dir, module.task)
     if psi is not None:  # before prepare: the protocol (and its tags) records the ψ

@@ -99,3 +99,24 @@ class LatentSequence:
             if y is not None:
                 ys.append(y[part])
         return torch.cat(zs), torch.cat(ys) if ys else None
+
+
+def grid_inputs(
+    n: int, z_dim: int, num_classes: int, seed: int, nrow: int | None = None, truncation: float | None = None
+) -> tuple[Tensor, Tensor | None, int, list[int] | None]:
+    """Latents, labels, images per row and the class of each row (None when rows are not classes) of
+    a sample grid laid out as training's (``GenerationTask.fixed_z``/``fixed_y``): with the run's ``seed``
+    and ``n=train.num_fixed`` the picture is the run's last sample grid.
+
+    Conditional models get one row per class with the same latents in every row, ``nrow`` (default
+    ``n // num_classes``) to a row; with more classes than ``n``, ``n`` classes spread over the range.
+    ``truncation`` ψ: the same latents truncated to [-ψ, ψ] (:func:`ganforge.latents.truncate`).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    if num_classes and num_classes <= n:
+        columns = nrow or n // num_classes
+        z = truncated_normal(columns, z_dim, truncation, gen).repeat(num_classes, 1)
+        return z, torch.arange(num_classes).repeat_interleave(columns), columns, list(range(num_classes))
+    z = truncated_normal(n, z_dim, truncation, gen)
+    y = torch.linspace(0, num_classes - 1, n).long() if num_classes else None
+    return z, y, nrow or int(math.ceil(math.sqrt(n))), None

@@ -14,7 +14,6 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from ganforge.errors import ResourceError
-from ganforge.tasks.generation import GenerationTask
 
 GB = 1 << 30
 
@@ -51,12 +50,12 @@ def activations_per_sample(module: Any) -> int:
     with counting_outputs(module.generator) as g_count:
         fake = module.sample()
     total = g_count[0]
-    if isinstance(module.task, GenerationTask):
+    if module.task.draws_latents:  # D judges G's output alone (translation tasks: measured by G only)
         was_training = module.discriminator.training
         module.discriminator.eval()  # a probe: D's batch-norm running statistics must not move
         try:
             with counting_outputs(module.discriminator) as d_count:
-                module.discriminate(*module.task.d_input(fake, module.fixed_y))
+                module.discriminate(*module.task.d_input(fake, module.task.fixed_draw().cond))
         finally:
             module.discriminator.train(was_training)
         total += d_count[0]

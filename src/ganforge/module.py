@@ -1,7 +1,9 @@
 """GANModule: one LightningModule that trains any generator/discriminator/loss combination.
 
 Manual optimization. One generator step is ``n_critic`` discriminator updates followed by one
-generator update, each D update on its own real batch; one ``training_step`` does
+generator update, each D update on its own real batch (or, ``train.updates=simultaneous`` and
+extragradient, both networks' updates from the same weights: the same phases, their steps applied
+together); one ``training_step`` does
 ``steps_per_batch`` generator steps on one loader batch (see ``ganforge.data.base``), which spreads
 Lightning's per-batch cost over them. ``g_step`` counts generator updates: it is the training
 budget (``train.steps``) and the x-axis of every logged curve (``trainer/g_step``). Lightning's
@@ -23,7 +25,7 @@ from ganforge.data.base import mix_seed
 from ganforge.ema import ema_beta, ema_update, has_batch_norm, standing_stats
 from ganforge.errors import ConfigError
 from ganforge.loggers import logger_fault
-from ganforge.losses import GANLoss, Through, acgan_class_loss
+from ganforge.losses import GANLoss, Through
 from ganforge.settings import OptimizerFactory, Optimizers, Runtime, Schedule, Tricks
 from ganforge.tasks.base import Draw, Task
 from ganforge.tasks.generation import GenerationTask
@@ -103,19 +105,8 @@ class GANModule(pl.LightningModule):
         self.log_every = schedule.log_every
         self.clip_grad_g, self.clip_grad_d = schedule.clip_grad_g, schedule.clip_grad_d
         self.seed = schedule.seed
-        self.z_dim: int = generator.z_dim
-        self.grid_columns: int | None = None  # conditional: one grid row per class, same latents per column
-        num_classes, num_fixed = self.num_classes, schedule.num_fixed
-        gen, fixed_y = torch.Generator().manual_seed(schedule.seed), None
-        if num_classes and num_classes <= num_fixed:
-            self.grid_columns = num_fixed // num_classes
-            fixed = torch.randn(self.grid_columns, self.z_dim, generator=gen).repeat(num_classes, 1)
-            fixed_y = torch.arange(num_classes).repeat_interleave(self.grid_columns)
-        else:  # more classes than samples (stacked digits): num_fixed classes spread over the range
-            fixed = torch.randn(num_fixed, self.z_dim, generator=gen)
-            fixed_y = torch.linspace(0, num_classes - 1, num_fixed).long() if num_classes else None
-        self.register_buffer("fixed_z", fixed)
-        self.register_buffer("fixed_y", fixed_y)
+        self.num_fixed = schedule.num_fixed  # samples in every grid
+        self.task.attach(generator, schedule.num_fixed, schedule.seed)  # latents, fixed grid inputs
         self._class_losses: dict[str, Tensor] = {}  # ACGAN's class losses of the last step, for logging
         self._g_terms: dict[str, Tensor] = {}  # the task's G terms of the last step, for logging
         self.g_step = 0
@@ -165,15 +156,6 @@ class GANModule(pl.LightningModule):
                 "use model.compile=false"
             )
 
-    @property
-    def num_classes(self) -> int:
-        """Classes G and D are conditioned on (0: unconditional), as the task says."""
-        return int(getattr(self.task, "num_classes", 0))
-
-    @property
-    def acgan_weight(self) -> float:
-        return float(getattr(self.task, "acgan_weight", 1.0))
-
     # --- which network trains ---------------------------------------------------------------------
     def toggle_optimizer(self, optimizer: Any) -> None:
         """Freezes the trainable parameters of every other optimizer (Lightning's toggle), from a list
@@ -221,22 +203,6 @@ class GANModule(pl.LightningModule):
         return [opt_g, opt_d], [self.scheduler(opt_g), self.scheduler(opt_d)]
 
     # --- randomness ------------------------------------------------------------------------------
-    def sample_z(self, n: int) -> Tensor:
-        """Latent codes ~ N(0, I) from the global RNG (its state is saved in every checkpoint)."""
-        return torch.randn(n, self.z_dim, device=self.device)
-
-    def sample_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
-        """Class labels from the training data's label distribution (the task's ``label_probs``), drawn
-        from the global RNG or from ``generator`` (a CPU one: metrics, ganforge-eval); None for
-        unconditional models. Uniform labels on imbalanced data would let a conditional D tell fakes
-        by their label alone, and FID would penalise a G that matches the data."""
-        if not self.num_classes:
-            return None
-        probs = self.task.label_probs
-        if generator is not None:
-            return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator).to(self.device)
-        return torch.multinomial(probs, n, replacement=True)
-
     def discriminate(
         self, x: Tensor, y: Tensor | None = None, net: nn.Module | None = None
     ) -> tuple[Tensor, Tensor | None]:
@@ -304,15 +270,13 @@ class GANModule(pl.LightningModule):
     def sample(self, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         """Generator output in eval mode (the task's fixed inputs by default); the mode is restored.
 
-        Conditional models take labels ``y`` (fixed noise: one row per class); without them the
-        labels cycle through the classes.
+        Latents ``z`` (tasks that draw them) with labels ``y`` for conditional models (without them
+        the task cycles the labels through the classes).
         """
         if z is None:
-            return self._in_eval(lambda net: self.task.fixed_sample(self, net))
-        if self.num_classes and y is None:
-            y = torch.arange(len(z)) % self.num_classes
-        z = z.to(self.device)
-        return self._in_eval(lambda net: net(z) if y is None else net(z, y.to(self.device)))
+            return self._in_eval(lambda net: self.task.fixed_sample(net))
+        inputs = self.task.latent_inputs(z.to(self.device), y)
+        return self._in_eval(lambda net: net(*inputs))
 
     @torch.no_grad()
     def translate(self, source: Tensor, direction: str | None = None) -> Tensor:
@@ -333,11 +297,11 @@ class GANModule(pl.LightningModule):
         if want is True and not usable:
             why = "train.ema.decay is null" if self.ema_generator is None else "G has no batch norm"
             raise ConfigError(f"train.ema.standing_stats=true needs an EMA generator with batch norm ({why})")
-        if want is True and self.task.name != "generation":
+        if want is True and not self.task.draws_latents:
             raise ConfigError(
                 f"train.ema.standing_stats=true needs task=generation (latents), not {self.task.name}"
             )
-        return usable and want is not False and self.task.name == "generation"
+        return usable and want is not False and self.task.draws_latents
 
     @torch.no_grad()
     def refresh_ema_stats(self) -> None:
@@ -351,15 +315,11 @@ class GANModule(pl.LightningModule):
             return
         assert self.ema_generator is not None
         gen = torch.Generator().manual_seed(mix_seed(self.seed, self.g_step, 3))
-        n, classes = self.ema_standing_batch_size, self.num_classes
+        n = self.ema_standing_batch_size
 
         def batches() -> Any:
             for _ in range(self.ema_standing_batches):
-                z = torch.randn(n, self.z_dim, generator=gen).to(self.device)
-                if classes:
-                    yield z, self.sample_labels(n, gen)  # the data's label distribution, as in training
-                else:
-                    yield (z,)
+                yield self.task.latent_batch(n, gen, self.device)
 
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -401,29 +361,16 @@ class GANModule(pl.LightningModule):
         will_log = (self.g_step + 1) % self.log_every == 0 or self.g_step + 1 >= self.total_steps
         self.loss.at_step(self.g_step)  # a scheduled penalty weight (R3GAN's γ): a function of the step
 
+        # how the phases' steps apply: alternating (D, then G against the updated D), simultaneous (both
+        # from the same weights, one batch and one draw: ALI's and PacGAN's), extragradient (both, twice)
         if self.extragradient:
-            d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm = self._extragradient_step(
-                batch, opt_g, opt_d, will_log
-            )
-        elif self.simultaneous:  # ALI's and PacGAN's update: one batch, one draw, both gradients at θ_t
-            draw = self.task.draw(self, batch)
-            d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm = self._joint_update(
-                batch, (draw, draw), opt_g, opt_d, will_log, extrapolating=False
-            )
+            stats = self._extragradient_step(batch, opt_g, opt_d, will_log)
+        elif self.simultaneous:
+            draw = self.task.draw(batch)
+            stats = self._joint_update(batch, (draw, draw), opt_g, opt_d, will_log, extrapolating=False)
         else:
-            # n_critic discriminator updates, each on its own part of the batch
-            self.toggle_optimizer(opt_d)
-            for part in zip(*(t.chunk(self.n_critic) for t in batch), strict=True):
-                d_loss, d_adv, real_logits, fake_logits = self._d_objective(part, self.task.draw(self, part))
-                d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log)
-                self.loss.clip_weights(self.discriminator)
-            self.untoggle_optimizer(opt_d)
-
-            # one generator update (on the last part: what the relativistic losses compare with)
-            self.toggle_optimizer(opt_g)
-            g_loss = self._g_objective(part, self.task.draw(self, part))
-            g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log)
-            self.untoggle_optimizer(opt_g)
+            stats = self._alternating_step(batch, opt_g, opt_d, will_log)
+        d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm = stats
         if self.ema_generator is not None:
             beta = ema_beta(self.ema_decay, self.g_step + 1, self.ema_warmup)
             ema_update(self.ema_generator, self.generator, beta)
@@ -482,11 +429,12 @@ class GANModule(pl.LightningModule):
                 judged = net if not self.augments else Through(net, self.d_view)  # ∇ w.r.t. the image
                 term = term + self.loss.penalty(judged, real[at], fake[at], yr, yf)
             if real_classes is not None:  # ACGAN: D also classifies the real batch
-                class_loss = acgan_class_loss(real_classes, yr)
+                pairs = [(real_classes, yr)]
                 if self.loss.acgan_fake_classes:  # and the fakes by G's labels (Odena et al. 2017)
-                    class_loss = class_loss + acgan_class_loss(fake_classes, yf)
-                self._class_losses["train/d_cls"] = class_loss.detach()
-                term = term + self.acgan_weight * class_loss
+                    pairs.append((fake_classes, yf))
+                cls = self.task.class_term(pairs)
+                self._class_losses["train/d_cls"] = cls.value.detach()
+                term = term + cls.weight * cls.value
             d_adv = adv if d_adv is None else d_adv + adv
             d_loss = term if d_loss is None else d_loss + term
         real_logits, fake_logits = _joined(real_out), _joined(fake_out)
@@ -522,9 +470,9 @@ class GANModule(pl.LightningModule):
                 adv = self.loss.generator_loss(fake_logits, real_logits)
                 term = adv
                 if fake_classes is not None:  # ACGAN: G makes samples that D classifies as their labels
-                    class_loss = acgan_class_loss(fake_classes, yf)
-                    self._class_losses["train/g_cls"] = class_loss.detach()
-                    term = term + self.acgan_weight * class_loss
+                    cls = self.task.class_term([(fake_classes, yf)])
+                    self._class_losses["train/g_cls"] = cls.value.detach()
+                    term = term + cls.weight * cls.value
                 g_adv = adv if g_adv is None else g_adv + adv
                 g_loss = term if g_loss is None else g_loss + term
         else:  # a regression baseline: the task's terms alone
@@ -545,11 +493,41 @@ class GANModule(pl.LightningModule):
         fresh draw and the batch's second real batch for the update (the data module yields two)."""
         fresh = getattr(opt_g.optimizer, "fresh_samples", False)
         parts = tuple(zip(*(t.chunk(2) for t in batch), strict=True)) if fresh else (batch, batch)
-        draws = None if fresh else (self.task.draw(self, batch), self.task.draw(self, batch))
+        draws = None if fresh else (self.task.draw(batch), self.task.draw(batch))
         for extrapolating, part in zip((True, False), parts, strict=True):
-            pair = draws or (self.task.draw(self, part), self.task.draw(self, part))
+            pair = draws or (self.task.draw(part), self.task.draw(part))
             out = self._joint_update(part, pair, opt_g, opt_d, will_log, extrapolating)
         return out
+
+    def _phase(
+        self, net_name: str, part: tuple[Tensor, ...], draw: Draw, opt: Any, will_log: bool, step: bool = True
+    ) -> tuple[tuple[Tensor, ...], Tensor | None]:
+        """One network's update, the unit every variant is made of: the other network frozen, the
+        objective (D's: loss, adversarial part, logits on real and fake; G's: loss), backward, the
+        gradient norm, and the step unless deferred (``step=False``: applied by the caller, together
+        with the other network's). Returns the objective's values and the gradient norm."""
+        self.toggle_optimizer(opt)
+        if net_name == "discriminator":
+            out = self._d_objective(part, draw)
+            net, clip = self.discriminator, self.clip_grad_d
+        else:
+            out = (self._g_objective(part, draw),)
+            net, clip = self.generator, self.clip_grad_g
+        norm = self._update(opt, out[0], net, clip, will_log, step=step)
+        self.untoggle_optimizer(opt)
+        if step and net is self.discriminator:
+            self.loss.clip_weights(net)
+        return out, norm
+
+    def _alternating_step(self, batch: tuple[Tensor, ...], opt_g: Any, opt_d: Any, will_log: bool) -> tuple:
+        """``n_critic`` D updates, each on its own part of the batch, then one G update on the last part
+        (what the relativistic losses compare with), each from a fresh draw."""
+        for part in zip(*(t.chunk(self.n_critic) for t in batch), strict=True):
+            (d_loss, d_adv, real_logits, fake_logits), d_norm = self._phase(
+                "discriminator", part, self.task.draw(part), opt_d, will_log
+            )
+        (g_loss,), g_norm = self._phase("generator", part, self.task.draw(part), opt_g, will_log)
+        return d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm
 
     def _joint_update(
         self,
@@ -562,14 +540,10 @@ class GANModule(pl.LightningModule):
     ) -> tuple[Any, ...]:
         """D's and G's gradients both at the current weights (D's with ``draws[0]``, G's with
         ``draws[1]``), then both optimizers step together (or extrapolate: extragradient's first half)."""
-        self.toggle_optimizer(opt_d)
-        d_loss, d_adv, real_logits, fake_logits = self._d_objective(part, draws[0])
-        d_norm = self._update(opt_d, d_loss, self.discriminator, self.clip_grad_d, will_log, step=False)
-        self.untoggle_optimizer(opt_d)
-        self.toggle_optimizer(opt_g)
-        g_loss = self._g_objective(part, draws[1])
-        g_norm = self._update(opt_g, g_loss, self.generator, self.clip_grad_g, will_log, step=False)
-        self.untoggle_optimizer(opt_g)
+        (d_loss, d_adv, real_logits, fake_logits), d_norm = self._phase(
+            "discriminator", part, draws[0], opt_d, will_log, step=False
+        )
+        (g_loss,), g_norm = self._phase("generator", part, draws[1], opt_g, will_log, step=False)
         scale = self._grad_scale()
         if extrapolating and scale is not None:  # fp16: extrapolate() reads the gradients directly
             scale_gradients(self.discriminator, 1.0 / scale)
@@ -688,6 +662,14 @@ class GANModule(pl.LightningModule):
             "config": self.run_config,
             **extra,
         }
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        for key in ("fixed_z", "fixed_y"):  # checkpoints from before the task held the grid inputs
+            if prefix + key in state_dict:
+                state_dict[f"{prefix}task.{key}"] = state_dict.pop(prefix + key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("ganforge", {})

@@ -22,7 +22,7 @@ from ganforge.checkpoint_file import check_writable, free_bytes, write_atomicall
 from ganforge.config import check_required
 from ganforge.data.folder import list_images, load_image
 from ganforge.errors import ConfigError, GanforgeError, ResourceError
-from ganforge.latents import LatentSequence, check_truncation, truncated_normal, truncation_value
+from ganforge.latents import LatentSequence, check_truncation, grid_inputs, truncated_normal, truncation_value
 from ganforge.memory import GB, check_room
 from ganforge.restore import pick_device, restore
 from ganforge.targets import trusted_targets
@@ -56,7 +56,7 @@ def write_samples(
     if getattr(datamodule, "unpaired", False):
         return cycle_grid(module, datamodule, n, path, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    item = 4 * (math.prod(datamodule.data_shape) + module.z_dim)  # bytes of a sample and its latent
+    item = 4 * (math.prod(datamodule.data_shape) + module.task.z_dim)  # bytes of a sample and its latent
     if fmt == "npz":
         free = free_bytes(path.parent)
         if n * item > free:  # float noise hardly compresses: the uncompressed size is the estimate
@@ -69,12 +69,12 @@ def write_samples(
     # an image (a grid, a scatter plot) is made in memory: bounded; arrays are streamed instead
     check_room("n", n, 3 * n * item, f"the {n} samples of a {fmt} (out=<file>.npz streams any number)")
     if len(datamodule.data_shape) == 1:
-        z = truncated_normal(n, module.z_dim, psi, torch.Generator().manual_seed(seed))
+        z = truncated_normal(n, module.task.z_dim, psi, torch.Generator().manual_seed(seed))
         x = torch.cat([module.sample(chunk) for chunk in z.split(500)]).float().cpu()
         real = datamodule.real_batch(n, seed=seed)
         save_scatter(x, real, path, f"step {module.g_step}, {n} samples")
         return path
-    z, y, columns, row_classes = grid_inputs(n, module.z_dim, module.num_classes, seed, nrow, psi)
+    z, y, columns, row_classes = grid_inputs(n, module.task.z_dim, module.task.num_classes, seed, nrow, psi)
     chunks = range(0, len(z), 500)
     x = torch.cat([module.sample(z[i : i + 500], None if y is None else y[i : i + 500]) for i in chunks])
     row_labels = class_labels(row_classes, datamodule) if row_classes else None
@@ -92,8 +92,8 @@ def write_sample_arrays(
     chunk whatever ``n``. Sample i has latent i of :class:`~ganforge.latents.LatentSequence` (seed),
     so the first k of n samples are those of ``n=k``; a conditional G's labels cycle through the
     classes (``labels``). Written under a temporary name, then renamed: a full disk leaves no part."""
-    latents = LatentSequence(seed, module.z_dim, truncation=psi)
-    classes = module.num_classes
+    latents = LatentSequence(seed, module.task.z_dim, truncation=psi)
+    classes = module.task.num_classes
 
     def labels(lo: int, hi: int) -> Tensor | None:
         return torch.arange(lo, hi) % classes if classes else None
@@ -103,7 +103,7 @@ def write_sample_arrays(
 
     arrays = {
         "samples": ((n, *shape), samples),
-        "z": ((n, module.z_dim), lambda lo, hi: latents.rows(lo, hi)[0].numpy()),
+        "z": ((n, module.task.z_dim), lambda lo, hi: latents.rows(lo, hi)[0].numpy()),
     }
     if classes:
         arrays["labels"] = ((n,), lambda lo, hi: labels(lo, hi).numpy())
@@ -131,27 +131,6 @@ def write_npz_streaming(path: Path, arrays: dict[str, Any], scalars: dict[str, A
                         file.write(part.tobytes())
 
     write_atomically(path, write)
-
-
-def grid_inputs(
-    n: int, z_dim: int, num_classes: int, seed: int, nrow: int | None = None, truncation: float | None = None
-) -> tuple[Tensor, Tensor | None, int, list[int] | None]:
-    """Latents, labels, images per row and the class of each row (None when rows are not classes) of
-    a sample grid laid out as training's (``GANModule.fixed_z``/``fixed_y``): with the run's ``seed``
-    and ``n=train.num_fixed`` the picture is the run's last sample grid.
-
-    Conditional models get one row per class with the same latents in every row, ``nrow`` (default
-    ``n // num_classes``) to a row; with more classes than ``n``, ``n`` classes spread over the range.
-    ``truncation`` ψ: the same latents truncated to [-ψ, ψ] (:func:`ganforge.latents.truncate`).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    if num_classes and num_classes <= n:
-        columns = nrow or n // num_classes
-        z = truncated_normal(columns, z_dim, truncation, gen).repeat(num_classes, 1)
-        return z, torch.arange(num_classes).repeat_interleave(columns), columns, list(range(num_classes))
-    z = truncated_normal(n, z_dim, truncation, gen)
-    y = torch.linspace(0, num_classes - 1, n).long() if num_classes else None
-    return z, y, nrow or int(math.ceil(math.sqrt(n))), None
 
 
 def translation_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str) -> Path:

@@ -73,7 +73,7 @@ class HealthCheck(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         datamodule = trainer.datamodule
         if self.real_spread is None and hasattr(datamodule, "real_batch") and trainer.is_global_zero:
-            n = max(2, len(pl_module.fixed_z))
+            n = max(2, pl_module.num_fixed)
             self.real_spread = spread(datamodule.real_batch(n, seed=pl_module.seed))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:

@@ -164,7 +164,7 @@ class SampleGrid(Callback):
         datamodule = trainer.datamodule
         if len(datamodule.data_shape) == 1:
             z = torch.randn(
-                self.num_points, pl_module.z_dim, generator=torch.Generator().manual_seed(pl_module.seed)
+                self.num_points, pl_module.task.z_dim, generator=torch.Generator().manual_seed(pl_module.seed)
             )
             fake = pl_module.sample(z).float().cpu()
             save_scatter(

@@ -557,12 +557,12 @@ class MetricSuite:
         ``final``: measure the classification accuracy score too, which trains a classifier (seconds on
         the CPU for digits): ganforge-eval always does, training only at its last step (None: whether
         the module reached ``train.steps``)."""
-        conditional = bool(getattr(module, "num_classes", 0))
+        conditional = bool(module.task.num_classes)
         check_conditional(self.names, conditional, self.datamodule)
         if final is None:
             final = module.g_step >= module.total_steps
-        labels = module.sample_labels if conditional else None
-        return self.measure(module.sample, module.z_dim, module.device, rank, world, labels, final)
+        labels = module.task.sample_labels if conditional else None
+        return self.measure(module.sample, module.task.z_dim, module.device, rank, world, labels, final)
 
     @torch.no_grad()
     def measure(

@@ -3,7 +3,8 @@
 A loader batch is a tuple of tensors; the module cuts it into one part per discriminator update.
 For each update the task says what D judges as real (``real``), draws G's input (``draw``), runs G
 (``generate``), forms D's input from an image and its condition (``d_input``) and adds its own G
-terms (``g_terms``). Sample grids and the fixed inputs they use come from the task as well.
+terms (``g_terms``). Sample grids and the fixed inputs they use come from the task as well; so do
+latents and labels, for the tasks that draw them (the module knows nothing of noise).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 
@@ -47,6 +49,8 @@ class Task(nn.Module):
     in checkpoints with the weights; it holds no parameters of its own."""
 
     name = "task"
+    z_dim = 0  # size of the latent G draws (0: G's input comes from the batch)
+    num_classes = 0  # classes G and D are conditioned on (0: none)
 
     def check(self, datamodule: Any) -> None:
         """Refuse data this task cannot train on, with one line (a ConfigError)."""
@@ -55,16 +59,20 @@ class Task(nn.Module):
         """Extra constructor arguments of G and D (shapes) for this task on ``datamodule``."""
         return {}, {}
 
-    def bind(self, datamodule: Any, num_fixed: int, seed: int) -> None:
-        """Take what the task needs from the data before training (fixed examples for grids)."""
+    def attach(self, generator: nn.Module, num_fixed: int, seed: int) -> None:
+        """Take what the task needs from G (the module calls this when it is made): latent size, the
+        fixed grid inputs of ``num_fixed`` samples drawn from ``seed``."""
+
+    def bind(self, datamodule: Any) -> None:
+        """Take what the task needs from the data before training (fixed examples, label frequencies)."""
 
     # --- one update ---------------------------------------------------------------------------
     def real(self, part: tuple[Tensor, ...]) -> tuple[Tensor, Tensor | None]:
         """(what D judges as real, its condition) in one part of a loader batch."""
         raise NotImplementedError
 
-    def draw(self, module: Any, part: tuple[Tensor, ...]) -> Draw:
-        """G's input for one update (from the module's RNG or from the batch)."""
+    def draw(self, part: tuple[Tensor, ...]) -> Draw:
+        """G's input for one update (drawn from the global RNG, or taken from the batch)."""
         raise NotImplementedError
 
     def generate(self, net: nn.Module, draw: Draw) -> Tensor:
@@ -81,6 +89,11 @@ class Task(nn.Module):
     def g_terms(self, net: nn.Module, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
         """Extra generator terms besides the adversarial one (none by default); ``net`` is G."""
         return {}
+
+    def class_term(self, pairs: list[tuple[Tensor, Tensor]]) -> Term:
+        """ACGAN (Odena et al. 2017): the class loss of an auxiliary classifier's logits against labels,
+        summed over ``(logits, labels)`` pairs, and its weight. Only tasks with labels have one."""
+        raise NotImplementedError(f"task={self.name} has no class labels")
 
     @property
     def adversarial(self) -> bool:
@@ -107,10 +120,28 @@ class Task(nn.Module):
         """G's output for source images (image-to-image tasks; ``direction`` for two-way ones)."""
         return net(source)
 
+    # --- latents (tasks with ``z_dim`` > 0) --------------------------------------------------------
+    @property
+    def draws_latents(self) -> bool:
+        """Whether G's input is drawn noise (what EMA standing statistics and truncation need)."""
+        return self.z_dim > 0
+
+    def latent_inputs(self, z: Tensor, y: Tensor | None = None) -> tuple[Tensor, ...]:
+        """G's inputs for given latents (and labels): what ``GANModule.sample(z, y)`` runs G on."""
+        raise NotImplementedError(f"task={self.name} draws no latents")
+
+    def latent_batch(self, n: int, generator: torch.Generator, device: torch.device) -> tuple[Tensor, ...]:
+        """G's inputs for ``n`` fresh latents (and labels) drawn from ``generator`` (standing statistics)."""
+        raise NotImplementedError(f"task={self.name} draws no latents")
+
     # --- samples -------------------------------------------------------------------------------
-    def fixed_sample(self, module: Any, net: nn.Module) -> Tensor:
-        """``net``'s output on the task's fixed inputs (what every sample grid shows)."""
+    def fixed_draw(self) -> Draw:
+        """The task's fixed inputs, the same in every sample grid."""
         raise NotImplementedError
+
+    def fixed_sample(self, net: nn.Module) -> Tensor:
+        """``net``'s output on the task's fixed inputs (what every sample grid shows)."""
+        return self.generate(net, self.fixed_draw())
 
     def grid(self, module: Any) -> Grid:
         """The images of a sample grid and their layout (the grid is drawn by ``callbacks.samples``)."""

@@ -42,8 +42,6 @@ class PairedTask(Task):
         self.l1_weight = float(l1_weight)
         self._adversarial = bool(adversarial)
         self.grid_examples = grid_examples
-        self.num_classes = 0  # G and D take no labels; labels of the data only feed val/class_acc
-        self.acgan_weight = 1.0
         self.register_buffer("fixed_source", torch.zeros(0))
         self.register_buffer("fixed_target", torch.zeros(0))
 
@@ -63,7 +61,7 @@ class PairedTask(Task):
         d_shape = (source[0] + target[0], *target[1:])
         return {"in_channels": source[0]}, {"data_shape": d_shape}
 
-    def bind(self, datamodule: Any, num_fixed: int, seed: int) -> None:
+    def bind(self, datamodule: Any) -> None:
         """The first held-out pairs are the grid's fixed examples (the same in every grid and run)."""
         n = min(self.grid_examples, datamodule.num_val_items())
         source, target, _ = datamodule.val_items(list(range(n)))
@@ -73,7 +71,7 @@ class PairedTask(Task):
         source, target = part[0], part[1]
         return target, source
 
-    def draw(self, module: Any, part: tuple[Tensor, ...]) -> Draw:
+    def draw(self, part: tuple[Tensor, ...]) -> Draw:
         return Draw((part[0],), part[0])
 
     def d_input(self, image: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -108,8 +106,8 @@ class PairedTask(Task):
     def g_terms(self, net: nn.Module, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
         return {"l1": Term((fake - part[1]).abs().mean(), self.l1_weight)}
 
-    def fixed_sample(self, module: Any, net: nn.Module) -> Tensor:
-        return net(self.fixed_source)
+    def fixed_draw(self) -> Draw:
+        return Draw((self.fixed_source,), self.fixed_source)
 
     def grid(self, module: Any) -> Grid:
         """Rows of source | output | ground truth for the fixed held-out pairs."""

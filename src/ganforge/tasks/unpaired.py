@@ -45,7 +45,6 @@ class UnpairedTask(Task):
             raise ConfigError(f"task.pool_size must be non-negative (0: no history), got {pool_size}")
         self.cycle_weight, self.identity_weight = float(cycle_weight), float(identity_weight)
         self.pool_size, self.grid_examples = int(pool_size), int(grid_examples)
-        self.num_classes, self.acgan_weight = 0, 1.0  # G and D take no labels
         self.register_buffer("fixed_a", torch.zeros(0))
         self.register_buffer("fixed_b", torch.zeros(0))
 
@@ -56,7 +55,7 @@ class UnpairedTask(Task):
                 f"class_pair), got {type(datamodule).__name__}"
             )
 
-    def bind(self, datamodule: Any, num_fixed: int, seed: int) -> None:
+    def bind(self, datamodule: Any) -> None:
         """Image pools of the data's shape; the first held-out images of each domain for the grids."""
         shape = tuple(datamodule.data_shape)
         self.pool_a, self.pool_b = ImagePool(self.pool_size, shape), ImagePool(self.pool_size, shape)
@@ -67,7 +66,7 @@ class UnpairedTask(Task):
     def real(self, part: tuple[Tensor, ...]) -> tuple[Tensor, Tensor | None]:
         return torch.cat([part[0], part[1]]), None
 
-    def draw(self, module: Any, part: tuple[Tensor, ...]) -> Draw:
+    def draw(self, part: tuple[Tensor, ...]) -> Draw:
         return Draw((part[0], part[1]), None)
 
     def for_d(self, fake: Tensor) -> Tensor:
@@ -94,8 +93,8 @@ class UnpairedTask(Task):
             raise ConfigError(f"direction={direction}: choose AtoB or BtoA")
         return (net.ab if direction == "AtoB" else net.ba)(source)
 
-    def fixed_sample(self, module: Any, net: nn.Module) -> Tensor:
-        return net(self.fixed_a, self.fixed_b)
+    def fixed_draw(self) -> Draw:
+        return Draw((self.fixed_a, self.fixed_b), None)
 
     def grid(self, module: Any) -> Grid:
         """Rows a | G_AB(a) | G_BA(G_AB(a)), then b | G_BA(b) | G_AB(G_BA(b)), for fixed held-out images."""
