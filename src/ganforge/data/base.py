@@ -36,7 +36,7 @@ class InfiniteBatchSampler(Sampler[list[int]]):
     batch), so the data of step ``k`` is batch ``k`` whatever the grouping, and ``start`` is a step.
     """
 
-    virtual = False  # True: yield epoch * num_items + i (see ganforge.data.paired.EpochIndexSampler)
+    virtual = False  # True: yield epoch * num_items + i (see ganforge.data.translation.EpochIndexSampler)
 
     def __init__(
         self,
@@ -246,12 +246,6 @@ class GANDataModule(pl.LightningDataModule):
         return digest.hexdigest()[:16]
 
     def real_batch(self, n: int, seed: int = 0) -> Tensor:
-        """``n`` real samples (x only), drawn reproducibly: for plots and metrics."""
-        if self.dataset is None:
-            self.setup("fit")
-        assert self.dataset is not None
+        """``n`` real samples (x only) of :meth:`items`, drawn reproducibly: for plots and metrics."""
         gen = torch.Generator().manual_seed(seed)
-        idx = torch.randint(len(self.dataset), (n,), generator=gen).tolist()
-        if hasattr(self.dataset, "__getitems__"):
-            return self.dataset.__getitems__(idx)[0]
-        return torch.stack([self.dataset[i][0] for i in idx])
+        return self.items(torch.randint(self.num_items(), (n,), generator=gen).tolist())[0]

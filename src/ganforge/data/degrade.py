@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ganforge.data.base import GANDataModule, mix_seed
-from ganforge.data.paired import HELD_OUT_SEED, PairedDataModule, check_val_fraction, held_out_split
+from ganforge.data.translation import HELD_OUT_SEED, PairedDataModule, check_val_fraction, held_out_split
 from ganforge.errors import ConfigError
 
 DEGRADATIONS = ("super_resolution", "denoise", "colorize", "inpaint")
@@ -88,7 +88,7 @@ class Degradation:
 class DegradedDataset(Dataset):
     """``(degraded, clean, label)`` batches of the source items ``indices[v % len]``.
 
-    ``held_out=False``: ``v`` is a virtual index of :class:`~ganforge.data.paired.EpochIndexSampler`
+    ``held_out=False``: ``v`` is a virtual index of :class:`~ganforge.data.translation.EpochIndexSampler`
     and seeds the degradation (``mix_seed(seed, v)``: new noise every epoch). ``held_out=True``:
     ``v`` indexes the held-out split and the degradation is seeded by ``mix_seed(0, source index)``,
     the same for every run.

@@ -9,8 +9,8 @@ from typing import Any
 
 from torch import Tensor
 
-from ganforge.data.paired import PairedDataModule
-from ganforge.data.unpaired import DigitsTranslationDataModule, transform
+from ganforge.data.digits_translation import DigitsTranslationDataModule, transform
+from ganforge.data.translation import PairedDataModule
 
 
 class DigitPairs:

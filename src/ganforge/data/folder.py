@@ -99,22 +99,44 @@ def index_images(path: str | os.PathLike) -> ImageIndex:
     return ImageIndex(members, [to_index[parent.name] for parent in parents], classes)
 
 
+def convert_image(img: Image.Image, mode: str, size: tuple[int, int]) -> Image.Image:
+    """``img`` converted to ``mode``; a JPEG is decoded at a reduced scale still >= ``size``, and a
+    palette with a transparent colour goes through RGBA (as PIL advises) before the conversion."""
+    img.draft(mode, size)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert(mode)
+
+
+def fit_square(img: Image.Image, size: int) -> Image.Image:
+    """Scale the shorter side to ``size`` (bicubic) and center-crop a square."""
+    w, h = img.size
+    if (w, h) == (size, size):
+        return img
+    factor = size / min(w, h)
+    nw, nh = max(size, round(w * factor)), max(size, round(h * factor))
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_tensor(img: Image.Image | np.ndarray) -> Tensor:
+    """An image as a uint8 (C, H, W) tensor."""
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+    return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+
+
+def scale(x: Tensor) -> Tensor:
+    """uint8 images to floats in [-1, 1]."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
 def load_image(data: bytes | str | io.BytesIO, resolution: int, mode: str) -> np.ndarray:
     """Decode an image, convert it to ``mode`` ("RGB"/"L"), scale its shorter side, center-crop a square."""
     src = io.BytesIO(data) if isinstance(data, bytes) else data
     with Image.open(src) as img:
-        img.draft(mode, (resolution, resolution))  # JPEG only: decode at a reduced scale, still >= resolution
-        if img.mode == "P" and "transparency" in img.info:
-            img = img.convert("RGBA")
-        img = img.convert(mode)
-    w, h = img.size
-    if (w, h) != (resolution, resolution):
-        scale = resolution / min(w, h)
-        nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
-        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-        left, top = (nw - resolution) // 2, (nh - resolution) // 2
-        img = img.crop((left, top, left + resolution, top + resolution))
-    return np.asarray(img, dtype=np.uint8)
+        img = convert_image(img, mode, (resolution, resolution))
+    return np.asarray(fit_square(img, resolution), dtype=np.uint8)
 
 
 class FileSource:
@@ -247,10 +269,7 @@ class ImageFileDataset(FileSource, Dataset):
         return self.members[i]
 
     def _decode(self, i: int) -> Tensor:
-        arr = load_image(self.member_file(self.members[i]), self.resolution, self.mode)
-        x = torch.from_numpy(arr.copy())
-        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
-        return x.float().div_(127.5).sub_(1.0)
+        return scale(to_tensor(load_image(self.member_file(self.members[i]), self.resolution, self.mode)))
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         j, x = self.first_readable(i, self._decode)
