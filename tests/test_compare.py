@@ -550,11 +550,11 @@ def test_output_is_what_the_reference_readers_and_plots_gave(tmp_path, monkeypat
     assert compare.main([str(root), "--out", str(tmp_path / "new"), *extra]) == 0
     new = capsys.readouterr()
     with monkeypatch.context() as m:
-        m.setattr(compare, "_load_yaml", reference_load_yaml)
+        m.setattr(compare.load, "_load_yaml", reference_load_yaml)
         m.setattr(
-            compare, "_read_metrics", lambda path, keep=None: (reference_read_metrics(path), set(), None)
+            compare.load, "_read_metrics", lambda path, keep=None: (reference_read_metrics(path), set(), None)
         )
-        m.setattr(compare, "_add_legend", reference_add_legend)
+        m.setattr(compare.plots, "_add_legend", reference_add_legend)
         assert compare.main([str(root), "--out", str(tmp_path / "ref"), *extra]) == 0
     ref = capsys.readouterr()
     assert new.err == ref.err and new.out.replace("/new/", "/ref/") == ref.out
@@ -577,7 +577,7 @@ def test_an_unwritable_out_is_one_line_exit_2_before_reading_runs(tmp_path, monk
     def no_reading(*args, **kwargs):
         raise AssertionError("runs read before the destination was checked")
 
-    monkeypatch.setattr(compare, "build_comparison", no_reading)
+    monkeypatch.setattr(compare.cli, "build_comparison", no_reading)
     for out in places:
         assert compare.main([str(tmp_path / "runs"), "--out", str(out)]) == 2, out
         err = capsys.readouterr().err.strip().splitlines()

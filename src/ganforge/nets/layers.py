@@ -74,6 +74,12 @@ def norm_layer(kind: str, channels: int, dims: int = 2, affine: bool = True) -> 
     raise ConfigError(f"norm={kind!r} does not apply here; choose one of {', '.join(NORMS)}")
 
 
+def translation_norm(kind: str, channels: int) -> nn.Module | None:
+    """:func:`norm_layer` of the pix2pix/CycleGAN nets: instance norm without affine parameters, as
+    in the authors' code; None for ``none``."""
+    return norm_layer(kind, channels, affine=kind != "instance")
+
+
 def call(layer: nn.Module, x: Tensor, y: Tensor | None) -> Tensor:
     """``layer(x, y)`` for layers that take class labels (``takes_labels``), else ``layer(x)``."""
     return layer(x, y) if getattr(layer, "takes_labels", False) else layer(x)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
-from ganforge.nets.layers import check_norm, dcgan_init, maybe_sn, norm_layer
+from ganforge.nets.layers import check_norm, dcgan_init, maybe_sn, translation_norm
 
 Spec = tuple[int, int, int]  # (kernel span, stride, padding) of a conv along one axis
 
@@ -75,10 +75,9 @@ class PatchGANDiscriminator(nn.Module):
             raise ConfigError(
                 f"model.discriminator: need 1 <= width <= max_width, got {width} and {max_width}"
             )
-        affine = norm != "instance"  # instance norm without affine parameters, as in the authors' code
 
         def block(c_in: int, c_out: int, stride: int, normed: bool) -> list[nn.Module]:
-            layer = norm_layer(norm, c_out, affine=affine) if normed else None
+            layer = translation_norm(norm, c_out) if normed else None
             conv = nn.Conv2d(c_in, c_out, 4, stride, 1, bias=layer is None)
             return [
                 maybe_sn(conv, spectral_norm),

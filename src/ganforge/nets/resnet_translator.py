@@ -13,20 +13,15 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
-from ganforge.nets.layers import check_norm, dcgan_init, norm_layer
+from ganforge.nets.layers import check_norm, dcgan_init, translation_norm
 
 PADDINGS = ("reflect", "zeros")
-
-
-def _norm(kind: str, channels: int) -> nn.Module | None:
-    # instance norm without affine parameters, as in the authors' pix2pix/CycleGAN code (and unet.py)
-    return norm_layer(kind, channels, affine=kind != "instance")
 
 
 def _conv(c_in: int, c_out: int, kernel: int, padding: str, norm: str) -> list[nn.Module]:
     """A stride-1 ``kernel`` x ``kernel`` conv keeping the size (reflection or zero padding), then norm."""
     pad = kernel // 2
-    layer = _norm(norm, c_out)
+    layer = translation_norm(norm, c_out)
     if padding == "reflect":
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(pad),
@@ -132,7 +127,7 @@ class ResnetTranslator(nn.Module):
         down: list[nn.Module] = []
         c = width
         for _ in range(n_down):
-            layer = _norm(norm, 2 * c)
+            layer = translation_norm(norm, 2 * c)
             down += [
                 nn.Conv2d(c, 2 * c, 3, 2, 1, bias=layer is None),
                 *([layer] if layer is not None else []),
@@ -143,7 +138,7 @@ class ResnetTranslator(nn.Module):
         self.blocks = nn.Sequential(*(ResidualBlock(c, norm, dropout, padding) for _ in range(n_blocks)))
         up: list[nn.Module] = []
         for _ in range(n_down):
-            layer = _norm(norm, c // 2)
+            layer = translation_norm(norm, c // 2)
             up.append(nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, bias=layer is None))
             up += [*([layer] if layer is not None else []), nn.ReLU(True)]
             c //= 2

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
-from ganforge.nets.layers import check_norm, dcgan_init, norm_layer
+from ganforge.nets.layers import check_norm, dcgan_init, translation_norm
 
 MIN_RESOLUTION = 16
 DROPOUT_LAYERS = (
@@ -59,11 +59,6 @@ def unet_depth(data_shape: Sequence[int], depth: int | None = None) -> int:
             f"got {depth!r}"
         )
     return depth
-
-
-def _norm(kind: str, channels: int) -> nn.Module | None:
-    # instance norm without affine parameters, as in the authors' pix2pix/CycleGAN code
-    return norm_layer(kind, channels, affine=kind != "instance")
 
 
 class UNetGenerator(nn.Module):
@@ -116,7 +111,7 @@ class UNetGenerator(nn.Module):
         for i, c_out in enumerate(channels):
             normed = 0 < i < self.depth - 1  # not the first layer, not the bottleneck
             layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not normed or norm == "none")]
-            if normed and (layer := _norm(norm, c_out)) is not None:
+            if normed and (layer := translation_norm(norm, c_out)) is not None:
                 layers.append(layer)
             self.down.append(nn.Sequential(*layers))
             c_in = c_out
@@ -128,7 +123,7 @@ class UNetGenerator(nn.Module):
         for j, level in enumerate(range(self.depth - 1, 0, -1)):
             c_in = channels[level] if j == 0 else 2 * channels[level]
             c_out = channels[level - 1]
-            layer = _norm(norm, c_out)
+            layer = translation_norm(norm, c_out)
             layers = [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=layer is None)]
             layers += [layer] if layer is not None else []
             if j < DROPOUT_LAYERS and dropout > 0:

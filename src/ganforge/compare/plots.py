@@ -1,0 +1,257 @@
+"""The comparison's plots (matplotlib figures, no pyplot): D/G loss curves, ``val/*`` curves and a
+montage of each run's latest sample grid, titled as the table names the runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ganforge.compare.load import LOSSES, Run
+from ganforge.compare.table import short_keys, value_of
+from ganforge.directions import mode
+
+MONTAGE_MAX = 36  # sample grids in the montage (the best runs first)
+PLOTS = {
+    "losses": "comparison_losses.png",
+    "metrics": "comparison_metrics.png",
+    "samples": "comparison_samples.png",
+}
+LEGEND_WRAP = 70  # characters per legend line: long labels wrap, never cut
+TITLE_WRAP = 38  # characters per line of a montage title
+
+
+def _figure_grid(
+    rows: int, cols: int, width: float, height: float, heights: Sequence[float] | None = None
+) -> tuple[Any, Any]:
+    """A matplotlib Figure and its axes grid, without pyplot (no global backend or figure state);
+    with row ``heights``, laid out by matplotlib's constrained layout (titles never overlap)."""
+    from matplotlib.figure import Figure
+
+    if heights is None:
+        fig = Figure(figsize=(width, height), dpi=100)
+        return fig, fig.subplots(rows, cols, squeeze=False)
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False, gridspec_kw={"height_ratios": list(heights)})
+
+
+def smooth(values: Sequence[float], weight: float | None = None) -> list[float]:
+    """Debiased exponential moving average (TensorBoard's smoothing); the weight grows with the length."""
+    if weight is None:
+        weight = min(0.9, max(0.0, 1 - 8 / max(len(values), 1)))
+    out, avg, norm = [], 0.0, 0.0
+    for v in values:
+        avg = weight * avg + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out.append(avg / norm)
+    return out
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of sorted values, linearly interpolated."""
+    pos = q * (len(ordered) - 1)
+    i = int(pos)
+    return ordered[i] if i + 1 >= len(ordered) else ordered[i] + (pos - i) * (ordered[i + 1] - ordered[i])
+
+
+def robust_limits(
+    values: Sequence[float], min_points: int = 20, fence: float = 5.0
+) -> tuple[float, float] | None:
+    """Y-limits that leave out only far outliers (a diverging run shooting off), so the other curves
+    stay readable: points more than ``fence`` widths of the central 90% beyond it. None (matplotlib's
+    own limits: every point shown) when there is no such point or fewer than ``min_points`` points."""
+    ordered = sorted(v for v in values if math.isfinite(v))
+    if len(ordered) < min_points:
+        return None
+    lo, hi = _quantile(ordered, 0.05), _quantile(ordered, 0.95)
+    width = max(hi - lo, 1e-3 * max(abs(lo), abs(hi)), 1e-12)
+    kept = [v for v in ordered if lo - fence * width <= v <= hi + fence * width]
+    if len(kept) == len(ordered):
+        return None
+    pad = 0.05 * max(kept[-1] - kept[0], width)
+    return kept[0] - pad, kept[-1] + pad
+
+
+def _limit_axes(ax: Any, values: Sequence[float]) -> None:
+    """Apply :func:`robust_limits` and say on the panel how many points it left out."""
+    limits = robust_limits(values)
+    if limits is None:
+        return
+    ax.set_ylim(*limits)
+    off = sum(1 for v in values if math.isfinite(v) and not limits[0] <= v <= limits[1])
+    ax.text(
+        0.99,
+        0.98,
+        f"{off} points off the axes",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=7,
+        color="gray",
+    )
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _add_legend(fig: Any, runs: Sequence[Run], colors: Sequence[Any], panels_height: float) -> Any:
+    """One legend for all panels, below them; the figure grows (taller, and wider for long labels) so
+    that the legend is whole and clear of the panels."""
+    import textwrap
+
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, lw=2) for c in colors]
+    labels = [f"{r.name}: {r.label}" if r.label != r.name else r.name for r in runs]
+    labels = ["\n".join(textwrap.wrap(text, LEGEND_WRAP, subsequent_indent="  ")) for text in labels]
+    ncol = 1 if len(runs) <= 3 else 2
+    legend = fig.legend(
+        handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=8, frameon=False
+    )
+    box = legend.get_window_extent()  # its size alone (no draw of every curve just to measure it)
+    legend_w, legend_h = box.width / fig.dpi + 0.3, box.height / fig.dpi + 0.2
+    height = panels_height + legend_h
+    fig.set_size_inches(max(fig.get_figwidth(), legend_w), height)
+    fig.tight_layout(rect=(0, legend_h / height, 1, 1))
+    return legend
+
+
+def _panels(n_panels: int) -> tuple[Any, list[Any], float]:
+    """Panels, three to a row (the others hidden); the figure and the panels' height in inches."""
+    from matplotlib.ticker import MaxNLocator
+
+    cols = min(3, n_panels)
+    rows = math.ceil(n_panels / cols)
+    fig, axes = _figure_grid(rows, cols, 5.2 * cols, 3.6 * rows)
+    for ax in axes.flat[n_panels:]:
+        ax.axis("off")
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig, list(axes.flat[:n_panels]), 3.6 * rows
+
+
+def losses_figure(runs: Sequence[Run]) -> Any | None:
+    """D and G loss of every run against the generator step: smoothed lines, the raw values faint."""
+    if not any(r.series.get(k) for r in runs for k in LOSSES):
+        return None
+    fig, axes, height = _panels(2)
+    colors = _colors(len(runs))
+    for ax, key in zip(axes, LOSSES, strict=True):
+        seen: list[float] = []
+        for run, color in zip(runs, colors, strict=True):
+            points = [(s, v) for s, v in run.series.get(key, []) if math.isfinite(v)]
+            if not points:
+                continue
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, color=color, alpha=0.2, lw=0.8)
+            ax.plot(xs, smooth(ys), color=color, lw=1.6)
+            seen.extend(ys)
+        _limit_axes(ax, seen)
+        ax.set_title(key)
+        ax.set_xlabel("generator step")
+        ax.grid(alpha=0.3)
+    _add_legend(fig, runs, colors, height)
+    return fig
+
+
+def metrics_figure(runs: Sequence[Run], metrics: Sequence[str]) -> Any | None:
+    """Every ``val/*`` metric against the generator step, one panel each."""
+    metrics = [m for m in metrics if any(r.series.get(m) for r in runs)]
+    if not metrics:
+        return None
+    fig, axes, height = _panels(len(metrics))
+    colors = _colors(len(runs))
+    for ax, name in zip(axes, metrics, strict=True):
+        for run, color in zip(runs, colors, strict=True):
+            points = [(s, v) for s, v in run.series.get(name, []) if math.isfinite(v)]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, color=color, marker="o", ms=3, lw=1.4)
+        ax.set_title(f"{name} ({'lower' if mode(name) == 'min' else 'higher'} is better)")
+        ax.set_xlabel("generator step")
+        ax.grid(alpha=0.3)
+    _add_legend(fig, runs, colors, height)
+    return fig
+
+
+def samples_figure(runs: Sequence[Run], keys: Sequence[str] = ()) -> Any | None:
+    """Each run's latest sample grid (2D runs: scatter plots, on the same axes for the same data),
+    titled with its differing overrides ``keys`` (shortened as in the terminal table), step and
+    status; every row as tall as its tallest grid and its titles."""
+    import textwrap
+
+    from PIL import Image
+
+    shown = list(runs[:MONTAGE_MAX])
+    if not any(r.latest_samples() for r in shown):
+        return None
+    cols = min(4, len(shown))
+    rows = math.ceil(len(shown) / cols)
+    cell_w = 3.4
+    pictures: list[Any] = []
+    titles: list[str] = []
+    short = short_keys(keys)
+    for run in shown:
+        grid = run.latest_samples()
+        label = (
+            " ".join([f"{run.name}:", *(f"{short[k]}={value_of(run, k)}" for k in keys)])
+            if keys
+            else run.name
+        )
+        title = "\n".join(textwrap.wrap(label, TITLE_WRAP))
+        if grid is None:
+            pictures.append(None)
+            titles.append(f"{title}\n{run.status}")
+            continue
+        with Image.open(grid) as image:
+            pictures.append(image.convert("RGB"))
+        step = grid.stem.removeprefix("step_").lstrip("0") or "0"
+        titles.append(f"{title}\nstep {step}, {run.status}")
+    heights = []
+    for r in range(rows):
+        row = [p for p in pictures[r * cols : (r + 1) * cols] if p is not None]
+        aspect = max((p.height / p.width for p in row), default=1.0)
+        lines = max(t.count("\n") + 1 for t in titles[r * cols : (r + 1) * cols])
+        heights.append(cell_w * aspect + 0.16 * lines + 0.15)
+    fig, axes = _figure_grid(rows, cols, cell_w * cols, sum(heights), heights)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, picture, title in zip(axes.flat, pictures, titles, strict=False):
+        if picture is None:
+            ax.text(0.5, 0.5, "no samples yet", ha="center", va="center", color="gray")
+        else:
+            ax.imshow(picture, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+    return fig
+
+
+def _save(fig: Any | None, path: Path) -> Path | None:
+    if fig is None:
+        return None
+    import gc
+
+    fig.savefig(path)
+    fig.clear()  # a figure of thousands of curves is large: freed now, not next to the next one
+    del fig
+    gc.collect()
+    return path
+
+
+def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
+    """:func:`losses_figure` as a PNG at ``path`` (None when no run logged a loss)."""
+    return _save(losses_figure(runs), path)
+
+
+def plot_metrics(runs: Sequence[Run], metrics: Sequence[str], path: Path) -> Path | None:
+    """:func:`metrics_figure` as a PNG at ``path`` (None when no run logged a metric)."""
+    return _save(metrics_figure(runs, metrics), path)
+
+
+def plot_samples(runs: Sequence[Run], path: Path, keys: Sequence[str] = ()) -> Path | None:
+    """:func:`samples_figure` as a PNG at ``path`` (None when no run has a sample grid yet)."""
+    return _save(samples_figure(runs, keys), path)
