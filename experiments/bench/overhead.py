@@ -1,14 +1,17 @@
 """What ganforge costs over the plain PyTorch loop a researcher would write, in one process.
 
 Each case trains the same nets (built from the same config), with the same losses, optimizers and
-data on the same device, for the same number of generator steps: once in a plain loop (D update,
-then G update, no logging), once through ``ganforge.train.train`` (GANModule + Lightning Trainer,
-CSV and offline W&B loggers, progress bar, health checks, divergence guard, a final checkpoint;
-metrics and sample grids off, since the plain loop has none). Prints one JSON line per case:
+data on the same device, for the same number of generator steps: once in a plain loop written as the
+method's authors write theirs (noise to image: D update, then G update; pix2pix: one G forward shared by
+D's and G's update; CycleGAN: one forward of both translators, G's update, then both D's on pooled
+fakes; training data preloaded as tensors, no logging), once through ``ganforge.train.train``
+(GANModule + Lightning Trainer, CSV and offline W&B loggers, progress bar, health checks, divergence
+guard, a final checkpoint; metrics and sample grids off, since the plain loop has none). Prints one JSON line per case:
 
     {"case": ..., "steps": ..., "plain_s": ..., "ganforge_s": ..., "ratio": plain_s / ganforge_s}
 
-    python experiments/bench/overhead.py            # toy_mlp_cpu, dcgan_digits_cpu (+ dcgan32_gpu on CUDA)
+    python experiments/bench/overhead.py            # every CPU case (+ dcgan32_gpu on CUDA)
+    python experiments/bench/overhead.py --cases pix2pix16_cpu,cyclegan16_cpu
     python experiments/bench/overhead.py --quick    # short runs (what CI runs: checks it works)
     python experiments/bench/overhead.py --cases dcgan32_gpu --switches all   # + one line per switch
 
@@ -38,6 +41,10 @@ from ganforge.data.toy import GaussianMixtureDataModule, sample_mixture
 CASES = {
     "toy_mlp_cpu": (["data=ring8", "model=mlp", "data.batch_size=256"], 2000, "cpu"),
     "dcgan_digits_cpu": (["data=digits", "model=dcgan", "data.batch_size=64"], 500, "cpu"),
+    # image-to-image at 16 px (digits): pix2pix's U-Net + PatchGAN, CycleGAN's two ResNet translators and
+    # two PatchGANs with image pools
+    "pix2pix16_cpu": (["experiment=pix2pix_sr_digits"], 300, "cpu"),
+    "cyclegan16_cpu": (["experiment=cyclegan_digits"], 150, "cpu"),
     "dcgan32_gpu": (
         ["data=digits", "data.resolution=32", "model=dcgan", "data.batch_size=128"],
         2000,
@@ -92,34 +99,11 @@ def plain_loop(cfg, device: str) -> float:
 
     torch.manual_seed(cfg.seed)
     datamodule, module = build(cfg)
-    G, D, loss = module.generator.to(device), module.discriminator.to(device), module.loss
+    G, D = module.generator.to(device), module.discriminator.to(device)
     opt_g, opt_d = torch_default(module.optimizer_g, G), torch_default(module.optimizer_d, D)
-    n, batch = cfg.train.n_critic, cfg.data.batch_size
     gen = torch.Generator().manual_seed(cfg.seed)
-    if isinstance(datamodule, GaussianMixtureDataModule):
-
-        def real_batch() -> torch.Tensor:
-            return sample_mixture(datamodule.centers, datamodule.std, batch, gen)[0].to(device)
-    else:
-        datamodule.setup("fit")
-        images = datamodule.items(list(range(datamodule.num_items())))[0]
-
-        def real_batch() -> torch.Tensor:
-            return images[torch.randint(len(images), (batch,), generator=gen)].to(device)
-
-    def step() -> None:
-        for _ in range(n):
-            with torch.no_grad():
-                fake = G(torch.randn(batch, module.task.z_dim, device=device))
-            d_loss = loss.d_loss(D(real_batch()), D(fake))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-        g_loss = loss.g_loss(D(G(torch.randn(batch, module.task.z_dim, device=device))))
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-
+    maker = {"paired": pix2pix_step, "unpaired": cyclegan_step}.get(module.task.name, gan_step)
+    step = maker(cfg, datamodule, module, (G, D, opt_g, opt_d), gen, device)
     for _ in range(5):  # warm-up, as Lightning's first steps include its own start-up
         step()
     if device == "cuda":
@@ -130,6 +114,116 @@ def plain_loop(cfg, device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def sampler(tensors: tuple[torch.Tensor, ...], batch: int, gen: torch.Generator, device: str):
+    """Random training batches of preloaded tensors (the same rows of each)."""
+
+    def draw() -> tuple[torch.Tensor, ...]:
+        idx = torch.randint(len(tensors[0]), (batch,), generator=gen)
+        return tuple(t[idx].to(device) for t in tensors)
+
+    return draw
+
+
+def gan_step(cfg, datamodule, module, nets, gen, device):
+    """Noise to image: ``n_critic`` D updates on fresh latents, then one G update."""
+    G, D, opt_g, opt_d = nets
+    loss, n, batch, z_dim = module.loss, cfg.train.n_critic, cfg.data.batch_size, module.task.z_dim
+    if isinstance(datamodule, GaussianMixtureDataModule):
+
+        def real_batch() -> torch.Tensor:
+            return sample_mixture(datamodule.centers, datamodule.std, batch, gen)[0].to(device)
+    else:
+        datamodule.setup("fit")
+        draw = sampler(datamodule.items(list(range(datamodule.num_items())))[:1], batch, gen, device)
+
+        def real_batch() -> torch.Tensor:
+            return draw()[0]
+
+    def step() -> None:
+        for _ in range(n):
+            with torch.no_grad():
+                fake = G(torch.randn(batch, z_dim, device=device))
+            d_loss = loss.d_loss(D(real_batch()), D(fake))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+        g_loss = loss.g_loss(D(G(torch.randn(batch, z_dim, device=device))))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+
+    return step
+
+
+def pix2pix_step(cfg, datamodule, module, nets, gen, device):
+    """pix2pix as its authors' ``Pix2PixModel.optimize_parameters``: fake = G(source) once; D's update
+    on (source, target) against (source, fake.detach()); then G's on D(source, fake) + λ·L1."""
+    G, D, opt_g, opt_d = nets
+    loss, l1 = module.loss, module.task.l1_weight
+    datamodule.setup("fit")
+    pairs = datamodule.dataset.__getitems__(list(range(len(datamodule.dataset))))[:2]
+    draw = sampler(pairs, cfg.data.batch_size, gen, device)
+
+    def step() -> None:
+        source, target = draw()
+        fake = G(source)
+        d_loss = loss.d_loss(D(torch.cat([source, target], 1)), D(torch.cat([source, fake.detach()], 1)))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        for p in D.parameters():
+            p.requires_grad_(False)
+        g_loss = loss.g_loss(D(torch.cat([source, fake], 1))) + l1 * (fake - target).abs().mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        for p in D.parameters():
+            p.requires_grad_(True)
+
+    return step
+
+
+def cyclegan_step(cfg, datamodule, module, nets, gen, device):
+    """CycleGAN as its authors' ``CycleGANModel.optimize_parameters``: both translations and their cycles
+    once; G's update (adversarial + λ_cyc·cycle + λ_cyc·λ_id·identity); then D_A's and D_B's on the real
+    images against pooled fakes (the same ``ImagePool`` rule as the authors')."""
+    from ganforge.tasks.pool import ImagePool
+
+    G, D, opt_g, opt_d = nets
+    task, loss = module.task, module.loss
+    datamodule.setup("fit")
+    shape = tuple(datamodule.data_shape)
+    pool_a, pool_b = ImagePool(task.pool_size, shape), ImagePool(task.pool_size, shape)
+    a_all = datamodule.train_a(list(range(datamodule.num_train_a())))[0]
+    b_all = datamodule.train_b(list(range(datamodule.num_train_b())))[0]
+    draw_a = sampler((a_all,), cfg.data.batch_size, gen, device)
+    draw_b = sampler((b_all,), cfg.data.batch_size, gen, device)
+    lam, lam_id = task.cycle_weight, task.cycle_weight * task.identity_weight
+
+    def step() -> None:
+        (a,), (b,) = draw_a(), draw_b()
+        fake_b, fake_a = G.ab(a), G.ba(b)
+        rec_a, rec_b = G.ba(fake_b), G.ab(fake_a)
+        for p in D.parameters():
+            p.requires_grad_(False)
+        g_loss = loss.g_loss(D.b(fake_b)) + loss.g_loss(D.a(fake_a))
+        g_loss = g_loss + lam * ((rec_a - a).abs().mean() + (rec_b - b).abs().mean())
+        if lam_id > 0:
+            g_loss = g_loss + lam_id * ((G.ba(a) - a).abs().mean() + (G.ab(b) - b).abs().mean())
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        for p in D.parameters():
+            p.requires_grad_(True)
+        old_a, old_b = pool_a.query(fake_a.detach()), pool_b.query(fake_b.detach())
+        d_loss = loss.d_loss(D.a(a), D.a(old_a)) + loss.d_loss(D.b(b), D.b(old_b))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+
+    return step
 
 
 def ganforge_run(cfg) -> float:

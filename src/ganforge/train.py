@@ -72,6 +72,7 @@ from ganforge.checkpoint_file import (
     write_text_atomically,
 )
 from ganforge.config import check_config, key_hints, make, resolve_ckpt_path
+from ganforge.cpu import apply_cpu_threads
 from ganforge.errors import (
     CollapsedError,
     ConfigError,
@@ -249,6 +250,10 @@ def _prepare(cfg: DictConfig, out: Path) -> tuple[Any, Any, list[Any], Path | No
         check_fresh_run_dir(out)
     if ckpt_path is None and is_requeued and not cfg.train.get("overwrite", False):
         check_requeued_run_dir(out)
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    devices = cfg.trainer.get("devices", 1)
+    processes = devices if accelerator == "cpu" and isinstance(devices, int) and devices > 0 else 1
+    apply_cpu_threads(cfg.train.get("cpu_threads", "auto"), accelerator, processes)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved in checkpoints: eval, sample
