@@ -6,7 +6,8 @@ method's authors write theirs (noise to image: D update, then G update; pix2pix:
 D's and G's update; CycleGAN: one forward of both translators, G's update, then both D's on pooled
 fakes; training data preloaded as tensors, no logging), once through ``ganforge.train.train``
 (GANModule + Lightning Trainer, CSV and offline W&B loggers, progress bar, health checks, divergence
-guard, a final checkpoint; metrics and sample grids off, since the plain loop has none). Prints one JSON line per case:
+guard, a final checkpoint; metrics and sample grids off, since the plain loop has none). Prints one
+JSON line per case:
 
     {"case": ..., "steps": ..., "plain_s": ..., "ganforge_s": ..., "ratio": plain_s / ganforge_s}
 

@@ -72,10 +72,12 @@ def measure(case: str, steps: int, loop: str, setting: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--case", default="cyclegan16_cpu")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--busy", type=int, default=0, help="busy torch processes (default threads) beside it")
+    parser.add_argument("--busy", type=int, default=0, help="busy torch processes beside it")
     parser.add_argument("--settings", default="default,omp1,passive,ganforge")
     parser.add_argument("--child", choices=["plain", "ganforge"], help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args()
