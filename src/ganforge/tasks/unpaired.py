@@ -1,6 +1,8 @@
 """``task=unpaired``: CycleGAN (Zhu et al. 2017) — G_AB: A → B and G_BA: B → A with D_B and D_A, trained
 with the adversarial loss of ``conf/loss`` (the paper's: lsgan), cycle consistency and identity terms,
-and D updates from a history of generated images."""
+and D updates from a history of generated images. Deviation from the authors' code: they translate once
+per step and update G before the D's; here the D's are updated first (as in every task), then G on a
+fresh forward."""
 
 from __future__ import annotations
 
