@@ -72,7 +72,18 @@ def local_ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # A test is slow when it, or a fixture it uses, trains, starts a process or runs a benchmark: `make
 # test-fast` (-m "not slow") leaves those out. Tests that start 2-process DDP jobs or use the local
 # Slurm share one xdist group each, so that `make test` (pytest -n) never runs two at once.
-SLOW_CALLS = ("train_run(", "command(", "cli(", "bench(", "run(", "train(", "subprocess.", "ddp_train(")
+SLOW_CALLS = (
+    "train_run(",
+    "command(",
+    "cli(",
+    "bench(",
+    "run(",
+    "train(",
+    "subprocess.",
+    "ddp_train(",
+    "train_process(",
+    "assert_refused_before_training(",  # the command line's one-line refusals: a process each
+)
 
 
 def _calls_slow_code(func: Any) -> bool:

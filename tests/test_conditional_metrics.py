@@ -106,6 +106,7 @@ def conditional_suite() -> tuple[MetricSuite, RealDigits]:
     return suite, RealDigits(images, holdout.labels[holdout.train])
 
 
+@pytest.mark.slow  # trains classifiers on generated and real digits
 def test_cas_of_a_generator_of_real_digits_is_the_real_accuracy(conditional_suite):
     suite, generator = conditional_suite
     labels = lambda n, gen: torch.randint(10, (n,), generator=gen)  # noqa: E731

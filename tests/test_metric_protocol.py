@@ -109,6 +109,7 @@ def test_resize_mistakes_are_one_line(overrides, message):
         MetricSuite(MetricSettings(names=["fid"], **overrides), DigitsDataModule(resolution=8), CACHE)
 
 
+@pytest.mark.slow  # trains the metrics classifier and measures real samples
 def test_classifier_protocol_tag_and_truncation():
     """Digits with the classifier: resize none, the classifier file's hash; a ψ set by eval is named."""
     suite = MetricSuite(
@@ -174,6 +175,7 @@ def test_protocol_tags_reach_the_wandb_summary_and_config(tmp_path):
     assert summary(path)["val/fid_protocol"] == tag and config(path)["val/fid_protocol"] == tag
 
 
+@pytest.mark.slow  # trains the metrics classifier and measures real samples
 def test_translation_fids_state_their_held_out_reference():
     """Paired and two-domain translation: the FIDs against held-out images carry their protocol too."""
     from ganforge.data.digits_pairs import DigitsTranslationPairs
