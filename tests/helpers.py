@@ -97,10 +97,43 @@ def _python(args: list[str], cwd: Path, env: dict[str, str] | None, timeout: int
     )
 
 
+def train_main(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """``ganforge-train *args`` through its entry point (``ganforge.train.main``, Hydra included) in this
+    process, from ``tmp_path``: (exit code, stderr). What a subprocess would do, without its start-up."""
+    import contextlib
+    import io
+    import logging
+
+    from ganforge.train import main
+
+    err, argv, cwd = io.StringIO(), sys.argv, os.getcwd()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    sys.argv = ["ganforge-train", *args]
+    os.chdir(tmp_path)
+    try:
+        with contextlib.redirect_stderr(err):
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+        for handler in root.handlers[:]:  # Hydra's job logging (train.log) goes with the run
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+    return code, err.getvalue()
+
+
 def assert_refused_before_training(tmp_path: Path, *args: str, message: str) -> None:
-    """``ganforge-train *args`` exits 2 with one ``error:`` line holding ``message``, and no checkpoint."""
-    res = command("train", *args, "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
-    assert res.returncode == 2, res.stderr[-2000:]
-    errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
-    assert len(errors) == 1 and message in errors[0], res.stderr[-2000:]
+    """``ganforge-train *args`` exits 2 with one ``error:`` line holding ``message``, and no checkpoint
+    (its entry point in this process: the one line and the code are what is under test)."""
+    code, stderr = train_main(tmp_path, *args, "logger=[csv]", f"hydra.run.dir={tmp_path}/run")
+    assert code == 2, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("ganforge-train: error:")]
+    assert len(errors) == 1 and message in errors[0], stderr[-2000:]
     assert not (tmp_path / "run" / "checkpoints").exists()
