@@ -77,8 +77,44 @@ DDP_CPU = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
 
 
 def command(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300):
-    """``python -m ganforge.<name> *args`` in a subprocess (W&B offline), output captured."""
+    """``python -m ganforge.<name> *args`` in a subprocess (W&B offline), output captured.
+    ``eval`` and ``sample`` (no signals, no training) run their entry point in this process instead
+    (:func:`entry_point`): the same code and output, without a Python start-up per call."""
+    if name in ("eval", "sample") and env is None:
+        return entry_point(name, *args, cwd=cwd)
     return _python(["-m", f"ganforge.{name}", *args], cwd, env, timeout)
+
+
+def entry_point(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``ganforge-<name> *args`` through ``ganforge.<name>.main`` (Hydra included) in this process, from
+    ``cwd``: its exit code and what it printed, as a finished subprocess would give them."""
+    import contextlib
+    import importlib
+    import io
+    import logging
+
+    main = importlib.import_module(f"ganforge.{name}").main
+    out, err, argv, here = io.StringIO(), io.StringIO(), sys.argv, os.getcwd()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    sys.argv = [f"ganforge-{name}", *args]
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+        for handler in root.handlers[:]:  # what Hydra's job logging added goes with the job
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+    return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
 
 
 def bench(name: str, *args: str, cwd: Path, timeout: int = 600):
@@ -97,42 +133,11 @@ def _python(args: list[str], cwd: Path, env: dict[str, str] | None, timeout: int
     )
 
 
-def train_main(tmp_path: Path, *args: str) -> tuple[int, str]:
-    """``ganforge-train *args`` through its entry point (``ganforge.train.main``, Hydra included) in this
-    process, from ``tmp_path``: (exit code, stderr). What a subprocess would do, without its start-up."""
-    import contextlib
-    import io
-    import logging
-
-    from ganforge.train import main
-
-    err, argv, cwd = io.StringIO(), sys.argv, os.getcwd()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    sys.argv = ["ganforge-train", *args]
-    os.chdir(tmp_path)
-    try:
-        with contextlib.redirect_stderr(err):
-            try:
-                main()
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-        os.chdir(cwd)
-        for handler in root.handlers[:]:  # Hydra's job logging (train.log) goes with the run
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
-        root.setLevel(level)
-    return code, err.getvalue()
-
-
 def assert_refused_before_training(tmp_path: Path, *args: str, message: str) -> None:
     """``ganforge-train *args`` exits 2 with one ``error:`` line holding ``message``, and no checkpoint
     (its entry point in this process: the one line and the code are what is under test)."""
-    code, stderr = train_main(tmp_path, *args, "logger=[csv]", f"hydra.run.dir={tmp_path}/run")
+    res = entry_point("train", *args, "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    code, stderr = res.returncode, res.stderr
     assert code == 2, stderr[-2000:]
     errors = [line for line in stderr.splitlines() if line.startswith("ganforge-train: error:")]
     assert len(errors) == 1 and message in errors[0], stderr[-2000:]
