@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from ganforge import CONFIG_DIR
@@ -107,6 +108,7 @@ def entry_point(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
+        GlobalHydra.instance().clear()  # an early exit (--help, --cfg) leaves Hydra initialised
         sys.argv = argv
         os.chdir(here)
         for handler in root.handlers[:]:  # what Hydra's job logging added goes with the job

@@ -4,17 +4,16 @@ settings and examples, without the internal configs."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from hydra.core.global_hydra import GlobalHydra
 
 from ganforge import CONFIG_DIR
 from ganforge.cli_help import WIDTH, commented_keys, describe
+from helpers import entry_point
 
 FORMS = [
     ["--cfg", "job"],
@@ -36,17 +35,8 @@ def cli(
 ) -> tuple[int, str]:
     """``ganforge-<name> *args`` in this process (Hydra's parsing and printing, no training):
     (exit code, stdout)."""
-    main = importlib.import_module(f"ganforge.{name}").main
-    monkeypatch.setattr(sys, "argv", [f"ganforge-{name}", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        GlobalHydra.instance().clear()
-    return code, capsys.readouterr().out
+    res = entry_point(name, *args, cwd=Path.cwd())
+    return res.returncode, res.stdout
 
 
 @pytest.mark.parametrize("name", ["train", "eval", "sample"])
