@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganforge.cpu import apply_cpu_threads, threads_for, usable_cpus
+from ganforge.cpu import apply_cpu_threads, auto_threads, idle_cpus, threads_for, usable_cpus
 from ganforge.errors import ConfigError
 from helpers import compose_cfg
 
@@ -29,10 +29,20 @@ def test_usable_cpus_are_the_affinity_mask_within_the_cgroup_quota():
     assert usable_cpus() == cpus_by_hand()
 
 
+def test_auto_takes_no_more_threads_than_the_idle_cpus():
+    """The rule: the usable CPUs shared among the processes, capped by the idle ones shared alike."""
+    assert auto_threads(8, 1, None) == 8 and auto_threads(8, 2, None) == 4 and auto_threads(1, 4, None) == 1
+    assert auto_threads(2, 1, 2.0) == 2  # a quiet 2-CPU machine: both (1.5x faster than one, measured)
+    assert auto_threads(2, 1, 1.1) == 1  # one busy process beside: one thread (7.6x slower with two)
+    assert auto_threads(2, 1, 0.0) == 1 and auto_threads(16, 2, 6.0) == 3 and auto_threads(16, 1, 15.6) == 16
+    idle = idle_cpus(0.05)
+    assert idle is None or 0.0 <= idle <= (os.cpu_count() or 1) + 1e-6
+
+
 def test_auto_shares_the_cpus_among_the_processes_unless_omp_num_threads_is_set(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert threads_for("auto", "cpu") == cpus_by_hand()
-    assert threads_for("auto", "cpu", processes=2) == max(1, cpus_by_hand() // 2)
+    assert 1 <= threads_for("auto", "cpu") <= cpus_by_hand()
+    assert 1 <= threads_for("auto", "cpu", processes=2) <= max(1, cpus_by_hand() // 2)
     assert threads_for("auto", "gpu") is None  # the CPU only feeds the GPU: torch's default
     assert threads_for(None, "cpu") is None and threads_for(3, "cpu") == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

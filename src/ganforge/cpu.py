@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,38 @@ def usable_cpus() -> int:
     return max(1, cpus)
 
 
-def busy_elsewhere() -> float:
-    """Runnable processes besides this one, from the 1-minute load average (0 where there is none)."""
+def idle_cpus(window: float = 0.25) -> float | None:
+    """CPUs of the machine left idle by every process over ``window`` seconds (``/proc/stat``; None
+    where there is none): what other busy processes leave to this one, measured now, not averaged."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, all (without guest time)
+
     try:
-        return max(0.0, os.getloadavg()[0] - 1.0)
-    except OSError:
-        return 0.0
+        idle0, total0 = sample()
+        time.sleep(window)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)
+
+
+def auto_threads(usable: int, processes: int, idle: float | None) -> int:
+    """``usable`` CPUs shared among ``processes``, no more than the ``idle`` CPUs (rounded) shared alike:
+    threads beyond what other busy processes leave only wait on each other."""
+    share = max(1, usable // max(1, processes))
+    return share if idle is None else max(1, min(share, math.floor(idle / max(1, processes) + 0.5)))
 
 
 def threads_for(setting: Any, accelerator: str, processes: int = 1) -> int | None:
     """The intra-op thread count ``train.cpu_threads`` asks for: None leaves torch's choice, an integer is
-    taken as it is, ``auto`` on the CPU shares the usable CPUs among this node's training processes
-    (unless ``OMP_NUM_THREADS`` is set: the user's or the launcher's choice stands)."""
+    taken as it is, ``auto`` on the CPU shares the usable CPUs among this node's training processes, no
+    more than the CPUs other processes leave idle right now (measured: next to a busy process two threads
+    were 7.6 times slower per step than on a quiet machine, one thread 1.5 times; see
+    experiments/bench/threads.py). ``OMP_NUM_THREADS``, when set, stands (the user's or the launcher's)."""
     if setting is None:
         return None
     if setting == "auto":
@@ -49,26 +70,29 @@ def threads_for(setting: Any, accelerator: str, processes: int = 1) -> int | Non
             return None
         if accelerator not in ("cpu", "auto") or torch.cuda.is_available() and accelerator == "auto":
             return None  # on a GPU the CPU threads only feed it: torch's default
-        return max(1, usable_cpus() // max(1, processes))
+        return auto_threads(usable_cpus(), processes, idle_cpus())
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
         raise ConfigError(f"train.cpu_threads must be auto, null or a positive integer, got {setting!r}")
     return setting
 
 
 def apply_cpu_threads(setting: Any, accelerator: str, processes: int = 1) -> int:
-    """Set torch's intra-op threads from ``train.cpu_threads``; warn in one line when other processes
-    already keep the usable CPUs busy (then ``OMP_NUM_THREADS=1`` is the safe choice). Returns the count."""
+    """Set torch's intra-op threads from ``train.cpu_threads``; warn in one line when more threads run
+    than the CPUs other processes leave idle (then ``OMP_NUM_THREADS=1`` is the safe choice). Returns
+    the count."""
     threads = threads_for(setting, accelerator, processes)
     if threads is not None and threads != torch.get_num_threads():
         torch.set_num_threads(threads)
-    cpus, others = usable_cpus(), busy_elsewhere()
-    if accelerator == "cpu" and torch.get_num_threads() > 1 and others >= cpus:
-        log.warning(
-            "the machine is busy (load %.1f on %d usable CPUs) and training uses %d CPU threads: "
-            "threads that wait on each other can make each step many times slower; run it with "
-            "OMP_NUM_THREADS=1 (or train.cpu_threads=1)",
-            others + 1,
-            cpus,
-            torch.get_num_threads(),
-        )
-    return torch.get_num_threads()
+    threads = torch.get_num_threads()
+    if accelerator == "cpu" and threads > 1:
+        idle = idle_cpus()
+        if idle is not None and threads * processes > idle + 0.5:
+            log.warning(
+                "other processes keep the CPUs busy (%.1f of %d idle) and training runs %d CPU threads "
+                "per process: threads that wait on each other can make each step several times slower; "
+                "use train.cpu_threads=auto or OMP_NUM_THREADS=1",
+                idle,
+                os.cpu_count() or 1,
+                threads,
+            )
+    return threads
