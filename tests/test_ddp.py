@@ -98,14 +98,19 @@ def test_ddp_paired_translation(tmp_path):
     assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "samples" / "step_0000004.png").is_file()
     # each rank measured its share of the held-out pairs; reduced, that is what one process measures on
     # all of them (ganforge-eval on the last checkpoint, same step, no DDP)
+    alone = eval_alone(out, "[psnr,ssim,l1]", tmp_path)
+    for key in ("val/psnr", "val/ssim", "val/l1"):
+        assert summary["last"][key] == pytest.approx(alone[key], rel=1e-5), key
+
+
+def eval_alone(out: Path, metrics: str, tmp_path: Path) -> dict[str, float]:
+    """``val/*`` of ganforge-eval (one process, no DDP) on the last checkpoint of the run in ``out``."""
     res = command(
-        "eval", f"ckpt_path={out}/checkpoints/last.ckpt", "metrics=[psnr,ssim,l1]", f"out={tmp_path}/e.json",
+        "eval", f"ckpt_path={out}/checkpoints/last.ckpt", f"metrics={metrics}", f"out={tmp_path}/e.json",
         cwd=tmp_path,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
-    alone = json.loads((tmp_path / "e.json").read_text())["metrics"]
-    for key in ("val/psnr", "val/ssim", "val/l1"):
-        assert summary["last"][key] == pytest.approx(alone[key], rel=1e-5), key
+    return json.loads((tmp_path / "e.json").read_text())["metrics"]
 
 
 def test_ddp_unpaired_translation(tmp_path):
@@ -133,12 +138,7 @@ def test_ddp_unpaired_translation(tmp_path):
     assert summary["status"] == "finished" and summary["g_steps"] == 4
     assert (out / "checkpoints" / "best.ckpt").is_file()
     # the two ranks' shares of each direction, reduced, are what one process measures on all of them
-    res = command(
-        "eval", f"ckpt_path={out}/checkpoints/last.ckpt", "metrics=[l1,fid]", f"out={tmp_path}/e.json",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    alone = json.loads((tmp_path / "e.json").read_text())["metrics"]
+    alone = eval_alone(out, "[l1,fid]", tmp_path)
     keys = [k for k in alone if k.startswith(("val/cycle_l1", "val/fid_"))]
     assert {"val/cycle_l1", "val/fid_ab", "val/fid_ba"} <= set(keys)
     for key in keys:

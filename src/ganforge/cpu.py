@@ -77,14 +77,15 @@ def threads_for(setting: Any, accelerator: str, processes: int = 1) -> int | Non
 
 
 def apply_cpu_threads(setting: Any, accelerator: str, processes: int = 1) -> int:
-    """Set torch's intra-op threads from ``train.cpu_threads``; warn in one line when more threads run
-    than the CPUs other processes leave idle (then ``OMP_NUM_THREADS=1`` is the safe choice). Returns
-    the count."""
+    """Set torch's intra-op threads from ``train.cpu_threads``. A count chosen by hand (or torch's, with
+    ``null``) gets a one-line warning when it exceeds the CPUs other processes leave idle (then
+    ``auto`` or ``OMP_NUM_THREADS=1`` is the safe choice); ``auto`` measured them already and takes no
+    more. Returns the count."""
     threads = threads_for(setting, accelerator, processes)
     if threads is not None and threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
-    if accelerator == "cpu" and threads > 1:
+    if setting != "auto" and accelerator == "cpu" and threads > 1:
         idle = idle_cpus()
         if idle is not None and threads * processes > idle + 0.5:
             log.warning(
