@@ -21,6 +21,7 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -251,6 +252,76 @@ def r2_penalty(
     return 0.5 * gamma * _input_grad_norm(discriminator, fake, y_fake).pow(2).mean()
 
 
+# --- generator penalties ---------------------------------------------------------------------
+class PathLengthPenalty(nn.Module):
+    """Path length regularization (Karras et al. 2020, StyleGAN2, sec. 3.2): weight · E[(‖J_wᵀ y‖₂ − a)²]
+    with y ~ N(0, I)/sqrt(H·W) an image-space direction, J_w G's Jacobian w.r.t. its intermediate
+    latents w, and a the running mean of the lengths (``pl_mean``, a buffer: in the checkpoint).
+
+    As StyleGAN2-ADA's ``loss.py``: on the first ``batch/batch_shrink`` latents of the draw, the length
+    per sample is sqrt(mean over the w rows of Σ grad²), ``pl_mean ← lerp(pl_mean, mean length, decay)``
+    and the penalty is taken against that updated mean, gradient included. What G must offer:
+    ``G.mapping(z, y) -> ws`` (B, rows, w_dim) and ``G.synthesis(ws) -> image``; ``G.styles(z, y)``
+    when present (StyleGAN2's mapping with style mixing) is used in place of ``mapping``.
+    ``every``: run every k generator steps with the weight times k (lazy regularization)."""
+
+    def __init__(
+        self, weight: float = 2.0, decay: float = 0.01, batch_shrink: int = 2, every: int = 4
+    ) -> None:
+        super().__init__()
+        self.weight, self.decay, self.batch_shrink, self.every = weight, decay, batch_shrink, every
+        self.register_buffer("pl_mean", torch.zeros(()))
+
+    @staticmethod
+    def check(generator: nn.Module) -> str | None:
+        """Why ``generator`` cannot be regularized this way (None: it can)."""
+        if not (hasattr(generator, "mapping") and hasattr(generator, "synthesis")):
+            return (
+                f"{type(generator).__name__} has no mapping/synthesis split (path length differentiates "
+                "G w.r.t. its intermediate latents w: model=stylegan2)"
+            )
+        return None
+
+    def forward(self, generator: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
+        """The weighted penalty on G's latents ``inputs`` (z, and labels for a conditional G)."""
+        n = max(1, inputs[0].shape[0] // self.batch_shrink)
+        z, y = inputs[0][:n], (inputs[1][:n] if len(inputs) > 1 else None)
+        ws = generator.styles(z, y) if hasattr(generator, "styles") else generator.mapping(z, y)
+        image = generator.synthesis(ws)
+        direction = torch.randn_like(image) / (image.shape[2] * image.shape[3]) ** 0.5
+        (grad,) = torch.autograd.grad((image * direction).sum(), ws, create_graph=True)
+        lengths = grad.square().sum(2).mean(1).sqrt()
+        mean = self.pl_mean.lerp(lengths.mean(), self.decay)
+        self.pl_mean.copy_(mean.detach())
+        return self.weight * (lengths - mean).square().mean()
+
+
+def every_of(penalty: Any, where: str) -> int:
+    """A penalty's interval k (``every``: run every k updates with the weight times k), checked; a
+    partial's ``every`` keyword is taken out of it (the penalty functions do not take it)."""
+    from ganforge.errors import ConfigError
+
+    if isinstance(penalty, functools.partial):
+        every = penalty.keywords.pop("every", 1)
+    else:
+        every = getattr(penalty, "every", 1)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise ConfigError(f"{where}.every must be a positive integer (1: every update), got {every!r}")
+    return every
+
+
+def lazy_interval(every: Mapping[str, int], where: str) -> int:
+    """The one interval k > 1 of a network's lazy penalties (1: none is lazy); a ConfigError when they
+    differ (the optimizer's lr·c and β^c of lazy regularization need a single k)."""
+    from ganforge.errors import ConfigError
+
+    lazy = {name: k for name, k in every.items() if k > 1}
+    if len(set(lazy.values())) > 1:
+        shown = ", ".join(f"{name} every {k}" for name, k in lazy.items())
+        raise ConfigError(f"{where}: the lazy penalties must share one interval, got {shown}")
+    return next(iter(lazy.values()), 1)
+
+
 class Through(nn.Module):
     """D judging an image through ``view`` (ADA, DiffAugment, instance noise): what a penalty is given
     when D is shown augmented images, so that its gradient is taken w.r.t. the un-augmented image, as
@@ -295,12 +366,22 @@ class GANLoss:
     label_smoothing: float = 0.0
     acgan_fake_classes: bool = False
     penalty_schedule: Callable[[int], float] | None = None
+    g_penalties: Mapping[str, nn.Module] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from ganforge.errors import ConfigError
 
         self.d_loss, self.g_loss = plain(self.d_loss), plain(self.g_loss)
         self.penalties = {k: plain(v) for k, v in dict(self.penalties or {}).items() if v is not None}
+        for name, penalty in self.penalties.items():  # a fresh partial: ``every`` leaves it, not the config's
+            if isinstance(penalty, functools.partial):
+                self.penalties[name] = functools.partial(penalty.func, *penalty.args, **penalty.keywords)
+        self.g_penalties = {k: v for k, v in dict(self.g_penalties or {}).items() if v is not None}
+        # lazy regularization (Karras et al. 2020): a penalty with every k > 1 runs in its own pass
+        self.every = {k: every_of(v, f"loss.penalties.{k}") for k, v in self.penalties.items()}
+        self.g_every = {k: every_of(v, f"loss.g_penalties.{k}") for k, v in self.g_penalties.items()}
+        self.d_reg_every = lazy_interval(self.every, "loss.penalties")
+        self.g_reg_every = lazy_interval(self.g_every, "loss.g_penalties")
         if self.weight_clip is not None and self.weight_clip <= 0:
             raise ConfigError(f"loss.weight_clip must be positive, got {self.weight_clip}")
         if self.weight_clip is not None and self.penalties:
@@ -393,12 +474,31 @@ class GANLoss:
         fake: Tensor,
         y_real: Tensor | None = None,
         y_fake: Tensor | None = None,
+        lazy: bool = False,
     ) -> Tensor:
-        """The sum of all penalties on D (a zero tensor when there are none); a conditional D judges the
-        real batch with ``y_real`` and the fake batch with ``y_fake``."""
+        """The sum of the penalties on D that run with every update (``lazy``: those that run every k
+        updates, unweighted by k) — a zero tensor when there are none; a conditional D judges the real
+        batch with ``y_real`` and the fake batch with ``y_fake``."""
         total = torch.zeros((), device=real.device, dtype=real.dtype)
-        for penalty in self.penalties.values():
-            total = total + penalty(discriminator, real, fake, y_real=y_real, y_fake=y_fake)
+        for name, penalty in self.penalties.items():
+            if (self.every[name] > 1) == lazy:
+                total = total + penalty(discriminator, real, fake, y_real=y_real, y_fake=y_fake)
+        return total
+
+    def has_penalties(self, lazy: bool) -> bool:
+        """Whether D has penalties that run with every update (or, ``lazy``, every k updates)."""
+        return any((k > 1) == lazy for k in self.every.values())
+
+    def g_penalty(
+        self, generator: nn.Module, inputs: tuple[Tensor, ...], lazy: bool = False
+    ) -> Tensor | None:
+        """The sum of the penalties on G (on its inputs ``inputs``) that run with every update (``lazy``:
+        every k updates, unweighted by k); None when there are none."""
+        total = None
+        for name, penalty in self.g_penalties.items():
+            if (self.g_every[name] > 1) == lazy:
+                value = penalty(generator, inputs)
+                total = value if total is None else total + value
         return total
 
     @torch.no_grad()

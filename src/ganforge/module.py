@@ -68,6 +68,20 @@ def extrapolates(factory: OptimizerFactory) -> bool:
     return hasattr(factory, "extrapolate")
 
 
+def lazy_rates(optimizer: torch.optim.Optimizer, every: int) -> None:
+    """Lazy regularization's optimizer rule (Karras et al. 2020, StyleGAN2 appendix B; StyleGAN2-ADA's
+    ``training_loop.py``): when a penalty pass runs every k > 1 updates with the same optimizer, its
+    learning rate becomes lr·c and Adam's betas β^c, c = k/(k + 1), so that k + 1 steps (k main, one
+    penalty) move the weights and the moments as k plain steps would."""
+    if every <= 1:
+        return
+    c = every / (every + 1)
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * c
+        if "betas" in group:
+            group["betas"] = tuple(beta**c for beta in group["betas"])
+
+
 class GANModule(pl.LightningModule):
     """Alternating D/G training with manual optimization; see the module docstring.
 
@@ -149,11 +163,34 @@ class GANModule(pl.LightningModule):
         self._frozen: list[Tensor] = []  # what toggle_optimizer froze
         self.compile_nets, self.compile_options = runtime.compile, dict(runtime.compile_options)
         self.memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
-        if runtime.compile and loss.penalties:
+        penalties = [*loss.penalties, *loss.g_penalties]
+        if runtime.compile and penalties:
             raise ConfigError(
-                f"model.compile=true with the penalties ({', '.join(loss.penalties)}): they differentiate "
-                "D's input gradient, and torch.compile does not support double backward; "
-                "use model.compile=false"
+                f"model.compile=true with the penalties ({', '.join(penalties)}): they differentiate "
+                "a gradient, and torch.compile does not support double backward; use model.compile=false"
+            )
+        self.g_penalties = nn.ModuleDict(loss.g_penalties)  # their state (path length's pl_mean) is saved
+        self._check_lazy(loss)
+        self._reg_values: dict[str, Tensor] = {}  # the last regularization passes' values, for logging
+        self._d_inputs: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None
+
+    def _check_lazy(self, loss: GANLoss) -> None:
+        """G penalties need drawn latents and a G they can differentiate; regularization passes of their
+        own (``every`` > 1) need the alternating updates."""
+        if loss.g_penalties and not self.task.draws_latents:
+            raise ConfigError(
+                f"loss.g_penalties ({', '.join(loss.g_penalties)}) regularize G's map from latents: "
+                f"task=generation, not {self.task.name}"
+            )
+        for name, penalty in loss.g_penalties.items():
+            why = penalty.check(self.generator) if hasattr(penalty, "check") else None
+            if why:
+                raise ConfigError(f"loss.g_penalties.{name}: {why}")
+        lazy = loss.d_reg_every > 1 or loss.g_reg_every > 1
+        if lazy and (self.simultaneous or self.extragradient):
+            raise ConfigError(
+                "lazy regularization and G penalties run as passes of their own between alternating "
+                "updates: use train.updates=alternating without optim=extragradient, or every=1 penalties"
             )
 
     # --- which network trains ---------------------------------------------------------------------
@@ -198,6 +235,8 @@ class GANModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         opt_g = self.optimizer_g(self.generator.parameters())
         opt_d = self.optimizer_d(self.discriminator.parameters())
+        lazy_rates(opt_g, self.loss.g_reg_every)
+        lazy_rates(opt_d, self.loss.d_reg_every)
         if self.scheduler is None:
             return [opt_g, opt_d]
         return [opt_g, opt_d], [self.scheduler(opt_g), self.scheduler(opt_d)]
@@ -394,6 +433,10 @@ class GANModule(pl.LightningModule):
             }
             if self.ada is not None:
                 scalars["train/ada_p"], scalars["train/ada_rt"] = self.ada.p, self.ada.rt
+            scalars.update(self._reg_values)  # the latest regularization passes (they run every k steps)
+            for penalty in self.g_penalties.values():
+                if hasattr(penalty, "pl_mean"):
+                    scalars["train/pl_mean"] = penalty.pl_mean
             self._log_scalars(scalars, schedules)
 
     def d_view(self, x: Tensor) -> Tensor:
@@ -415,6 +458,8 @@ class GANModule(pl.LightningModule):
             fake = self.task.for_d(self.task.generate(self.generator, draw))
         real, y_real = self.task.d_input(real, real_cond)
         fake, y_fake = self.task.d_input(fake, draw.cond)
+        if self.loss.d_reg_every > 1:
+            self._d_inputs = (real, fake, y_real, y_fake)  # what the lazy penalties judge (_regularize)
         d_adv = d_loss = None
         real_out, fake_out = [], []
         for net, at in self.task.judges(self.discriminator, real.shape[0]):
@@ -425,9 +470,8 @@ class GANModule(pl.LightningModule):
             real_out.append(real_logits)
             fake_out.append(fake_logits)
             adv = term = self.loss.d_loss(real_logits, fake_logits)
-            if self.loss.penalties:  # a conditional D judges each batch with its own labels (R2: G's draw)
-                judged = net if not self.augments else Through(net, self.d_view)  # ∇ w.r.t. the image
-                term = term + self.loss.penalty(judged, real[at], fake[at], yr, yf)
+            if self.loss.has_penalties(False):  # a conditional D judges each batch with its labels (R2: G's)
+                term = term + self._d_penalty(net, real[at], fake[at], yr, yf, lazy=False)
             if real_classes is not None:  # ACGAN: D also classifies the real batch
                 pairs = [(real_classes, yr)]
                 if self.loss.acgan_fake_classes:  # and the fakes by G's labels (Odena et al. 2017)
@@ -477,6 +521,11 @@ class GANModule(pl.LightningModule):
                 g_loss = term if g_loss is None else g_loss + term
         else:  # a regression baseline: the task's terms alone
             g_adv = g_loss = torch.zeros((), device=fake.device)
+        if self.loss.g_penalties:  # G penalties of every update (every=1); the lazy ones: _regularize
+            g_reg = self.loss.g_penalty(self.generator, draw.inputs)
+            if g_reg is not None:
+                g_loss = g_loss + g_reg
+                self._reg_values["train/g_reg"] = g_reg.detach()
         for name, term in terms.items():
             g_loss = g_loss + term.weight * term.value
             self._g_terms[f"train/g_{name}"] = term.value.detach()
@@ -520,14 +569,55 @@ class GANModule(pl.LightningModule):
         return out, norm
 
     def _alternating_step(self, batch: tuple[Tensor, ...], opt_g: Any, opt_d: Any, will_log: bool) -> tuple:
-        """``n_critic`` D updates, each on its own part of the batch, then one G update on the last part
-        (what the relativistic losses compare with), each from a fresh draw."""
-        for part in zip(*(t.chunk(self.n_critic) for t in batch), strict=True):
+        """The phases of StyleGAN2-ADA's loop: ``n_critic`` times D main (each on its own part of the
+        batch) and D regularization when due, then G main on the last part (what the relativistic
+        losses compare with) and G regularization when due; each from a fresh draw."""
+        for i, part in enumerate(zip(*(t.chunk(self.n_critic) for t in batch), strict=True)):
             (d_loss, d_adv, real_logits, fake_logits), d_norm = self._phase(
                 "discriminator", part, self.task.draw(part), opt_d, will_log
             )
+            d_update = self.g_step * self.n_critic + i
+            if d_update % self.loss.d_reg_every == 0 and self.loss.has_penalties(True):
+                self._regularize("discriminator", part, opt_d)
         (g_loss,), g_norm = self._phase("generator", part, self.task.draw(part), opt_g, will_log)
+        if self.g_step % self.loss.g_reg_every == 0 and self.loss.g_reg_every > 1:
+            self._regularize("generator", part, opt_g)
         return d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm
+
+    def _regularize(self, net_name: str, part: tuple[Tensor, ...], opt: Any) -> None:
+        """Lazy regularization (Karras et al. 2020): a pass of its own for the penalties that run every k
+        updates, weighted by k, stepping the network's own optimizer. D's penalties judge the batch of
+        the D update just made (its reals and fakes, as StyleGAN2-ADA's Dreg phase); G's get a fresh draw."""
+        self.toggle_optimizer(opt)
+        if net_name == "discriminator":
+            assert self._d_inputs is not None
+            real, fake, y_real, y_fake = self._d_inputs
+            value = sum(
+                self._d_penalty(net, real[at], fake[at], _part(y_real, at), _part(y_fake, at), lazy=True)
+                for net, at in self.task.judges(self.discriminator, real.shape[0])
+            )
+            net, clip, every, key = self.discriminator, self.clip_grad_d, self.loss.d_reg_every, "train/d_reg"
+        else:
+            value = self.loss.g_penalty(self.generator, self.task.draw(part).inputs, lazy=True)
+            net, clip, every, key = self.generator, self.clip_grad_g, self.loss.g_reg_every, "train/g_reg"
+        assert isinstance(value, Tensor)
+        self._update(opt, value * every, net, clip, measure=False)
+        self.untoggle_optimizer(opt)
+        self._reg_values[key] = value.detach()
+
+    def _d_penalty(
+        self,
+        net: nn.Module,
+        real: Tensor,
+        fake: Tensor,
+        y_real: Tensor | None,
+        y_fake: Tensor | None,
+        lazy: bool,
+    ) -> Tensor:
+        """One discriminator's penalties (those of every update, or the ``lazy`` ones), differentiated
+        w.r.t. the image before D's view of it (augmentation, noise)."""
+        judged = net if not self.augments else Through(net, self.d_view)
+        return self.loss.penalty(judged, real, fake, y_real, y_fake, lazy=lazy)
 
     def _joint_update(
         self,
