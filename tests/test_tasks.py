@@ -149,3 +149,27 @@ def test_paired_gradients_reach_only_the_network_being_updated() -> None:
     module.discriminator.requires_grad_(False)  # what toggle_optimizer(opt_g) does
     module._g_objective(part, task.draw(part)).backward()
     assert module.generator.bias.grad is not None and module.discriminator.scale.grad is None
+
+
+def test_translation_runs_g_once_per_step_for_both_updates(tmp_path: Path) -> None:
+    """As pix2pix's authors' code: one G forward per step (one dropout mask, one batch-norm update);
+    D's update judges that output detached, G's update the same output with its graph. With the
+    preset's U-Net (dropout on) two forwards would give different images."""
+    from ganforge.train import build
+    from helpers import compose_cfg
+    from test_steps import bare_trainer
+
+    cfg = compose_cfg(tmp_path, "experiment=pix2pix_sr_digits", "train.steps=2", "data.batch_size=4")
+    datamodule, module = build(cfg)
+    outputs: list[torch.Tensor] = []
+    judged: list[torch.Tensor] = []
+    module.generator.register_forward_hook(lambda m, args, out: outputs.append(out.detach().clone()))
+    module.discriminator.register_forward_pre_hook(lambda m, args: judged.append(args[0].detach().clone()))
+    bare_trainer(max_steps=10).fit(module, datamodule=datamodule)
+    assert len(outputs) == 2  # one forward per step
+    channels = outputs[0].shape[1]
+    for step, fake in enumerate(outputs):
+        real_in, fake_in_d, fake_in_g = judged[3 * step : 3 * step + 3]  # D: real, fake; G's update: fake
+        torch.testing.assert_close(fake_in_d[:, -channels:], fake, rtol=0, atol=0)
+        torch.testing.assert_close(fake_in_g[:, -channels:], fake, rtol=0, atol=0)
+        assert not torch.equal(real_in[:, -channels:], fake)

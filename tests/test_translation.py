@@ -245,9 +245,10 @@ def test_pix2pix_beats_the_bicubic_input(run):
     """The benchmark's point: 800 steps of the preset (its nets and settings), and G's outputs are
     closer to the ground truth than the bicubic upsampling they start from (PSNR) and closer to the
     real images as a distribution (FID), both measured by the suite training uses on the same held-out
-    pairs. Measured (seed 42): PSNR 30.7 dB against 29.2 for the input, FID 0.24 against 2.5 (at 300
-    steps G is still below the input, 27.0 dB; the issue's 600-step batch-1 run before the U-Net fix
-    scored 25.6 dB against 29.2 and nothing noticed)."""
+    pairs. Measured with one G forward per step (as the authors): PSNR 30.08 / 30.89 / 31.18 dB for
+    seeds 42 / 1 / 2 against 29.16 for the input, FID 0.23 / 0.42 / 0.25 against 2.5 (with two forwards
+    per step, seed 42: 30.7 dB; at 300 steps G is still below the input, 27.0 dB; the issue's 600-step
+    batch-1 run before the U-Net fix scored 25.6 dB against 29.2 and nothing noticed)."""
     from ganforge.build import build
     from ganforge.metrics.suite import MetricSettings
     from ganforge.metrics.translation import TranslationSuite
@@ -264,5 +265,5 @@ def test_pix2pix_beats_the_bicubic_input(run):
     _, _, module, _ = restore(out / "checkpoints" / "last.ckpt")
     trained = suite.measure(module, torch.device("cpu"))
     assert trained["val/psnr"] == pytest.approx(summary["last"]["val/psnr"], rel=1e-6)  # the same suite
-    assert trained["val/psnr"] > bicubic["val/psnr"] + 1.0, (trained, bicubic)
+    assert trained["val/psnr"] > bicubic["val/psnr"] + 0.5, (trained, bicubic)
     assert trained["val/fid"] < 0.5 * bicubic["val/fid"], (trained, bicubic)

@@ -86,6 +86,8 @@ def tricks(cfg: DictConfig, data_shape: tuple[int, ...], task: str = "generation
     return Tricks(
         ema_decay=ema.get("decay"),
         ema_warmup=bool(ema.get("warmup", True)),
+        ema_kimg=ema.get("kimg"),
+        ema_rampup=ema.get("rampup"),
         ema_standing=ema.get("standing_stats", "auto"),
         ema_standing_batches=ema.get("standing_batches", 16),
         ema_standing_batch_size=ema.get("standing_batch_size", 64),

@@ -18,6 +18,17 @@ def ema_beta(decay: float, step: int, warmup: bool = True) -> float:
     return min(decay, (1 + step) / (10 + step)) if warmup else decay
 
 
+def half_life_beta(kimg: float, rampup: float | None, batch: int, images_seen: int) -> float:
+    """StyleGAN2-ADA's averaging weight (``training_loop.py``): the average forgets half of what it holds
+    every ``kimg`` thousand images, β = 0.5^(batch / n) with n = 1000·kimg, and with ``rampup`` the
+    half-life grows with training, n = min(1000·kimg, images_seen·rampup) (β = 0 at the start: a copy).
+    ``batch``: images per update over all processes; ``images_seen``: before this update."""
+    n = kimg * 1000.0
+    if rampup is not None:
+        n = min(n, images_seen * rampup)
+    return 0.5 ** (batch / max(n, 1e-8))
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, net: nn.Module, beta: float) -> None:
     """ema ← β·ema + (1 - β)·net for parameters; buffers (batch-norm statistics) are copied."""

@@ -47,8 +47,9 @@ def evaluate(
     settings.conditional = bool(module.task.num_classes)  # intra_fid, cas: refused before any work if not
     start = time.time()
     suite = make_suite(settings, datamodule, cache_dir, module.task)
-    if psi is not None:  # before prepare: the protocol (and its tags) records the ψ
+    if psi is not None:  # before prepare: the protocol (and its tags) records the ψ and where it applies
         suite.truncation = psi
+        suite.truncation_space = "z" if module.use_truncation(psi) is not None else "w"
     suite.prepare(dev)
     # final: the classification accuracy score too (training measures it only at its last step)
     values = (

@@ -31,6 +31,14 @@ def truncation_value(psi: Any) -> float | None:
     return float(psi)
 
 
+def truncation_space(generator: Any) -> str:
+    """Where truncation ψ applies for ``generator``: ``w`` for a G whose mapping network tracks the mean
+    intermediate latent (StyleGAN: w ← w_avg + ψ (w − w_avg), Karras et al. 2019), ``z`` otherwise
+    (every latent component truncated to [-ψ, ψ], Brock et al. 2019)."""
+    mapping = getattr(generator, "mapping", None)
+    return "w" if mapping is not None and hasattr(mapping, "w_avg") else "z"
+
+
 def check_truncation(psi: float | None, task_name: str) -> None:
     """Truncation is defined for the Gaussian latent of ``task=generation`` only."""
     if psi is not None and task_name != "generation":

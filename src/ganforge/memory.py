@@ -131,7 +131,7 @@ def check_allocations(cfg: Any, datamodule: Any) -> None:
     fixed = int(cfg.train.num_fixed)
     check_room("train.num_fixed", fixed, fixed * (z + item), f"{fixed} fixed grid samples", has)
     ema = cfg.train.get("ema") or {}
-    if ema.get("decay") is not None:
+    if ema.get("decay") is not None or ema.get("kimg") is not None:
         size = int(ema.get("standing_batch_size", 64))
         check_room("train.ema.standing_batch_size", size, size * (z + item), "the standing batches", has)
 

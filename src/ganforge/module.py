@@ -7,7 +7,8 @@ together); one ``training_step`` does
 ``steps_per_batch`` generator steps on one loader batch (see ``ganforge.data.base``), which spreads
 Lightning's per-batch cost over them. ``g_step`` counts generator updates: it is the training
 budget (``train.steps``) and the x-axis of every logged curve (``trainer/g_step``). Lightning's
-``global_step`` counts every optimizer step, i.e. ``(n_critic + 1)`` per generator step."""
+``global_step`` counts every optimizer step, i.e. ``(n_critic + 1)`` per generator step, plus the lazy
+regularization passes (:meth:`GANModule.optimizer_steps`)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.data.base import mix_seed
-from ganforge.ema import ema_beta, ema_update, has_batch_norm, standing_stats
+from ganforge.ema import ema_beta, ema_update, half_life_beta, has_batch_norm, standing_stats
 from ganforge.errors import ConfigError
+from ganforge.latents import truncation_space
 from ganforge.loggers import logger_fault
 from ganforge.losses import GANLoss, Through
 from ganforge.settings import OptimizerFactory, Optimizers, Runtime, Schedule, Tricks
@@ -120,6 +122,7 @@ class GANModule(pl.LightningModule):
         self.clip_grad_g, self.clip_grad_d = schedule.clip_grad_g, schedule.clip_grad_d
         self.seed = schedule.seed
         self.num_fixed = schedule.num_fixed  # samples in every grid
+        self.w_truncation: float | None = None  # ψ of W-space truncation in samples (use_truncation)
         self.task.attach(generator, schedule.num_fixed, schedule.seed)  # latents, fixed grid inputs
         self._class_losses: dict[str, Tensor] = {}  # ACGAN's class losses of the last step, for logging
         self._g_terms: dict[str, Tensor] = {}  # the task's G terms of the last step, for logging
@@ -132,10 +135,21 @@ class GANModule(pl.LightningModule):
         self.run_config: dict[str, Any] | None = None  # the resolved config, stored in checkpoints
         # training tricks: EMA of G (samples and metrics use it), what D sees, extragradient
         self.ema_decay, self.ema_warmup = tricks.ema_decay, tricks.ema_warmup
+        self.ema_kimg, self.ema_rampup = tricks.ema_kimg, tricks.ema_rampup
         self.ema_generator: nn.Module | None = None
-        if tricks.ema_decay is not None:
-            if not 0.0 < tricks.ema_decay < 1.0:
-                raise ConfigError(f"train.ema.decay must be in (0, 1), got {tricks.ema_decay}")
+        if tricks.ema_decay is not None and tricks.ema_kimg is not None:
+            raise ConfigError(
+                "train.ema.decay and train.ema.kimg both set: the average has a decay per step or a "
+                "half-life in thousands of images (StyleGAN2-ADA's); set the other to null"
+            )
+        if tricks.ema_decay is not None and not 0.0 < tricks.ema_decay < 1.0:
+            raise ConfigError(f"train.ema.decay must be in (0, 1), got {tricks.ema_decay}")
+        for key, value in (("kimg", tricks.ema_kimg), ("rampup", tricks.ema_rampup)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise ConfigError(f"train.ema.{key} must be a positive number or null, got {value!r}")
+        if tricks.ema_decay is not None or tricks.ema_kimg is not None:
             self.ema_generator = copy.deepcopy(generator).requires_grad_(False)
         self.ema_standing = self._standing_setting(tricks)
         self.ema_standing_batches, self.ema_standing_batch_size = (
@@ -173,6 +187,18 @@ class GANModule(pl.LightningModule):
         self._check_lazy(loss)
         self._reg_values: dict[str, Tensor] = {}  # the last regularization passes' values, for logging
         self._d_inputs: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None
+
+    def optimizer_steps(self, g_steps: int) -> int:
+        """Lightning's step count (every optimizer step) after ``g_steps`` generator steps: n_critic D
+        steps and one G step each, plus the lazy regularization passes (D's on the D updates 0, k, 2k ...,
+        G's on the G steps 0, k, 2k ...)."""
+        d_updates = g_steps * self.n_critic
+        passes = 0
+        if self.loss.has_penalties(True):
+            passes += -(-d_updates // self.loss.d_reg_every)
+        if self.loss.g_reg_every > 1:
+            passes += -(-g_steps // self.loss.g_reg_every)
+        return d_updates + g_steps + passes
 
     def _check_lazy(self, loss: GANLoss) -> None:
         """G penalties need drawn latents and a G they can differentiate; regularization passes of their
@@ -315,7 +341,18 @@ class GANModule(pl.LightningModule):
         if z is None:
             return self._in_eval(lambda net: self.task.fixed_sample(net))
         inputs = self.task.latent_inputs(z.to(self.device), y)
-        return self._in_eval(lambda net: net(*inputs))
+        options = {} if self.w_truncation is None else {"truncation_psi": self.w_truncation}
+        return self._in_eval(lambda net: net(*inputs, **options))
+
+    def use_truncation(self, psi: float | None) -> float | None:
+        """Sample with truncation ψ from now on (ganforge-sample, ganforge-eval): in W for a G with a
+        mapping network (StyleGAN: toward ``w_avg``; :meth:`sample` passes ψ to G), returning None for
+        the latents; otherwise ψ, the threshold the caller truncates the latents z with."""
+        if psi is not None and truncation_space(self.generator) == "w":
+            self.w_truncation = psi
+            return None
+        self.w_truncation = None
+        return psi
 
     @torch.no_grad()
     def translate(self, source: Tensor, direction: str | None = None) -> Tensor:
@@ -411,7 +448,11 @@ class GANModule(pl.LightningModule):
             stats = self._alternating_step(batch, opt_g, opt_d, will_log)
         d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm = stats
         if self.ema_generator is not None:
-            beta = ema_beta(self.ema_decay, self.g_step + 1, self.ema_warmup)
+            if self.ema_kimg is not None:  # images per update over all ranks; those seen before it
+                images = batch[0].shape[0] // self.n_critic * self.trainer.world_size
+                beta = half_life_beta(self.ema_kimg, self.ema_rampup, images, self.g_step * images)
+            else:
+                beta = ema_beta(self.ema_decay, self.g_step + 1, self.ema_warmup)
             ema_update(self.ema_generator, self.generator, beta)
 
         schedules = self._schedules(opt_g, opt_d) if will_log else {}  # what this step used
@@ -449,13 +490,18 @@ class GANModule(pl.LightningModule):
             x = self.instance_noise(x, self.g_step)
         return x
 
-    def _d_objective(self, part: tuple[Tensor, ...], draw: Draw) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _d_objective(
+        self, part: tuple[Tensor, ...], draw: Draw, fake: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """D loss with penalties (and ACGAN's class loss), without them, and D's logits on the real and
-        the fake batch. ``part``: this update's share of the loader batch; ``draw``: G's input. Each
-        discriminator of the task (``task.judges``) adds its own terms; one D for most tasks."""
+        the fake batch. ``part``: this update's share of the loader batch; ``draw``: G's input (``fake``:
+        G's output on it, if already computed). Each discriminator of the task (``task.judges``) adds
+        its own terms; one D for most tasks."""
         real, real_cond = self.task.real(part)
         with torch.no_grad():
-            fake = self.task.for_d(self.task.generate(self.generator, draw))
+            fake = self.task.for_d(
+                self.task.generate(self.generator, draw) if fake is None else fake.detach()
+            )
         real, y_real = self.task.d_input(real, real_cond)
         fake, y_fake = self.task.d_input(fake, draw.cond)
         if self.loss.d_reg_every > 1:
@@ -491,11 +537,12 @@ class GANModule(pl.LightningModule):
         """Whether D is shown something else than the images (ADA, DiffAugment, instance noise)."""
         return self.ada is not None or self.augment is not None or self.instance_noise is not None
 
-    def _g_objective(self, part: tuple[Tensor, ...], draw: Draw) -> Tensor:
+    def _g_objective(self, part: tuple[Tensor, ...], draw: Draw, fake: Tensor | None = None) -> Tensor:
         """G loss: the adversarial term of each discriminator of the task, summed (the relativistic
         losses also see D's logits on the real part, with no gradient there), plus the task's own
-        weighted terms (e.g. pix2pix's L1)."""
-        fake = self.task.generate(self.generator, draw)
+        weighted terms (e.g. pix2pix's L1). ``fake``: G's output on ``draw`` if already computed."""
+        if fake is None:
+            fake = self.task.generate(self.generator, draw)
         terms = self.task.g_terms(self.generator, part, fake)
         if self.task.adversarial:
             fake_in, y_fake = self.task.d_input(fake, draw.cond)
@@ -549,18 +596,26 @@ class GANModule(pl.LightningModule):
         return out
 
     def _phase(
-        self, net_name: str, part: tuple[Tensor, ...], draw: Draw, opt: Any, will_log: bool, step: bool = True
+        self,
+        net_name: str,
+        part: tuple[Tensor, ...],
+        draw: Draw,
+        opt: Any,
+        will_log: bool,
+        step: bool = True,
+        fake: Tensor | None = None,
     ) -> tuple[tuple[Tensor, ...], Tensor | None]:
         """One network's update, the unit every variant is made of: the other network frozen, the
         objective (D's: loss, adversarial part, logits on real and fake; G's: loss), backward, the
         gradient norm, and the step unless deferred (``step=False``: applied by the caller, together
-        with the other network's). Returns the objective's values and the gradient norm."""
+        with the other network's). ``fake``: G's output on ``draw`` when already computed (with its
+        graph). Returns the objective's values and the gradient norm."""
         self.toggle_optimizer(opt)
         if net_name == "discriminator":
-            out = self._d_objective(part, draw)
+            out = self._d_objective(part, draw, fake)
             net, clip = self.discriminator, self.clip_grad_d
         else:
-            out = (self._g_objective(part, draw),)
+            out = (self._g_objective(part, draw, fake),)
             net, clip = self.generator, self.clip_grad_g
         norm = self._update(opt, out[0], net, clip, will_log, step=step)
         self.untoggle_optimizer(opt)
@@ -572,14 +627,20 @@ class GANModule(pl.LightningModule):
         """The phases of StyleGAN2-ADA's loop: ``n_critic`` times D main (each on its own part of the
         batch) and D regularization when due, then G main on the last part (what the relativistic
         losses compare with) and G regularization when due; each from a fresh draw."""
+        shared = self.task.shares_forward and self.n_critic == 1
         for i, part in enumerate(zip(*(t.chunk(self.n_critic) for t in batch), strict=True)):
+            draw = self.task.draw(part)
+            # the translation tasks run G once for both updates, as their authors' code (one forward,
+            # one batch-norm update, one dropout mask); D's update sees the output detached
+            fake = self.task.generate(self.generator, draw) if shared else None
             (d_loss, d_adv, real_logits, fake_logits), d_norm = self._phase(
-                "discriminator", part, self.task.draw(part), opt_d, will_log
+                "discriminator", part, draw, opt_d, will_log, fake=fake
             )
             d_update = self.g_step * self.n_critic + i
             if d_update % self.loss.d_reg_every == 0 and self.loss.has_penalties(True):
                 self._regularize("discriminator", part, opt_d)
-        (g_loss,), g_norm = self._phase("generator", part, self.task.draw(part), opt_g, will_log)
+        g_draw = draw if shared else self.task.draw(part)
+        (g_loss,), g_norm = self._phase("generator", part, g_draw, opt_g, will_log, fake=fake)
         if self.g_step % self.loss.g_reg_every == 0 and self.loss.g_reg_every > 1:
             self._regularize("generator", part, opt_g)
         return d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm

@@ -40,7 +40,8 @@ def write_samples(
     truncation: float | None = None,
 ) -> Path:
     """``n`` samples of the checkpoint's generator from latents seeded by ``seed``, written to ``out``;
-    ``truncation`` ψ truncates the latents to [-ψ, ψ] (Brock et al. 2019; task=generation only)."""
+    ``truncation`` ψ truncates the latents to [-ψ, ψ] (Brock et al. 2019; task=generation only), or for
+    a G with a W space (model=stylegan2) moves each w toward the mean w by ψ (Karras et al. 2019)."""
     if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
         raise ConfigError(f"n must be a positive integer, got {n!r}")
     psi = truncation_value(truncation)
@@ -51,6 +52,7 @@ def write_samples(
     dev = pick_device(device)
     _, datamodule, module, _ = restore(ckpt_path, dev)
     check_truncation(psi, module.task.name)
+    z_psi = module.use_truncation(psi)  # None when ψ applies in W (StyleGAN), inside G
     if getattr(datamodule, "paired", False):
         return translation_grid(module, datamodule, n, path, fmt)
     if getattr(datamodule, "unpaired", False):
@@ -69,12 +71,12 @@ def write_samples(
     # an image (a grid, a scatter plot) is made in memory: bounded; arrays are streamed instead
     check_room("n", n, 3 * n * item, f"the {n} samples of a {fmt} (out=<file>.npz streams any number)")
     if len(datamodule.data_shape) == 1:
-        z = truncated_normal(n, module.task.z_dim, psi, torch.Generator().manual_seed(seed))
+        z = truncated_normal(n, module.task.z_dim, z_psi, torch.Generator().manual_seed(seed))
         x = torch.cat([module.sample(chunk) for chunk in z.split(500)]).float().cpu()
         real = datamodule.real_batch(n, seed=seed)
         save_scatter(x, real, path, f"step {module.g_step}, {n} samples")
         return path
-    z, y, columns, row_classes = grid_inputs(n, module.task.z_dim, module.task.num_classes, seed, nrow, psi)
+    z, y, columns, row_classes = grid_inputs(n, module.task.z_dim, module.task.num_classes, seed, nrow, z_psi)
     chunks = range(0, len(z), 500)
     x = torch.cat([module.sample(z[i : i + 500], None if y is None else y[i : i + 500]) for i in chunks])
     row_labels = class_labels(row_classes, datamodule) if row_classes else None
@@ -92,7 +94,7 @@ def write_sample_arrays(
     chunk whatever ``n``. Sample i has latent i of :class:`~ganforge.latents.LatentSequence` (seed),
     so the first k of n samples are those of ``n=k``; a conditional G's labels cycle through the
     classes (``labels``). Written under a temporary name, then renamed: a full disk leaves no part."""
-    latents = LatentSequence(seed, module.task.z_dim, truncation=psi)
+    latents = LatentSequence(seed, module.task.z_dim, truncation=None if module.w_truncation else psi)
     classes = module.task.num_classes
 
     def labels(lo: int, hi: int) -> Tensor | None:
@@ -107,7 +109,9 @@ def write_sample_arrays(
     }
     if classes:
         arrays["labels"] = ((n,), lambda lo, hi: labels(lo, hi).numpy())
-    scalars = {"g_step": module.g_step, "seed": seed, **({} if psi is None else {"truncation": psi})}
+    scalars: dict[str, Any] = {"g_step": module.g_step, "seed": seed}
+    if psi is not None:  # ψ and where it applied: the latents z, or W (StyleGAN, toward w_avg)
+        scalars.update(truncation=psi, truncation_space="w" if module.w_truncation else "z")
     write_npz_streaming(path, arrays, scalars)
 
 

@@ -43,6 +43,8 @@ class Tricks:
 
     ema_decay: float | None = None
     ema_warmup: bool = True
+    ema_kimg: float | None = None  # or a half-life in thousands of images (StyleGAN2-ADA), with
+    ema_rampup: float | None = None  # its ramp-up: half-life ≤ images seen × rampup
     ema_standing: bool | str = "auto"  # standing BN statistics of the EMA G: auto, true, false
     ema_standing_batches: int = 16  # batches of fresh latents they average over
     ema_standing_batch_size: int = 64

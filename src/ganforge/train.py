@@ -161,7 +161,7 @@ def _train(cfg: DictConfig, out: Path) -> dict[str, Any]:
     loggers = [] if dev_run else build_loggers(cfg.get("logger"), resuming=ckpt_path is not None)
     trainer: pl.Trainer = make(
         cfg.trainer,
-        max_steps=cfg.train.steps * (cfg.train.n_critic + 1),
+        max_steps=module.optimizer_steps(cfg.train.steps),
         # Lightning adds a ModelCheckpoint of its own unless there is one (callbacks=none: none at all)
         enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in callbacks),
         logger=loggers or False,

@@ -292,8 +292,9 @@ def protocol_tag(metric: str, protocol: Mapping[str, Any]) -> str:
         f"{metric}[{protocol['extractor']}:{protocol['weights_sha256'][:8]}|n={protocol['num_generated']}"
         f"|ref={ref['split']}:{ref['count']}|resize={protocol['resize']}"
     )
-    if protocol.get("truncation") is not None:
-        tag += f"|truncation={protocol['truncation']:g}"
+    if protocol.get("truncation") is not None:  # z: the latents truncated; w: toward StyleGAN's w_avg
+        space = "w:" if protocol.get("truncation_space") == "w" else ""
+        tag += f"|truncation={space}{protocol['truncation']:g}"
     return tag + "]"
 
 
@@ -396,6 +397,7 @@ class MetricSuite:
         self.holdout: RealHoldout | None = None  # the classification accuracy score's real data
         self.extractor: Extractor | None = None
         self.truncation: float | None = None  # ψ of the latents (ganforge-eval truncation=); None: off
+        self.truncation_space = "z"  # where ψ applies: z (the latents drawn here) or w (inside G: StyleGAN)
 
     @property
     def keys(self) -> set[str]:
@@ -484,6 +486,7 @@ class MetricSuite:
                 num_generated=self.n_fake or n_real,
                 reference={"split": "train", "count": n_real, "seed": s.seed},
                 truncation=self.truncation,
+                **({"truncation_space": "w"} if self.truncation_space == "w" else {}),
             )
         if self.holdout is not None:
             h = self.holdout
@@ -510,7 +513,8 @@ class MetricSuite:
             tag = f"cas[classifier:{cas['classifier'][:8]}|n={cas['num_generated']}"
             tag += f"|test=holdout:{cas['test']['count']}"
             if cas["truncation"] is not None:
-                tag += f"|truncation={cas['truncation']:g}"
+                space = "w:" if self.truncation_space == "w" else ""
+                tag += f"|truncation={space}{cas['truncation']:g}"
             tags["val/cas"] = tag + "]"
         return tags
 
@@ -594,7 +598,8 @@ class MetricSuite:
         img, modes = block(self.n_fake, rank, world), block(self.n_modes, rank, world)
         spans = [b for b in (img, modes) if b[1] > b[0]]
         lo, hi = min((b[0] for b in spans), default=0), max((b[1] for b in spans), default=0)
-        inputs = LatentSequence(s.seed, z_dim, labels, self.truncation)
+        z_psi = self.truncation if self.truncation_space == "z" else None  # ψ in W: G applies it
+        inputs = LatentSequence(s.seed, z_dim, labels, z_psi)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(mix_seed(s.seed, 2))
             for start in range(lo, hi, s.batch_size):
@@ -610,7 +615,7 @@ class MetricSuite:
                 metric.reset()
             if self.holdout is not None and final:
                 values["cas"] = classification_accuracy_score(
-                    sample, z_dim, self.holdout, mix_seed(s.seed, 13), s.batch_size, device, self.truncation
+                    sample, z_dim, self.holdout, mix_seed(s.seed, 13), s.batch_size, device, z_psi
                 )
                 values["cas_real"] = self.holdout.real_accuracy
         self.info.update(protocol=self.protocol(), protocol_tags=self.protocol_tags())  # ψ set late

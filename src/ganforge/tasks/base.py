@@ -95,6 +95,8 @@ class Task(nn.Module):
         summed over ``(logits, labels)`` pairs, and its weight. Only tasks with labels have one."""
         raise NotImplementedError(f"task={self.name} has no class labels")
 
+    shares_forward = False  # whether D's and G's updates of a step use one G forward (n_critic=1)
+
     @property
     def adversarial(self) -> bool:
         """Whether G minimises the adversarial loss (off: a plain regression baseline)."""

@@ -23,6 +23,9 @@ class PairedTask(Task):
 
     TEST_MODES = ("eval", "paper")
 
+    # one G forward per step for D's and G's update, as pix2pix's and CycleGAN's authors' code does
+    shares_forward = True
+
     def __init__(
         self,
         l1_weight: float = 100.0,

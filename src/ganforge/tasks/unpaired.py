@@ -33,6 +33,9 @@ class UnpairedTask(Task):
     name = "unpaired"
     two_way = True  # the build makes two translators and two discriminators (nets/cycle.py)
 
+    # one G forward per step for D's and G's update, as pix2pix's and CycleGAN's authors' code does
+    shares_forward = True
+
     def __init__(
         self,
         cycle_weight: float = 10.0,
