@@ -211,9 +211,13 @@ PER_RANK_CASES = {
         "experiment=cyclegan_digits", "model.generator.width=8", "model.generator.n_blocks=1",
         "model.discriminator.width=8", "data.batch_size=2", "task.pool_size=3",
     ),
-    "ada_mid_interval": (
-        "data=digits", "model=dcgan", "data.batch_size=8", "train.ada.enabled=true", "train.ada.interval=2",
-        "train.ada.kimg=0.01", "train.ada.p=0.3",
+    # StyleGAN2 with ADA stopped mid-interval (its accumulator per rank), lazy R1, path length (pl_mean),
+    # style mixing, w_avg and the EMA half-life
+    "stylegan2_ada_mid_interval": (
+        "experiment=stylegan2_digits", "model.z_dim=16", "model.generator.w_dim=16",
+        "model.generator.channel_base=128", "model.generator.channel_max=16", "data.batch_size=4",
+        "train.ada.enabled=true", "train.ada.interval=2", "train.ada.kimg=0.01", "train.ada.p=0.3",
+        "loss.penalties.r1.every=2", "loss.g_penalties.path_length.every=2",
     ),
 }  # fmt: skip
 

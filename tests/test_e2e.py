@@ -209,6 +209,18 @@ def stand_in_data(
         return [f"data.path={pix2pix_dir}", "data.resolution=32", "data.num_workers=0", *SMALL_TRANSLATION]
     if "override /data: unpaired_folder" in text:
         return [f"data.path={cyclegan_dir}", "data.resolution=32", "data.num_workers=0", *UNPAIRED_SMALL]
+    if name.startswith("stylegan2") and name != "stylegan2_digits":  # CIFAR-10 and folder recipes
+        return [
+            "data=image_folder",
+            f"data.path={image_dir}",
+            "data.resolution=32",
+            "data.num_workers=0",
+            "model.z_dim=16",
+            "model.generator.w_dim=16",
+            "model.generator.channel_base=256",  # the paper's channels take minutes per step on a CPU
+            "model.generator.channel_max=16",
+            "model.discriminator.mbstd_group_size=4",
+        ]
     if "override /data: cifar10" in text:
         return [
             "data=image_folder",

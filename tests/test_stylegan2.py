@@ -25,22 +25,12 @@ SMALL = [  # CPU-sized nets and batches for any preset
 ]
 
 
-@pytest.mark.parametrize(
-    ("preset", "extra"),
-    [
-        ("stylegan2_digits", []),
-        ("stylegan2_cifar10", ["data=digits"]),
-        ("stylegan2_cifar10_cond", ["data=digits"]),
-        ("stylegan2_folder", ["data=digits"]),
-    ],
-)
-def test_every_preset_composes_and_trains_a_few_steps(tmp_path, preset, extra):
-    summary = train_run(tmp_path, f"experiment={preset}", *extra, *SMALL, "data.resolution=16")
+def test_digits_preset_logs_its_regularization_passes(tmp_path):
+    """Every preset composes and trains two steps in tests/test_e2e.py; here the lazy passes' scalars."""
+    summary = train_run(tmp_path, "experiment=stylegan2_digits", *SMALL)
     assert summary["status"] == "finished" and summary["g_steps"] == 3
-    rows = (tmp_path / "metrics.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    assert "train/d_reg" in header  # lazy R1 ran at step 0 (every 16 D updates)
-    assert ("train/pl_mean" in header) == (preset in ("stylegan2_digits", "stylegan2_folder"))
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/d_reg", "train/g_reg", "train/pl_mean"} <= set(header)  # R1 and path length ran at step 0
 
 
 def test_cifar10_preset_holds_the_authors_cifar_values(tmp_path):

@@ -256,7 +256,8 @@ def r2_penalty(
 class PathLengthPenalty(nn.Module):
     """Path length regularization (Karras et al. 2020, StyleGAN2, sec. 3.2): weight · E[(‖J_wᵀ y‖₂ − a)²]
     with y ~ N(0, I)/sqrt(H·W) an image-space direction, J_w G's Jacobian w.r.t. its intermediate
-    latents w, and a the running mean of the lengths (``pl_mean``, a buffer: in the checkpoint).
+    latents w, and a the running mean of the lengths (``pl_mean``, a buffer: in the checkpoint, one per
+    DDP rank).
 
     As StyleGAN2-ADA's ``loss.py``: on the first ``batch/batch_shrink`` latents of the draw, the length
     per sample is sqrt(mean over the w rows of Σ grad²), ``pl_mean ← lerp(pl_mean, mean length, decay)``
@@ -281,6 +282,15 @@ class PathLengthPenalty(nn.Module):
                 "G w.r.t. its intermediate latents w: model=stylegan2)"
             )
         return None
+
+    def per_rank_state(self) -> dict[str, Tensor]:
+        """Each DDP rank's own running mean (as each process of the authors' code keeps its own),
+        saved per rank by GANModule so that a resumed run continues every rank's."""
+        return {"pl_mean": self.pl_mean.detach().cpu().clone()}
+
+    def load_per_rank_state(self, state: dict[str, Tensor] | None) -> None:
+        if state is not None:  # none saved for this rank (another world size): keep rank 0's
+            self.pl_mean.copy_(state["pl_mean"])
 
     def forward(self, generator: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
         """The weighted penalty on G's latents ``inputs`` (z, and labels for a conditional G)."""

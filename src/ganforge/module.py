@@ -177,14 +177,15 @@ class GANModule(pl.LightningModule):
         self._frozen: list[Tensor] = []  # what toggle_optimizer froze
         self.compile_nets, self.compile_options = runtime.compile, dict(runtime.compile_options)
         self.memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
-        penalties = [*loss.penalties, *loss.g_penalties]
+        penalties = [*loss.penalties, *loss.g_penalties] if loss is not None else []
         if runtime.compile and penalties:
             raise ConfigError(
                 f"model.compile=true with the penalties ({', '.join(penalties)}): they differentiate "
                 "a gradient, and torch.compile does not support double backward; use model.compile=false"
             )
-        self.g_penalties = nn.ModuleDict(loss.g_penalties)  # their state (path length's pl_mean) is saved
-        self._check_lazy(loss)
+        self.g_penalties = nn.ModuleDict(loss.g_penalties if loss is not None else {})  # pl_mean is saved
+        if loss is not None:
+            self._check_lazy(loss)
         self._reg_values: dict[str, Tensor] = {}  # the last regularization passes' values, for logging
         self._d_inputs: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None
 
