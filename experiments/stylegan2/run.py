@@ -64,8 +64,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| `{r['preset']}` | {r['g_steps']:,} | {r['steps_per_s']:.2f} | {r['fid']:.2f} | {r['kid']:.4f} "
-            f"| {r['precision']:.3f} | {r['recall']:.3f} |"
+            f"| `{r['preset']}` | {r['g_steps']:,} | {r['steps_per_s']:.2f} | {r['fid']:.2f} "
+            f"| {r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
