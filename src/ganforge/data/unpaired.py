@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,7 +30,13 @@ from ganforge.data.digits_translation import (  # re-exported: unpaired.py was t
     transform,  # noqa: F401
 )
 from ganforge.data.folder import scale
-from ganforge.data.images import ImageFileOptions, ImageFiles, list_folders, list_layout
+from ganforge.data.images import ImageFileOptions, ImageFiles
+from ganforge.data.layouts import (  # index_cyclegan lives there (re-exported)
+    CYCLEGAN_FOLDERS,  # noqa: F401
+    CYCLEGAN_LAYOUT,  # noqa: F401
+    CycleGANIndex,
+    index_cyclegan,
+)
 from ganforge.data.translation import (
     DOMAINS,
     Domain,
@@ -47,60 +52,6 @@ from ganforge.data.translation import (
 from ganforge.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-CYCLEGAN_FOLDERS = ("trainA", "trainB", "testA", "testB")
-CYCLEGAN_LAYOUT = "expected the CycleGAN layout: trainA/, trainB/ (and testA/, testB/) folders of images"
-
-
-# --- CycleGAN's folders -----------------------------------------------------------------------------
-@dataclass
-class CycleGANIndex:
-    """The images of a CycleGAN-layout source per domain, split into training and held-out."""
-
-    train: tuple[list[str], list[str]]
-    held_out: tuple[list[str], list[str]]
-    held_out_from: tuple[str, str]  # "testA"/"testB", or "val_fraction"
-
-
-def index_cyclegan(path: str | os.PathLike, val_fraction: float = 0.1) -> CycleGANIndex:
-    """Find the images of ``path`` (a folder or .zip in CycleGAN's layout); one-line :class:`DataError` s."""
-    layout = set(CYCLEGAN_FOLDERS)
-    p, prefix, listed = list_layout(
-        path, "unpaired image", "with trainA/ and trainB/", layout, CYCLEGAN_LAYOUT
-    )
-    shown = p.resolve()
-    groups: dict[str, list[str]] = {}
-    others: set[str] = set()
-    for name, parts in listed:
-        if len(parts) > 1 and parts[0] in CYCLEGAN_FOLDERS:
-            groups.setdefault(parts[0], []).append(name)
-        else:
-            others.add(parts[0] if len(parts) > 1 else ".")
-    for side in ("trainA", "trainB"):
-        if side in groups:
-            continue
-        if prefix + side in list_folders(p):
-            raise DataError(
-                f"{shown}: {prefix}{side}/ holds no images; domain {side[-1]} needs training images."
-            )
-        found = ", ".join(sorted(f + "/" if f != "." else "(top level)" for f in set(groups) | others))
-        raise DataError(f"{shown} has no {prefix}{side}/ folder; {CYCLEGAN_LAYOUT}. Found images in {found}.")
-    if others:
-        log.warning(
-            "%s: ignoring images outside %s (in %s)",
-            shown,
-            ", ".join(f + "/" for f in CYCLEGAN_FOLDERS),
-            ", ".join(sorted(others)),
-        )
-    splits = []
-    for side in DOMAINS:
-        test = groups.get(f"test{side}")
-        train, held = split_off(
-            sorted(groups[f"train{side}"]), None if test is None else sorted(test), val_fraction
-        )
-        splits.append((train, held, "val_fraction" if test is None else f"test{side}"))
-    (train_a, held_a, from_a), (train_b, held_b, from_b) = splits
-    return CycleGANIndex((train_a, train_b), (held_a, held_b), (from_a, from_b))
 
 
 class ImageFileDomain(ImageFiles, Domain):
