@@ -13,7 +13,8 @@ running (no ``summary.json``), as in a real sweep.
 Then times ``ganforge-compare SWEEP --out OUT`` in a fresh process per try (wall time from start
 to exit, as a user waits for it; CPU time, which other load on a shared machine does not inflate;
 the process's peak RSS), for the code in the working tree (``new``) and, with ``--old REV``, the
-``compare.py`` of a git revision run the same way (``old``); with both it also checks that they
+``ganforge-compare`` of a git revision (its ``src/``, before or after compare became a package) run
+the same way (``old``); with both it also checks that they
 wrote the same ``comparison.csv``, the same ``comparison.md`` (but for its time stamp) and the
 same PNGs (pixel for pixel). Prints JSON:
 
@@ -44,13 +45,8 @@ LOSSES = ("nonsaturating", "hinge", "lsgan")
 LRS = ("1e-4", "2e-4", "5e-4", "1e-3")
 # runs the compare in a fresh interpreter and reports its own peak RSS and its children's (workers)
 RUNNER = """
-import importlib, importlib.util, json, resource, sys
-if sys.argv[1].endswith(".py"):  # an old revision's compare.py
-    spec = importlib.util.spec_from_file_location("compare_under_test", sys.argv[1])
-    module = sys.modules["compare_under_test"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-else:
-    module = importlib.import_module(sys.argv[1])
+import importlib, json, resource, sys
+module = importlib.import_module(sys.argv[1])
 rc = module.main(sys.argv[3:])
 usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
 with open(sys.argv[2], "w") as f:
@@ -158,24 +154,35 @@ def make_sweep(seed: Path, sweep: Path, n: int) -> None:
 
 
 def old_module(rev: str, where: Path) -> Path:
-    path = where / f"compare_{rev.replace('/', '_')}.py"
-    text = subprocess.run(
-        ["git", "show", f"{rev}:src/ganforge/compare.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    path.write_text(text)
-    return path
+    """The ``src/`` tree of ``rev`` (``git archive``), to import its ``ganforge.compare`` from: the module
+    compare.py of older revisions, the package of newer ones (the config tree stays the installed one)."""
+    tree = where / f"rev_{rev.replace('/', '_')}"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree / "src"
 
 
-def measure(module: Path | str, sweep: Path, out: Path, extra: list[str]) -> dict:
-    """One ``ganforge-compare`` in a fresh interpreter: wall seconds, peak RSS (MB), exit code."""
+def measure(source: Path | None, sweep: Path, out: Path, extra: list[str]) -> dict:
+    """One ``ganforge-compare`` in a fresh interpreter (``ganforge`` imported from ``source``, a
+    revision's ``src/``, or the working tree's when None): wall seconds, peak RSS (MB), exit code."""
     shutil.rmtree(out, ignore_errors=True)
     report = out.parent / f"{out.name}.rusage.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    cmd = [sys.executable, "-c", RUNNER, str(module), str(report), str(sweep), "--out", str(out), *extra]
+    if source is not None:  # ahead of the installed (editable) package
+        env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    cmd = [
+        sys.executable,
+        "-c",
+        RUNNER,
+        "ganforge.compare",
+        str(report),
+        str(sweep),
+        "--out",
+        str(out),
+        *extra,
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     wall = time.perf_counter() - start
@@ -217,7 +224,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=2, help="tries per version (the fastest counts)")
-    parser.add_argument("--old", default=None, help="also time compare.py at this git revision (e.g. HEAD)")
+    parser.add_argument(
+        "--old", default=None, help="also time ganforge-compare at this git revision (e.g. HEAD)"
+    )
     parser.add_argument("--no-plots", action="store_true", help="pass --no-plots (the table only)")
     parser.add_argument("--keep", default=None, help="build the sweep here and keep it (default: a temp dir)")
     args = parser.parse_args()
@@ -231,7 +240,7 @@ def main() -> None:
             seed = tmp / "seed_run" if (tmp / "seed_run" / "summary.json").exists() else seed_run(tmp)
             make_sweep(seed, sweep, args.runs)
         extra = ["--no-plots"] if args.no_plots else []
-        versions: dict[str, Path | str] = {"new": "ganforge.compare"}
+        versions: dict[str, Path | None] = {"new": None}
         if args.old:
             versions["old"] = old_module(args.old, tmp)
         result: dict = {"runs": args.runs, "plots": not args.no_plots, "cpus": os.cpu_count()}
