@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import assert_refused_before_training, command, train_run
+from helpers import assert_refused_before_training, command, entry_point, train_run
 
 SR = ["experiment=pix2pix_sr_digits", "model.generator.width=8", "model.discriminator.width=8"]
 
@@ -47,7 +47,10 @@ def pix2pix(tmp_path_factory) -> Path:
     ids=["num_fixed", "ema_standing", "unet_65536px", "cyclegan_batch"],
 )
 def test_settings_that_size_an_allocation_are_one_line(tmp_path, args, key):
-    res = command("train", *args, "metrics=[]", "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    """ganforge-train's entry point in this process: its one line and exit code are what is under test."""
+    res = entry_point(
+        "train", *args, "metrics=[]", "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path
+    )
     assert res.returncode == 4, res.stderr[-2000:]
     errors = error_lines(res)
     assert len(errors) == 1 and key in errors[0] and "GB of host memory" in errors[0], res.stderr[-2000:]

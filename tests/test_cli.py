@@ -63,10 +63,23 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
-    res = cli(*args, "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    """ganforge-train's entry point in this process (the same Hydra main, argv, output and exit code as
+    the command; the command itself: the test below)."""
+    from helpers import entry_point
+
+    res = entry_point("train", *args, "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert res.returncode == 2, res.stderr[-2000:]
     errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
     assert len(errors) == 1 and message in errors[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()  # failed before training
+
+
+def test_a_user_mistake_through_the_command_is_one_line_and_exit_2(tmp_path):
+    res = cli("train.steps=0", "logger=[csv]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
+    assert len(errors) == 1 and "train.steps must be a positive integer" in errors[0], res.stderr[-2000:]
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()  # failed before training
 

@@ -96,8 +96,10 @@ def test_a_real_full_disk_mid_run(tiny_tmpfs, tmp_path):
 
 # --- memory -------------------------------------------------------------------------------------------
 def test_a_batch_that_cannot_fit_is_refused_before_training(tmp_path):
-    res = command("train", "data=ring8", "model=mlp", "metrics=[]", "logger=[csv]", "train.steps=5",
-                  "data.batch_size=100000000", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)  # fmt: skip
+    from helpers import entry_point  # the command's entry point in this process: its line and exit code
+
+    res = entry_point("train", "data=ring8", "model=mlp", "metrics=[]", "logger=[csv]", "train.steps=5",
+                      "data.batch_size=100000000", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)  # fmt: skip
     assert res.returncode == 4, res.stderr[-2000:]
     errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
     assert len(errors) == 1 and "data.batch_size=100000000 cannot fit" in errors[0], res.stderr[-2000:]

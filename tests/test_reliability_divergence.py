@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import assert_refused_before_training, command
+from helpers import assert_refused_before_training, entry_point
 
 TOY = ("data=ring8", "model=mlp", "logger=[csv]", "metrics=[]")
 
@@ -27,7 +27,7 @@ def test_readme_lr_g_1e6_stops_with_exit_3_at_step_30(tmp_path):
     """README: `optim.lr_g=1e6` with `train.ckpt_every=50`: exit 3 at step 30 (G's tanh saturates: its
     gradient is exactly 0 from step 2 on, the losses stay finite; it used to run to the end, exit 0)."""
     out = tmp_path / "run"
-    res = command("train", "optim.lr_g=1e6", "train.ckpt_every=50", f"hydra.run.dir={out}", cwd=tmp_path)
+    res = entry_point("train", "optim.lr_g=1e6", "train.ckpt_every=50", f"hydra.run.dir={out}", cwd=tmp_path)
     assert res.returncode == 3, res.stderr[-3000:]
     [line] = error_lines(res.stderr)
     assert "training collapsed: the generator has stopped learning" in line
@@ -42,7 +42,7 @@ def test_readme_lr_d_1e6_stops_with_exit_3_at_step_30(tmp_path):
     """README: `optim.lr_d=1e6` makes G's gradients explode (norm 1e14 and more, finite): skipped as
     NaN ones are, and with no checkpoint yet the run stops at step 30 (it used to finish, exit 0)."""
     out = tmp_path / "run"
-    res = command("train", "optim.lr_d=1e6", f"hydra.run.dir={out}", cwd=tmp_path)
+    res = entry_point("train", "optim.lr_d=1e6", f"hydra.run.dir={out}", cwd=tmp_path)
     assert res.returncode == 3, res.stderr[-3000:]
     [line] = error_lines(res.stderr)
     assert "training diverged: the generator loss or gradient has been NaN/Inf or its gradient norm" in line
@@ -63,8 +63,10 @@ def test_readme_lr_d_1e6_stops_with_exit_3_at_step_30(tmp_path):
 )
 def test_learning_rates_of_1e6_stop_every_task_with_exit_3(tmp_path, args):
     out = tmp_path / "run"
-    res = command("train", *args, "metrics=[]", "logger=[csv]", "train.ckpt_every=50", "train.sample_every=0",
-                  f"hydra.run.dir={out}", cwd=tmp_path)  # fmt: skip
+    res = entry_point(
+        "train", *args, "metrics=[]", "logger=[csv]", "train.ckpt_every=50", "train.sample_every=0",
+        f"hydra.run.dir={out}", cwd=tmp_path,
+    )  # fmt: skip
     assert res.returncode == 3, res.stderr[-3000:]
     assert len(error_lines(res.stderr)) == 1, res.stderr[-3000:]
     assert summary_of(out)["status"] in ("collapsed", "diverged")
@@ -82,16 +84,16 @@ def test_a_healthy_run_resumed_with_1e6_rolls_back_to_its_checkpoint(tmp_path):
         "logger=[csv]",
         f"hydra.run.dir={out}",
     )
-    res = command("train", *base, "train.steps=10", "train.ckpt_every=10", cwd=tmp_path)
+    res = entry_point("train", *base, "train.steps=10", "train.ckpt_every=10", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     resume = (*base, "train.steps=60", "train.ckpt_every=10", "ckpt_path=auto", "optim.lr_g=1e6")
-    res = command("train", *resume, "callbacks.guard.on_dead=stop", cwd=tmp_path)
+    res = entry_point("train", *resume, "callbacks.guard.on_dead=stop", cwd=tmp_path)
     assert res.returncode == 3, res.stderr[-3000:]
     [line] = error_lines(res.stderr)
     assert "training collapsed: the generator has stopped learning" in line
     assert summary_of(out)["status"] == "collapsed"
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["ganforge"]["g_step"] == 10
-    res = command("train", *resume, "callbacks.guard.max_rollbacks=1", cwd=tmp_path)
+    res = entry_point("train", *resume, "callbacks.guard.max_rollbacks=1", cwd=tmp_path)
     assert res.returncode in (0, 3), res.stderr[-3000:]
     summary = summary_of(out)
     [rollback] = summary["guard"]["rollbacks"][:1]
@@ -101,7 +103,9 @@ def test_a_healthy_run_resumed_with_1e6_rolls_back_to_its_checkpoint(tmp_path):
 
 def test_nan_on_ring8_still_stops_through_the_nonfinite_path(tmp_path):
     out = tmp_path / "run"
-    res = command("train", *TOY, "optim.lr_g=1e6", "train.steps=300", f"hydra.run.dir={out}", cwd=tmp_path)
+    res = entry_point(
+        "train", *TOY, "optim.lr_g=1e6", "train.steps=300", f"hydra.run.dir={out}", cwd=tmp_path
+    )
     assert res.returncode == 3, res.stderr[-3000:]
     assert summary_of(out)["status"] in ("diverged", "collapsed")
 
