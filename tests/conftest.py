@@ -83,6 +83,7 @@ SLOW_CALLS = (
     "ddp_train(",
     "train_process(",
     "assert_refused_before_training(",  # the command line's one-line refusals: a process each
+    "entry_point(",  # a command run in this process (Hydra composes, it may train)
 )
 
 
