@@ -124,3 +124,23 @@ def test_sample_and_eval_record_w_truncation(tmp_path):
     arrays = np.load(out)
     assert float(arrays["truncation"]) == 0.5 and str(arrays["truncation_space"]) == "w"
     assert np.abs(arrays["z"]).max() > 0.5  # the latents are not truncated: ψ applies in W
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["trainer.precision=bf16-mixed", "model.generator.conv_clamp=256"],
+        ["model.channels_last=true"],
+        [
+            "model.compile=true",
+            "model.compile_backend=eager",
+            "~loss.penalties.r1",
+            "~loss.g_penalties.path_length",
+        ],
+    ],
+    ids=["bf16_clamp", "channels_last", "compile"],
+)
+def test_runs_with_mixed_precision_channels_last_and_compile(tmp_path, extra):
+    summary = train_run(tmp_path, "experiment=stylegan2_digits", *SMALL, "train.steps=2", *extra)
+    assert summary["status"] == "finished" and summary["g_steps"] == 2
+    assert all(v == v for k, v in summary["last"].items() if k.startswith("train/"))  # finite, not NaN

@@ -301,7 +301,7 @@ class PathLengthPenalty(nn.Module):
         direction = torch.randn_like(image) / (image.shape[2] * image.shape[3]) ** 0.5
         (grad,) = torch.autograd.grad((image * direction).sum(), ws, create_graph=True)
         lengths = grad.square().sum(2).mean(1).sqrt()
-        mean = self.pl_mean.lerp(lengths.mean(), self.decay)
+        mean = self.pl_mean.lerp(lengths.mean().to(self.pl_mean.dtype), self.decay)  # fp32 under autocast
         self.pl_mean.copy_(mean.detach())
         return self.weight * (lengths - mean).square().mean()
 
