@@ -31,6 +31,10 @@ BEFORE_TASKS = {
         "generator": [994.417807827775, 3332.3171189377786],
         "discriminator": [2.1086329976824345, 800.6959355183062],
     },
+    "dcgan_cond_r1_every1_digits": {  # lazy regularization's every=1: the pin above, bit for bit
+        "generator": [994.417807827775, 3332.3171189377786],
+        "discriminator": [2.1086329976824345, 800.6959355183062],
+    },
     "mlp_extragradient": {
         "generator": [-1.6952461593081694, 1263.5883323529379],
         "discriminator": [12.671995750115997, 867.0247670991126],
@@ -49,6 +53,11 @@ CASES = {
     "dcgan_cond_r1_digits": [
         "data=digits", "model=dcgan", "model.conditional=true", "loss/penalty=r1",
         "model.discriminator.norm=none", "train.steps=4", "data.batch_size=16",
+    ],
+    # every: 1 spelled out: R1 stays in D's main objective, the weights of before phases existed
+    "dcgan_cond_r1_every1_digits": [
+        "data=digits", "model=dcgan", "model.conditional=true", "loss/penalty=r1",
+        "loss.penalties.r1.every=1", "model.discriminator.norm=none", "train.steps=4", "data.batch_size=16",
     ],
     "mlp_extragradient": ["data=ring8", "model=mlp", "optim=extragradient", "train.steps=6"],
     "dcgan_acgan_hinge": [

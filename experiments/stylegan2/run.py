@@ -31,14 +31,18 @@ def run(args: list[str], threads: int) -> None:
     subprocess.run([sys.executable, "-m", *args], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
-def train(preset: str, run_dir: Path, minutes: int, seed: int, threads: int) -> dict[str, Any]:
-    """The preset trained for ``minutes`` of training time (unless already there); its summary."""
+def train(
+    preset: str, run_dir: Path, minutes: int | None, seed: int, threads: int, *extra: str
+) -> dict[str, Any]:
+    """The preset trained for ``minutes`` of training time, or as ``extra`` says (unless already there);
+    its summary."""
     summary = run_dir / "summary.json"
     if not summary.is_file():
+        budget = ["train.steps=1000000", f"trainer.max_time=00:00:{minutes:02d}:00"] if minutes else []
         overrides = [
             f"experiment={preset}",
-            "train.steps=1000000",
-            f"trainer.max_time=00:00:{minutes:02d}:00",
+            *budget,
+            *extra,
             "train.sample_every=0",
             "train.ckpt_every=0",
             "metrics=[]",
@@ -99,8 +103,30 @@ def main() -> None:
             }
         )
         print(json.dumps(rows[-1]))
+    # why: those that ran more steps, at StyleGAN2's number of steps (quality per step), and StyleGAN2's
+    # speed without its regularization passes (what the lazy R1 and path-length passes cost)
+    sg2_steps = rows[0]["g_steps"]
+    same_steps = []
+    for preset in [r["preset"] for r in rows[1:] if r["g_steps"] > sg2_steps]:  # those that ran more steps
+        run_dir = HERE / "runs" / f"{preset}_{sg2_steps}steps_seed{args.seed}"
+        summary = train(preset, run_dir, None, args.seed, args.threads, f"train.steps={sg2_steps}")
+        values = evaluate(run_dir / "checkpoints" / "last.ckpt", run_dir / "eval.json", args.threads)[
+            "metrics"
+        ]
+        same_steps.append({"preset": preset, "g_steps": sg2_steps, "fid": values["val/fid"]})
+        print(json.dumps(same_steps[-1]))
+    probe = {}
+    for name, extra in (
+        ("with_regularization", []),
+        ("without_regularization", ["~loss.penalties.r1", "~loss.g_penalties.path_length"]),
+    ):
+        run_dir = HERE / "runs" / f"stylegan2_digits_speed_{name}"
+        summary = train("stylegan2_digits", run_dir, None, args.seed, args.threads, "train.steps=300", *extra)
+        probe[name] = summary["g_steps"] / summary["wall_time_s"]
+    print(json.dumps(probe))
     setup = {"minutes": args.minutes, "seed": args.seed, "threads": args.threads}
-    (HERE / "results.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2) + "\n")
+    result = {"setup": setup, "rows": rows, "same_steps": same_steps, "stylegan2_steps_per_s": probe}
+    (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (HERE / "results.md").write_text(table(rows))
 
 
