@@ -192,6 +192,7 @@ METRIC_COUNTS = (
     "metrics.kid_subset_size",
     "metrics.isc_splits",
     "metrics.prc_neighborhood",
+    "metrics.dc_neighborhood",
     "metrics.classifier.steps",
     "metrics.classifier.batch_size",
 )

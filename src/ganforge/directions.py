@@ -18,6 +18,8 @@ METRIC_MODES: dict[str, str] = {
     "is": "max",
     "precision": "max",
     "recall": "max",
+    "density": "max",  # 1 for fakes from the real distribution; above 1: crowded where reals are dense
+    "coverage": "max",
     "modes": "max",
     "hq_frac": "max",
     "psnr": "max",

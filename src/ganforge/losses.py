@@ -306,6 +306,43 @@ class PathLengthPenalty(nn.Module):
         return self.weight * (lengths - mean).square().mean()
 
 
+# --- regularizers on D's outputs -------------------------------------------------------------------
+class LeCam(nn.Module):
+    """LeCam regularization (Tseng et al. 2021, "Regularizing Generative Adversarial Networks under
+    Limited Data"): weight · (E[relu(D(x) − α_F)²] + E[relu(α_R − D(G(z)))²]), α_R and α_F moving averages
+    of D's mean output on real and fake batches, added to D's loss.
+
+    As the authors' code (google/lecam-gan, ``lecam_reg`` and ``ema_losses``): the averages are updated
+    with this batch's means before the term is taken, with decay 0 for the first ``start`` updates (1000
+    there) and ``decay`` (0.99) after; the one-sided relu of their code (the paper writes the squares
+    without it). Deviation: the averages are device tensors (``ema_real``, ``ema_fake``, buffers saved
+    in checkpoints, one per DDP rank as each of their processes keeps its own), not host floats."""
+
+    def __init__(self, weight: float = 0.3, decay: float = 0.99, start: int = 1000) -> None:
+        super().__init__()
+        self.weight, self.decay, self.start = weight, decay, start
+        self.register_buffer("ema_real", torch.zeros(()))
+        self.register_buffer("ema_fake", torch.zeros(()))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def forward(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        decay = torch.where(self.updates >= self.start, self.decay, 0.0)  # no host sync
+        for ema, logits in ((self.ema_real, real_logits), (self.ema_fake, fake_logits)):
+            ema.copy_(decay * ema + (1.0 - decay) * logits.detach().float().mean())
+        self.updates += 1
+        real_term = F.relu(real_logits - self.ema_fake).pow(2).mean()
+        fake_term = F.relu(self.ema_real - fake_logits).pow(2).mean()
+        return self.weight * (real_term + fake_term)
+
+    def per_rank_state(self) -> dict[str, Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.named_buffers()}
+
+    def load_per_rank_state(self, state: dict[str, Tensor] | None) -> None:
+        if state is not None:  # none saved for this rank (another world size): keep rank 0's
+            for key, value in self.named_buffers():
+                value.copy_(state[key])
+
+
 def every_of(penalty: Any, where: str) -> int:
     """A penalty's interval k (``every``: run every k updates with the weight times k), checked; a
     partial's ``every`` keyword is taken out of it (the penalty functions do not take it)."""
@@ -377,6 +414,7 @@ class GANLoss:
     acgan_fake_classes: bool = False
     penalty_schedule: Callable[[int], float] | None = None
     g_penalties: Mapping[str, nn.Module] = field(default_factory=dict)
+    d_regularizers: Mapping[str, nn.Module] = field(default_factory=dict)  # terms on D's outputs (LeCam)
 
     def __post_init__(self) -> None:
         from ganforge.errors import ConfigError
@@ -387,6 +425,7 @@ class GANLoss:
             if isinstance(penalty, functools.partial):
                 self.penalties[name] = functools.partial(penalty.func, *penalty.args, **penalty.keywords)
         self.g_penalties = {k: v for k, v in dict(self.g_penalties or {}).items() if v is not None}
+        self.d_regularizers = {k: v for k, v in dict(self.d_regularizers or {}).items() if v is not None}
         # lazy regularization (Karras et al. 2020): a penalty with every k > 1 runs in its own pass
         self.every = {k: every_of(v, f"loss.penalties.{k}") for k, v in self.penalties.items()}
         self.g_every = {k: every_of(v, f"loss.g_penalties.{k}") for k, v in self.g_penalties.items()}

@@ -184,6 +184,9 @@ class GANModule(pl.LightningModule):
                 "a gradient, and torch.compile does not support double backward; use model.compile=false"
             )
         self.g_penalties = nn.ModuleDict(loss.g_penalties if loss is not None else {})  # pl_mean is saved
+        self.d_regularizers = nn.ModuleDict(
+            loss.d_regularizers if loss is not None else {}
+        )  # LeCam's anchors
         if loss is not None:
             self._check_lazy(loss)
         self._reg_values: dict[str, Tensor] = {}  # the last regularization passes' values, for logging
@@ -213,6 +216,11 @@ class GANModule(pl.LightningModule):
             why = penalty.check(self.generator) if hasattr(penalty, "check") else None
             if why:
                 raise ConfigError(f"loss.g_penalties.{name}: {why}")
+        if loss.d_regularizers and len(self.task.judges(self.discriminator, 2)) > 1:
+            raise ConfigError(
+                f"loss.d_regularizers ({', '.join(loss.d_regularizers)}) keep one set of anchors for one D; "
+                f"task={self.task.name} has several discriminators"
+            )
         lazy = loss.d_reg_every > 1 or loss.g_reg_every > 1
         if lazy and (self.simultaneous or self.extragradient):
             raise ConfigError(
@@ -517,6 +525,10 @@ class GANModule(pl.LightningModule):
             real_out.append(real_logits)
             fake_out.append(fake_logits)
             adv = term = self.loss.d_loss(real_logits, fake_logits)
+            for name, regularizer in self.d_regularizers.items():  # terms on D's outputs (LeCam)
+                value = regularizer(real_logits, fake_logits)
+                self._reg_values[f"train/d_{name}"] = value.detach()
+                term = term + value
             if self.loss.has_penalties(False):  # a conditional D judges each batch with its labels (R2: G's)
                 term = term + self._d_penalty(net, real[at], fake[at], yr, yf, lazy=False)
             if real_classes is not None:  # ACGAN: D also classifies the real batch

@@ -23,6 +23,7 @@ from ganforge.errors import ConfigError
 from ganforge.latents import LATENT_CHUNK, LatentSequence, truncated_normal  # noqa: F401 (re-exported)
 from ganforge.metrics.classifier import ClassifierSpec, cached_classifier, holdout_split
 from ganforge.metrics.conditional import IntraFID, RealHoldout, classification_accuracy_score
+from ganforge.metrics.density_coverage import DensityCoverage
 from ganforge.metrics.features import (
     CLASSIFIER,
     INCEPTION,
@@ -45,11 +46,17 @@ from ganforge.metrics.modes import (
 
 log = logging.getLogger(__name__)
 
-IMAGE_METRICS = ("fid", "kid", "is", "prc")
+IMAGE_METRICS = ("fid", "kid", "is", "prc", "dc")
 PAIRED_ONLY = ("psnr", "ssim", "l1", "class_acc")  # image-to-image translation (metrics/translation.py)
 CONDITIONAL_METRICS = ("intra_fid", "cas")  # class-conditional generators on labelled data
 KNOWN = (*IMAGE_METRICS, *CONDITIONAL_METRICS, "modes", *PAIRED_ONLY)
-REFERENCE_METRICS = ("fid", "kid", "prc", "intra_fid")  # compared with a real reference set: a protocol tag
+REFERENCE_METRICS = (
+    "fid",
+    "kid",
+    "prc",
+    "dc",
+    "intra_fid",
+)  # compared with a real reference set: a protocol tag
 
 
 @dataclass
@@ -68,6 +75,7 @@ class MetricSettings:
     kid_subset_size: int = 1000
     isc_splits: int = 10
     prc_neighborhood: int = 3
+    dc_neighborhood: int = 5  # density and coverage: k of the real k-NN balls (Naeem et al. 2020)
     modes_num_samples: int | None = None  # None: what the data's literature uses (mode_samples)
     resize: str = "torch_fidelity"  # Inception's input resize: torch_fidelity (TF1 bilinear) | clean
     classifier: dict[str, Any] = field(default_factory=dict)
@@ -117,6 +125,11 @@ def choose(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
         raise ConfigError(
             f"metrics.prc_neighborhood={settings.prc_neighborhood} needs more than that many samples: "
             f"metrics.num_samples={settings.num_samples} (precision/recall use the k-th nearest neighbour)"
+        )
+    if "dc" in names and settings.dc_neighborhood >= settings.num_samples:
+        raise ConfigError(
+            f"metrics.dc_neighborhood={settings.dc_neighborhood} needs more than that many samples: "
+            f"metrics.num_samples={settings.num_samples} (density/coverage: k-th nearest real neighbour)"
         )
     return names
 
@@ -403,6 +416,7 @@ class MetricSuite:
     def keys(self) -> set[str]:
         """The ``val/*`` keys a measurement returns (what ``metrics.monitor`` may name)."""
         outputs = {"prc": ("precision", "recall"), "modes": ("modes", "hq_frac", "reverse_kl")}
+        outputs["dc"] = ("density", "coverage")
         outputs["cas"] = ("cas", "cas_real")
         keys = {f"val/{k}" for name in self.names for k in outputs.get(name, (name,))}
         return keys if is_mixture(self.datamodule) else keys - {"val/hq_frac"}
@@ -434,6 +448,7 @@ class MetricSuite:
         self.layer_of = {
             **extractor.layers,
             "is": extractor.layers["isc"],
+            "dc": extractor.layers["prc"],  # the same features as precision/recall
             "intra_fid": extractor.layers["fid"],
         }
         needed = {self.layer_of[n] for n in self.names if n in (*IMAGE_METRICS, "intra_fid")}
@@ -545,6 +560,8 @@ class MetricSuite:
             self.metrics["is"] = InceptionScore(feature=layer("is"), splits=s.isc_splits).to(device)
         if "prc" in self.names:
             self.metrics["prc"] = PrecisionRecall(real[self.layer_of["prc"]], s.prc_neighborhood).to(device)
+        if "dc" in self.names:
+            self.metrics["dc"] = DensityCoverage(real[self.layer_of["dc"]], s.dc_neighborhood).to(device)
         if "intra_fid" in self.names:
             assert self.ref_labels is not None
             num_classes = self.datamodule.labelled_source().num_classes
@@ -654,7 +671,7 @@ class MetricSuite:
                 self.metrics["fid"].update(feats[self.layer_of["fid"]][mine], real=False)
             if "kid" in self.metrics:  # float32 kernels: 100 subsets of 1000² in float64 cost seconds
                 self.metrics["kid"].update(feats[self.layer_of["kid"]][mine].float(), real=False)
-            for name in ("is", "prc"):
+            for name in ("is", "prc", "dc"):
                 if name in self.metrics:
                     self.metrics[name].update(feats[self.layer_of[name]][mine])
         mine = rows(modes)
