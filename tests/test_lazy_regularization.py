@@ -17,25 +17,11 @@ from ganforge.module import GANModule, lazy_rates
 from ganforge.settings import Optimizers, Schedule
 from ganforge.train import build
 from helpers import compose_cfg
+from test_simultaneous import Recording  # a small MLP that keeps every batch it is given
 from test_steps import bare_trainer
 
 LR = 0.05
 STEPS = 5
-
-
-class Recording(nn.Module):
-    """A small MLP that keeps every input batch it is given."""
-
-    z_dim = 2
-
-    def __init__(self, out: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, out))
-        self.seen: list[torch.Tensor] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen.append(x.detach().clone())
-        return self.net(x)
 
 
 def clone(net: nn.Module) -> nn.Sequential:

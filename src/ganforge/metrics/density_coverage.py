@@ -46,13 +46,13 @@ def density_coverage(real: Tensor, fake: Tensor, k: int = 5) -> dict[str, float]
     }
 
 
-class DensityCoverage(Metric):
-    """:func:`density_coverage` of generated features against a fixed real set; generated features are
-    gathered across ranks (as :class:`ganforge.metrics.suite.PrecisionRecall`)."""
+class FakeFeatures(Metric):
+    """A metric of generated features against a fixed real set (N × D), k-NN based: the generated
+    features of every update are kept and gathered across ranks; :meth:`score` gives the values."""
 
     full_state_update = False
 
-    def __init__(self, real: Tensor, neighborhood: int = 5, **kwargs) -> None:
+    def __init__(self, real: Tensor, neighborhood: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.real = real
         self.neighborhood = neighborhood
@@ -63,4 +63,14 @@ class DensityCoverage(Metric):
 
     def compute(self) -> dict[str, float]:
         fake = torch.cat(self.fake) if isinstance(self.fake, list) else self.fake
-        return density_coverage(self.real.cpu().double(), fake.cpu().double(), self.neighborhood)
+        return self.score(self.real.cpu(), fake.cpu())
+
+    def score(self, real: Tensor, fake: Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class DensityCoverage(FakeFeatures):
+    """:func:`density_coverage` of generated features against a fixed real set (k = ``neighborhood``)."""
+
+    def score(self, real: Tensor, fake: Tensor) -> dict[str, float]:
+        return density_coverage(real.double(), fake.double(), self.neighborhood)

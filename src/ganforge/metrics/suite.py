@@ -23,7 +23,7 @@ from ganforge.errors import ConfigError
 from ganforge.latents import LATENT_CHUNK, LatentSequence, truncated_normal  # noqa: F401 (re-exported)
 from ganforge.metrics.classifier import ClassifierSpec, cached_classifier, holdout_split
 from ganforge.metrics.conditional import IntraFID, RealHoldout, classification_accuracy_score
-from ganforge.metrics.density_coverage import DensityCoverage
+from ganforge.metrics.density_coverage import DensityCoverage, FakeFeatures
 from ganforge.metrics.features import (
     CLASSIFIER,
     INCEPTION,
@@ -358,26 +358,14 @@ def block(n: int, rank: int, world: int) -> tuple[int, int]:
     return begin, begin + size + (1 if rank < extra else 0)
 
 
-class PrecisionRecall(Metric):
+class PrecisionRecall(FakeFeatures):
     """Improved precision and recall (Kynkäänniemi et al. 2019) of generated features against a
     fixed real set, computed by torch-fidelity; generated features are gathered across ranks."""
 
-    full_state_update = False
-
-    def __init__(self, real: Tensor, neighborhood: int = 3, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.real = real
-        self.neighborhood = neighborhood
-        self.add_state("fake", [], dist_reduce_fx="cat")
-
-    def update(self, features: Tensor) -> None:
-        self.fake.append(features)
-
-    def compute(self) -> dict[str, float]:
-        fake = torch.cat(self.fake) if isinstance(self.fake, list) else self.fake
+    def score(self, real: Tensor, fake: Tensor) -> dict[str, float]:
         out = prc_features_to_metric(
-            fake.cpu().float(),
-            self.real.float(),
+            fake.float(),
+            real.float(),
             prc_neighborhood=self.neighborhood,
             prc_batch_size=10000,
             save_cpu_ram=False,
