@@ -47,6 +47,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
             clip_grad_d=cfg.train.clip_grad_d,
             num_fixed=cfg.train.num_fixed,
             seed=cfg.seed,
+            epoch_items=epoch_items(cfg, datamodule),
         ),
         task,
         tricks(cfg, datamodule.data_shape, task.name),
@@ -62,6 +63,20 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
     task.bind(datamodule)  # after the module attached G to it: fixed examples, G's label frequencies
     check_penalties(module)
     return datamodule, module
+
+
+def epoch_items(cfg: DictConfig, datamodule: pl.LightningDataModule) -> int:
+    """Training items per epoch, for what counts epochs (top-k training); 0 when not asked for. A data
+    set drawn afresh every step has no epochs: one line."""
+    if not cfg.loss.get("top_k"):
+        return 0
+    try:
+        return int(datamodule.num_items())
+    except (AttributeError, NotImplementedError, TypeError):
+        raise ConfigError(
+            f"loss.top_k decays per epoch of the data, but {type(datamodule).__name__} draws fresh samples "
+            "every step: give it a finite training set (data.train_size on the 2D mixtures) or loss.top_k=null"
+        ) from None
 
 
 def tricks(cfg: DictConfig, data_shape: tuple[int, ...], task: str = "generation") -> Tricks:

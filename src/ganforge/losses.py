@@ -415,6 +415,7 @@ class GANLoss:
     penalty_schedule: Callable[[int], float] | None = None
     g_penalties: Mapping[str, nn.Module] = field(default_factory=dict)
     d_regularizers: Mapping[str, nn.Module] = field(default_factory=dict)  # terms on D's outputs (LeCam)
+    top_k: Mapping[str, float] | None = None  # top-k training of G: {gamma, nu} (Sinha et al. 2020)
 
     def __post_init__(self) -> None:
         from ganforge.errors import ConfigError
@@ -426,6 +427,17 @@ class GANLoss:
                 self.penalties[name] = functools.partial(penalty.func, *penalty.args, **penalty.keywords)
         self.g_penalties = {k: v for k, v in dict(self.g_penalties or {}).items() if v is not None}
         self.d_regularizers = {k: v for k, v in dict(self.d_regularizers or {}).items() if v is not None}
+        self.top_k_rate = 1.0  # the share of each fake batch G's adversarial loss takes (top_k)
+        if self.top_k is not None:
+            self.top_k = dict(self.top_k)
+            gamma, nu = self.top_k.get("gamma"), self.top_k.get("nu")
+            if set(self.top_k) != {"gamma", "nu"} or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 1 for v in (gamma, nu)
+            ):
+                raise ConfigError(
+                    f"loss.top_k must be {{gamma: ..., nu: ...}} with both in (0, 1] (Sinha et al. 2020: "
+                    f"0.99 and 0.5), got {self.top_k}"
+                )
         # lazy regularization (Karras et al. 2020): a penalty with every k > 1 runs in its own pass
         self.every = {k: every_of(v, f"loss.penalties.{k}") for k, v in self.penalties.items()}
         self.g_every = {k: every_of(v, f"loss.g_penalties.{k}") for k, v in self.g_penalties.items()}
@@ -473,6 +485,16 @@ class GANLoss:
                     )
             self.at_step(0)
 
+    def at_epoch(self, epoch: int) -> None:
+        """Top-k training (Sinha et al. 2020): G's adversarial loss takes the share max(γ^epoch, ν) of
+        each fake batch (as the authors' code: the rate decays by γ per epoch of the data, down to ν)."""
+        if self.top_k is not None:
+            self.top_k_rate = max(self.top_k["gamma"] ** epoch, self.top_k["nu"])
+
+    def top_k_count(self, n: int) -> int:
+        """How many of ``n`` fakes G's adversarial loss takes (all without top-k; at least one)."""
+        return n if self.top_k is None else max(1, int(n * self.top_k_rate))
+
     def at_step(self, step: int) -> None:
         """Sets every penalty's weight (R1/R2's γ, the others' ``weight``) to the schedule's value at
         generator step ``step`` (R3GAN's γ ramp, Huang et al. 2025): a pure function of the step, so a
@@ -496,7 +518,11 @@ class GANLoss:
         return needs_real(self.g_loss)
 
     def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
-        """The G objective; ``real_logits`` only for the losses that need them."""
+        """The G objective; ``real_logits`` only for the losses that need them. With top-k training, on
+        the k fakes D scores highest (the most realistic to D), k = :meth:`top_k_count`."""
+        k = self.top_k_count(fake_logits.shape[0])
+        if k < fake_logits.shape[0]:
+            fake_logits = fake_logits.topk(k, dim=0).values
         if self.needs_real_logits:
             if real_logits is None:
                 raise ValueError("this G loss needs the discriminator's logits on a real batch")

@@ -122,10 +122,20 @@ class GANModule(pl.LightningModule):
         self.clip_grad_g, self.clip_grad_d = schedule.clip_grad_g, schedule.clip_grad_d
         self.seed = schedule.seed
         self.num_fixed = schedule.num_fixed  # samples in every grid
+        self.epoch_items = schedule.epoch_items  # training items per epoch (top-k training's clock)
+        if loss is not None and loss.top_k is not None:
+            if loss.needs_real_logits:
+                raise ConfigError(
+                    "loss.top_k keeps G's k best-scored fakes; a relativistic G loss compares each fake with "
+                    "the real batch as a whole or pair by pair: use top-k with a non-relativistic loss"
+                )
+            if self.epoch_items <= 0:
+                raise ConfigError("loss.top_k decays per epoch: the number of training items is not known")
         self.w_truncation: float | None = None  # ψ of W-space truncation in samples (use_truncation)
         self.task.attach(generator, schedule.num_fixed, schedule.seed)  # latents, fixed grid inputs
         self._class_losses: dict[str, Tensor] = {}  # ACGAN's class losses of the last step, for logging
         self._g_terms: dict[str, Tensor] = {}  # the task's G terms of the last step, for logging
+        self._g_batch = 0  # fakes in G's last update
         self.g_step = 0
         self.wall_time_before = 0.0  # training seconds of the earlier segments (from the checkpoint)
         self._segment_start = time.monotonic()
@@ -445,6 +455,9 @@ class GANModule(pl.LightningModule):
         """One generator step: ``n_critic`` D updates (one part of the batch each), then one G update."""
         will_log = (self.g_step + 1) % self.log_every == 0 or self.g_step + 1 >= self.total_steps
         self.loss.at_step(self.g_step)  # a scheduled penalty weight (R3GAN's γ): a function of the step
+        if self.loss.top_k is not None:  # epochs of real items seen before this step, over all ranks
+            items = batch[0].shape[0] * self.trainer.world_size
+            self.loss.at_epoch(self.g_step * items // self.epoch_items)
 
         # how the phases' steps apply: alternating (D, then G against the updated D), simultaneous (both
         # from the same weights, one batch and one draw: ALI's and PacGAN's), extragradient (both, twice)
@@ -556,6 +569,7 @@ class GANModule(pl.LightningModule):
         weighted terms (e.g. pix2pix's L1). ``fake``: G's output on ``draw`` if already computed."""
         if fake is None:
             fake = self.task.generate(self.generator, draw)
+        self._g_batch = fake.shape[0]
         terms = self.task.g_terms(self.generator, part, fake)
         if self.task.adversarial:
             fake_in, y_fake = self.task.d_input(fake, draw.cond)
@@ -765,6 +779,8 @@ class GANModule(pl.LightningModule):
             values["train/beta2"] = opt_d.param_groups[0]["betas"][1]
         if self.loss.penalty_weight is not None:  # set by loss.at_step(g_step) for this step
             values["train/gamma"] = float(self.loss.penalty_weight)
+        if self.loss.top_k is not None:  # the fakes of G's last update its adversarial loss took
+            values["train/top_k"] = self.loss.top_k_count(self._g_batch)
         return values
 
     def _log_scalars(self, scalars: dict[str, Tensor], schedules: dict[str, float]) -> None:

@@ -35,6 +35,7 @@ class Schedule:
     clip_grad_d: float | None = None
     num_fixed: int = 64  # samples in every grid
     seed: int = 0
+    epoch_items: int = 0  # training items per epoch of the data (top-k training's clock; 0: not known)
 
 
 @dataclass
