@@ -75,7 +75,7 @@ def epoch_items(cfg: DictConfig, datamodule: pl.LightningDataModule) -> int:
     except (AttributeError, NotImplementedError, TypeError):
         raise ConfigError(
             f"loss.top_k decays per epoch of the data, but {type(datamodule).__name__} draws fresh samples "
-            "every step: give it a finite training set (data.train_size on the 2D mixtures) or loss.top_k=null"
+            "every step: give it a finite training set (data.train_size on 2D mixtures) or loss.top_k=null"
         ) from None
 
 
