@@ -62,6 +62,12 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, GANModule]:
     )
     task.bind(datamodule)  # after the module attached G to it: fixed examples, G's label frequencies
     check_penalties(module)
+    for name, regularizer in module.d_regularizers.items():
+        if getattr(regularizer, "needs_images", False) and len(datamodule.data_shape) != 3:
+            raise ConfigError(
+                f"loss.d_regularizers.{name} transforms images (flip, shift): the data's samples have shape "
+                f"{tuple(datamodule.data_shape)}; use it on image data"
+            )
     return datamodule, module
 
 

@@ -325,7 +325,7 @@ class LeCam(nn.Module):
         self.register_buffer("ema_fake", torch.zeros(()))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
-    def forward(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    def forward(self, real_logits: Tensor, fake_logits: Tensor, **context: Any) -> Tensor:
         decay = torch.where(self.updates >= self.start, self.decay, 0.0)  # no host sync
         for ema, logits in ((self.ema_real, real_logits), (self.ema_fake, fake_logits)):
             ema.copy_(decay * ema + (1.0 - decay) * logits.detach().float().mean())
@@ -341,6 +341,38 @@ class LeCam(nn.Module):
         if state is not None:  # none saved for this rank (another world size): keep rank 0's
             for key, value in self.named_buffers():
                 value.copy_(state[key])
+
+
+class ConsistencyRegularization(nn.Module):
+    """Consistency regularization: CR (Zhang et al. 2020, "Consistency Regularization for Generative
+    Adversarial Networks"), real_weight·E‖D(x) − D(T(x))‖² on real images, and balanced CR (Zhao et al.
+    2021, "Improved Consistency Regularization for GANs"), + fake_weight·E‖D(G(z)) − D(T(G(z)))‖² on the
+    fakes (detached from G, as in D's update). T: a random horizontal flip and a random shift by whole
+    pixels, up to 1/8 of the size, per sample (ADA's ``xflip`` and ``translate``, reflection fill);
+    both D outputs keep their gradient. Deviation: the papers' shift pads and crops (the fill of their
+    code is not reproduced: reflection here). Paper values: λ = 10 for CR, 10 and 10 for bCR."""
+
+    needs_images = True
+
+    def __init__(self, real_weight: float = 10.0, fake_weight: float = 0.0) -> None:
+        super().__init__()
+        self.real_weight, self.fake_weight = real_weight, fake_weight
+
+    @staticmethod
+    def transform(x: Tensor) -> Tensor:
+        from ganforge.ada import translate, xflip
+
+        return translate(xflip(x, 1.0), 1.0)
+
+    def forward(self, real_logits: Tensor, fake_logits: Tensor, **context: Any) -> Tensor:
+        judge, total = context["judge"], torch.zeros((), device=real_logits.device)
+        for weight, x, y, logits in (
+            (self.real_weight, context["real"], context["y_real"], real_logits),
+            (self.fake_weight, context["fake"], context["y_fake"], fake_logits),
+        ):
+            if weight:
+                total = total + weight * (_judge(judge, self.transform(x), y) - logits).pow(2).mean()
+        return total
 
 
 def every_of(penalty: Any, where: str) -> int:

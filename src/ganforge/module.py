@@ -228,8 +228,8 @@ class GANModule(pl.LightningModule):
                 raise ConfigError(f"loss.g_penalties.{name}: {why}")
         if loss.d_regularizers and len(self.task.judges(self.discriminator, 2)) > 1:
             raise ConfigError(
-                f"loss.d_regularizers ({', '.join(loss.d_regularizers)}) keep one set of anchors for one D; "
-                f"task={self.task.name} has several discriminators"
+                f"loss.d_regularizers ({', '.join(loss.d_regularizers)}) regularize one D (LeCam keeps one "
+                f"set of anchors); task={self.task.name} has several discriminators"
             )
         lazy = loss.d_reg_every > 1 or loss.g_reg_every > 1
         if lazy and (self.simultaneous or self.extragradient):
@@ -538,8 +538,10 @@ class GANModule(pl.LightningModule):
             real_out.append(real_logits)
             fake_out.append(fake_logits)
             adv = term = self.loss.d_loss(real_logits, fake_logits)
-            for name, regularizer in self.d_regularizers.items():  # terms on D's outputs (LeCam)
-                value = regularizer(real_logits, fake_logits)
+            for name, regularizer in self.d_regularizers.items():  # terms on D's outputs (LeCam, CR)
+                judge = net if not self.augments else Through(net, self.d_view)  # D as it sees images
+                context = {"judge": judge, "real": real[at], "fake": fake[at], "y_real": yr, "y_fake": yf}
+                value = regularizer(real_logits, fake_logits, **context)
                 self._reg_values[f"train/d_{name}"] = value.detach()
                 term = term + value
             if self.loss.has_penalties(False):  # a conditional D judges each batch with its labels (R2: G's)
