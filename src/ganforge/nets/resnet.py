@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge.errors import ConfigError
+from ganforge.nets.attention import SelfAttention
 from ganforge.nets.conditional import DiscriminatorHead, generator_norm
 from ganforge.nets.dcgan import stages
 from ganforge.nets.layers import MinibatchStd, call, check_norm, maybe_sn, norm_layer
@@ -88,6 +90,7 @@ class ResNetGenerator(nn.Module):
         spectral_norm: bool = False,
         num_classes: int = 0,
         label_input: bool = False,
+        attention_res: Sequence[int] = (),
     ) -> None:
         super().__init__()
         check_norm(norm, "model.generator")
@@ -99,6 +102,8 @@ class ResNetGenerator(nn.Module):
         self.linear = maybe_sn(linear, spectral_norm)
         n = stages(data_shape, "resnet")
         self.blocks = nn.ModuleList(UpBlock(width, width, norm, num_classes, spectral_norm) for _ in range(n))
+        # self-attention (SAGAN) after the block that reaches each resolution of model.attention_res
+        self.attention = attention_layers(attention_res, [4 * 2 ** (i + 1) for i in range(n)], width, "G")
         self.norm = norm_layer(norm, width)
         self.out = _conv(width, data_shape[0], 3, spectral_norm, gain=1.0)
 
@@ -108,7 +113,21 @@ class ResNetGenerator(nn.Module):
         h = self.linear(z).view(z.shape[0], self.width, 4, 4)
         for block in self.blocks:
             h = block(h, y)
+            if str(h.shape[-1]) in self.attention:
+                h = self.attention[str(h.shape[-1])](h)
         return self.out(F.relu(_norm(self.norm, h, None))).tanh()
+
+
+def attention_layers(resolutions: Sequence[int], reachable: list[int], width: int, net: str) -> nn.ModuleDict:
+    """SAGAN self-attention blocks keyed by the resolution they act at (``model.attention_res``); a
+    ConfigError for a resolution the net's blocks do not produce."""
+    wrong = sorted(set(resolutions) - set(reachable))
+    if wrong:
+        raise ConfigError(
+            f"model.attention_res={list(resolutions)}: {net}'s blocks produce {sorted(set(reachable))} px "
+            f"features, not {wrong}"
+        )
+    return nn.ModuleDict({str(r): SelfAttention(width) for r in sorted(set(resolutions))})
 
 
 class ResNetDiscriminator(nn.Module):
@@ -128,12 +147,20 @@ class ResNetDiscriminator(nn.Module):
         minibatch_std: bool = False,
         num_classes: int = 0,
         cond: str = "projection",
+        attention_res: Sequence[int] = (),
     ) -> None:
         super().__init__()
         check_norm(norm, "model.discriminator")
         n = stages(data_shape, "resnet")
-        blocks: list[nn.Module] = [DownBlock(data_shape[0], width, True, norm, spectral_norm, first=True)]
-        blocks += [DownBlock(width, width, True, norm, spectral_norm) for _ in range(n - 2)]
+        reached = [data_shape[1] // 2 ** (i + 1) for i in range(n - 1)]  # by the down blocks, to 8 px
+        attention = attention_layers(attention_res, reached, width, "D")
+        down = [DownBlock(data_shape[0], width, True, norm, spectral_norm, first=True)]
+        down += [DownBlock(width, width, True, norm, spectral_norm) for _ in range(n - 2)]
+        blocks: list[nn.Module] = []
+        for block, res in zip(down, reached, strict=True):  # + self-attention after its resolution
+            blocks.append(block)
+            if str(res) in attention:
+                blocks.append(attention[str(res)])
         blocks.append(DownBlock(width, width, False, norm, spectral_norm))
         if minibatch_std:
             blocks.append(MinibatchStd())
