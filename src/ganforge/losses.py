@@ -273,6 +273,8 @@ class PathLengthPenalty(nn.Module):
         self.weight, self.decay, self.batch_shrink, self.every = weight, decay, batch_shrink, every
         self.register_buffer("pl_mean", torch.zeros(()))
 
+    needs_latents = True  # differentiates G's map from drawn latents
+
     @staticmethod
     def check(generator: nn.Module) -> str | None:
         """Why ``generator`` cannot be regularized this way (None: it can)."""
@@ -304,6 +306,34 @@ class PathLengthPenalty(nn.Module):
         mean = self.pl_mean.lerp(lengths.mean().to(self.pl_mean.dtype), self.decay)  # fp32 under autocast
         self.pl_mean.copy_(mean.detach())
         return self.weight * (lengths - mean).square().mean()
+
+
+class OrthogonalRegularization(nn.Module):
+    """BigGAN's orthogonal regularization (Brock et al. 2019, sec. 3.1): β/2 · Σ_W ‖W Wᵀ ⊙ (1 − I)‖²_F over
+    G's weights W (each reshaped to (out, rest)), pushing the filters towards orthogonality without
+    constraining their norms. Its gradient β · 2 (W Wᵀ ⊙ (1 − I)) W is the one the authors' code
+    (BigGAN-PyTorch ``utils.ortho``) adds to the gradients after backward, β = 1e-4; as there, only
+    weights with two or more dimensions count and embeddings (their shared class embedding) do not."""
+
+    needs_latents = False
+
+    def __init__(self, weight: float = 1e-4, every: int = 1) -> None:
+        super().__init__()
+        self.weight, self.every = weight, every
+
+    def forward(self, generator: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
+        embeddings = {id(m.weight) for m in generator.modules() if isinstance(m, nn.Embedding)}
+        total = None
+        for param in generator.parameters():
+            if param.dim() < 2 or id(param) in embeddings or not param.requires_grad:
+                continue
+            w = param.reshape(param.shape[0], -1)
+            gram = w @ w.t()
+            off = gram - torch.diag(torch.diagonal(gram))
+            value = off.pow(2).sum()
+            total = value if total is None else total + value
+        assert total is not None, "a generator without weight matrices"
+        return 0.5 * self.weight * total
 
 
 # --- regularizers on D's outputs -------------------------------------------------------------------

@@ -217,9 +217,10 @@ class GANModule(pl.LightningModule):
     def _check_lazy(self, loss: GANLoss) -> None:
         """G penalties need drawn latents and a G they can differentiate; regularization passes of their
         own (``every`` > 1) need the alternating updates."""
-        if loss.g_penalties and not self.task.draws_latents:
+        latent = [name for name, p in loss.g_penalties.items() if getattr(p, "needs_latents", True)]
+        if latent and not self.task.draws_latents:
             raise ConfigError(
-                f"loss.g_penalties ({', '.join(loss.g_penalties)}) regularize G's map from latents: "
+                f"loss.g_penalties ({', '.join(latent)}) regularize G's map from latents: "
                 f"task=generation, not {self.task.name}"
             )
         for name, penalty in loss.g_penalties.items():
