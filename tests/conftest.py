@@ -112,3 +112,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif "ddp" in item.nodeid.lower() or "local_ddp_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ddp)
             item.add_marker(pytest.mark.xdist_group("ddp"))
+    # the long serial groups (DDP, Slurm) first, then the other slow tests, the quick ones last: xdist
+    # hands work out in this order, so the end of a run is short tests that even out the workers'
+    # loads instead of one worker running a long group alone (stable: files keep their order inside)
+    items.sort(key=_start_order)
+
+
+def _start_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("xdist_group") is not None:
+        return 0
+    return 1 if item.get_closest_marker("slow") is not None else 2
