@@ -53,3 +53,39 @@ def test_bcr_run_logs_its_term_and_image_transforms_refuse_points(tmp_path):
     assert summary["last"]["train/d_cr"] > 0
     with pytest.raises(ConfigError, match="transforms images"):
         build(compose_cfg(tmp_path / "ring", "data=ring8", "model=mlp", "loss/regularizer=cr"))
+
+
+def test_latent_cr_both_parts_by_hand():
+    from ganforge.losses import LatentConsistencyD, LatentConsistencyG
+
+    torch.manual_seed(0)
+    g = nn.Linear(3, 16)  # z -> a 1x4x4 image
+    d = Counting()
+    z, sigma = torch.randn(5, 3), 0.03
+    fake = g(z).view(5, 1, 4, 4)
+
+    def regenerate(inputs):
+        with torch.no_grad():
+            return g(inputs[0]).view(-1, 1, 4, 4), None
+
+    torch.manual_seed(7)
+    value = LatentConsistencyD(weight=5.0, sigma=sigma)(
+        torch.zeros(5), d(fake.detach()), judge=d, inputs=(z,), regenerate=regenerate
+    )
+    torch.manual_seed(7)
+    moved = z + sigma * torch.randn(5, 3)
+    expected = 5.0 * (d(fake.detach()) - d(g(moved).view(5, 1, 4, 4).detach())).pow(2).mean()
+    torch.testing.assert_close(value, expected)
+    torch.manual_seed(8)
+    g_value = LatentConsistencyG(weight=0.5, sigma=sigma)(lambda x: g(x).view(-1, 1, 4, 4), (z,))
+    torch.manual_seed(8)
+    moved = z + sigma * torch.randn(5, 3)
+    torch.testing.assert_close(g_value, -0.5 * (g(z) - g(moved)).pow(2).mean())
+    assert g_value < 0  # G gains by making nearby latents differ
+
+
+def test_zcr_run_and_its_refusal_without_latents(tmp_path):
+    summary = train_run(tmp_path / "run", "loss/regularizer=zcr", "train.steps=2")
+    assert summary["last"]["train/d_zcr"] > 0 and summary["last"]["train/g_reg"] < 0
+    with pytest.raises(ConfigError, match="from latents"):
+        build(compose_cfg(tmp_path / "p", "experiment=pix2pix_sr_digits", "loss/regularizer=zcr"))

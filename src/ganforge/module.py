@@ -218,9 +218,10 @@ class GANModule(pl.LightningModule):
         """G penalties need drawn latents and a G they can differentiate; regularization passes of their
         own (``every`` > 1) need the alternating updates."""
         latent = [name for name, p in loss.g_penalties.items() if getattr(p, "needs_latents", True)]
+        latent += [name for name, r in loss.d_regularizers.items() if getattr(r, "needs_latents", False)]
         if latent and not self.task.draws_latents:
             raise ConfigError(
-                f"loss.g_penalties ({', '.join(latent)}) regularize G's map from latents: "
+                f"the penalties ({', '.join(latent)}) regularize G's map from latents: "
                 f"task=generation, not {self.task.name}"
             )
         for name, penalty in loss.g_penalties.items():
@@ -542,6 +543,7 @@ class GANModule(pl.LightningModule):
             for name, regularizer in self.d_regularizers.items():  # terms on D's outputs (LeCam, CR)
                 judge = net if not self.augments else Through(net, self.d_view)  # D as it sees images
                 context = {"judge": judge, "real": real[at], "fake": fake[at], "y_real": yr, "y_fake": yf}
+                context.update(inputs=draw.inputs, regenerate=functools.partial(self._regenerate, draw))
                 value = regularizer(real_logits, fake_logits, **context)
                 self._reg_values[f"train/d_{name}"] = value.detach()
                 term = term + value
@@ -560,6 +562,12 @@ class GANModule(pl.LightningModule):
         if self.ada is not None:  # r_t from D's verdict on the (augmented) reals; p moves every interval
             self.ada.observe(real_logits)
         return d_loss, d_adv, real_logits, fake_logits
+
+    @torch.no_grad()
+    def _regenerate(self, draw: Draw, inputs: tuple[Tensor, ...]) -> tuple[Tensor, Tensor | None]:
+        """D's input for G's output on other ``inputs`` (with ``draw``'s condition), without gradient to
+        G: what a D regularizer on moved latents judges (zCR)."""
+        return self.task.d_input(self.task.generate(self.generator, Draw(inputs, draw.cond)), draw.cond)
 
     @property
     def augments(self) -> bool:
