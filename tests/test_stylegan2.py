@@ -124,6 +124,15 @@ def test_sample_and_eval_record_w_truncation(tmp_path):
     arrays = np.load(out)
     assert float(arrays["truncation"]) == 0.5 and str(arrays["truncation_space"]) == "w"
     assert np.abs(arrays["z"]).max() > 0.5  # the latents are not truncated: ψ applies in W
+    res = command(
+        "eval", f"ckpt_path={ckpt}", "metrics=[fid]", "metrics.num_samples=200", "truncation=0.5",
+        f"out={tmp_path}/e.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    import json
+
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert "|truncation=w:0.5]" in result["protocol_tags"]["val/fid"]
 
 
 @pytest.mark.parametrize(
