@@ -146,8 +146,9 @@ def test_sample_and_eval_record_w_truncation(tmp_path):
             "~loss.penalties.r1",
             "~loss.g_penalties.path_length",
         ],
+        ["train.diffaugment=[color,translation,cutout]"],
     ],
-    ids=["bf16_clamp", "channels_last", "compile"],
+    ids=["bf16_clamp", "channels_last", "compile", "diffaugment"],
 )
 def test_runs_with_mixed_precision_channels_last_and_compile(tmp_path, extra):
     summary = train_run(tmp_path, "experiment=stylegan2_digits", *SMALL, "train.steps=2", *extra)
