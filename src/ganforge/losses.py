@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge.ada import translate, xflip
 from ganforge.nets.packing import samples_per_input
 
 DLoss = Callable[[Tensor, Tensor], Tensor]
@@ -252,8 +253,22 @@ def r2_penalty(
     return 0.5 * gamma * _input_grad_norm(discriminator, fake, y_fake).pow(2).mean()
 
 
+class RankBuffers(nn.Module):
+    """A regularizer whose buffers (running means, anchors) are each DDP rank's own, as each process of
+    the authors' code keeps its own: GANModule saves them per rank, so a resumed run continues every
+    rank's; a rank without saved state (another world size) keeps rank 0's from the state dict."""
+
+    def per_rank_state(self) -> dict[str, Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.named_buffers()}
+
+    def load_per_rank_state(self, state: dict[str, Tensor] | None) -> None:
+        if state is not None:
+            for key, value in self.named_buffers():
+                value.copy_(state[key])
+
+
 # --- generator penalties ---------------------------------------------------------------------
-class PathLengthPenalty(nn.Module):
+class PathLengthPenalty(RankBuffers):
     """Path length regularization (Karras et al. 2020, StyleGAN2, sec. 3.2): weight · E[(‖J_wᵀ y‖₂ − a)²]
     with y ~ N(0, I)/sqrt(H·W) an image-space direction, J_w G's Jacobian w.r.t. its intermediate
     latents w, and a the running mean of the lengths (``pl_mean``, a buffer: in the checkpoint, one per
@@ -284,15 +299,6 @@ class PathLengthPenalty(nn.Module):
                 "G w.r.t. its intermediate latents w: model=stylegan2)"
             )
         return None
-
-    def per_rank_state(self) -> dict[str, Tensor]:
-        """Each DDP rank's own running mean (as each process of the authors' code keeps its own),
-        saved per rank by GANModule so that a resumed run continues every rank's."""
-        return {"pl_mean": self.pl_mean.detach().cpu().clone()}
-
-    def load_per_rank_state(self, state: dict[str, Tensor] | None) -> None:
-        if state is not None:  # none saved for this rank (another world size): keep rank 0's
-            self.pl_mean.copy_(state["pl_mean"])
 
     def forward(self, generator: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
         """The weighted penalty on G's latents ``inputs`` (z, and labels for a conditional G)."""
@@ -337,7 +343,7 @@ class OrthogonalRegularization(nn.Module):
 
 
 # --- regularizers on D's outputs -------------------------------------------------------------------
-class LeCam(nn.Module):
+class LeCam(RankBuffers):
     """LeCam regularization (Tseng et al. 2021, "Regularizing Generative Adversarial Networks under
     Limited Data"): weight · (E[relu(D(x) − α_F)²] + E[relu(α_R − D(G(z)))²]), α_R and α_F moving averages
     of D's mean output on real and fake batches, added to D's loss.
@@ -364,14 +370,6 @@ class LeCam(nn.Module):
         fake_term = F.relu(self.ema_real - fake_logits).pow(2).mean()
         return self.weight * (real_term + fake_term)
 
-    def per_rank_state(self) -> dict[str, Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.named_buffers()}
-
-    def load_per_rank_state(self, state: dict[str, Tensor] | None) -> None:
-        if state is not None:  # none saved for this rank (another world size): keep rank 0's
-            for key, value in self.named_buffers():
-                value.copy_(state[key])
-
 
 class ConsistencyRegularization(nn.Module):
     """Consistency regularization: CR (Zhang et al. 2020, "Consistency Regularization for Generative
@@ -390,8 +388,6 @@ class ConsistencyRegularization(nn.Module):
 
     @staticmethod
     def transform(x: Tensor) -> Tensor:
-        from ganforge.ada import translate, xflip
-
         return translate(xflip(x, 1.0), 1.0)
 
     def forward(self, real_logits: Tensor, fake_logits: Tensor, **context: Any) -> Tensor:
@@ -525,6 +521,7 @@ class GANLoss:
         self.g_penalties = {k: v for k, v in dict(self.g_penalties or {}).items() if v is not None}
         self.d_regularizers = {k: v for k, v in dict(self.d_regularizers or {}).items() if v is not None}
         self.top_k_rate = 1.0  # the share of each fake batch G's adversarial loss takes (top_k)
+        self.top_k_used = 0  # how many fakes G's last adversarial loss took
         if self.top_k is not None:
             self.top_k = dict(self.top_k)
             gamma, nu = self.top_k.get("gamma"), self.top_k.get("nu")
@@ -617,7 +614,7 @@ class GANLoss:
     def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
         """The G objective; ``real_logits`` only for the losses that need them. With top-k training, on
         the k fakes D scores highest (the most realistic to D), k = :meth:`top_k_count`."""
-        k = self.top_k_count(fake_logits.shape[0])
+        k = self.top_k_used = self.top_k_count(fake_logits.shape[0])  # logged as train/top_k
         if k < fake_logits.shape[0]:
             fake_logits = fake_logits.topk(k, dim=0).values
         if self.needs_real_logits:

@@ -135,7 +135,6 @@ class GANModule(pl.LightningModule):
         self.task.attach(generator, schedule.num_fixed, schedule.seed)  # latents, fixed grid inputs
         self._class_losses: dict[str, Tensor] = {}  # ACGAN's class losses of the last step, for logging
         self._g_terms: dict[str, Tensor] = {}  # the task's G terms of the last step, for logging
-        self._g_batch = 0  # fakes in G's last update
         self.g_step = 0
         self.wall_time_before = 0.0  # training seconds of the earlier segments (from the checkpoint)
         self._segment_start = time.monotonic()
@@ -198,7 +197,7 @@ class GANModule(pl.LightningModule):
             loss.d_regularizers if loss is not None else {}
         )  # LeCam's anchors
         if loss is not None:
-            self._check_lazy(loss)
+            self._check_regularizers(loss)
         self._reg_values: dict[str, Tensor] = {}  # the last regularization passes' values, for logging
         self._d_inputs: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None
 
@@ -214,9 +213,9 @@ class GANModule(pl.LightningModule):
             passes += -(-g_steps // self.loss.g_reg_every)
         return d_updates + g_steps + passes
 
-    def _check_lazy(self, loss: GANLoss) -> None:
-        """G penalties need drawn latents and a G they can differentiate; regularization passes of their
-        own (``every`` > 1) need the alternating updates."""
+    def _check_regularizers(self, loss: GANLoss) -> None:
+        """G penalties (and zCR) need drawn latents and a G they can differentiate; D regularizers one D;
+        regularization passes of their own (``every`` > 1) the alternating updates."""
         latent = [name for name, p in loss.g_penalties.items() if getattr(p, "needs_latents", True)]
         latent += [name for name, r in loss.d_regularizers.items() if getattr(r, "needs_latents", False)]
         if latent and not self.task.draws_latents:
@@ -540,10 +539,13 @@ class GANModule(pl.LightningModule):
             real_out.append(real_logits)
             fake_out.append(fake_logits)
             adv = term = self.loss.d_loss(real_logits, fake_logits)
-            for name, regularizer in self.d_regularizers.items():  # terms on D's outputs (LeCam, CR)
-                judge = net if not self.augments else Through(net, self.d_view)  # D as it sees images
-                context = {"judge": judge, "real": real[at], "fake": fake[at], "y_real": yr, "y_fake": yf}
-                context.update(inputs=draw.inputs, regenerate=functools.partial(self._regenerate, draw))
+            if self.d_regularizers:  # terms on D's outputs (LeCam, CR, zCR) and what they may need
+                regenerate = functools.partial(self._regenerate, draw)
+                context = {
+                    "judge": self._seeing(net), "real": real[at], "fake": fake[at], "y_real": yr,
+                    "y_fake": yf, "inputs": draw.inputs, "regenerate": regenerate,
+                }  # fmt: skip
+            for name, regularizer in self.d_regularizers.items():
                 value = regularizer(real_logits, fake_logits, **context)
                 self._reg_values[f"train/d_{name}"] = value.detach()
                 term = term + value
@@ -580,7 +582,6 @@ class GANModule(pl.LightningModule):
         weighted terms (e.g. pix2pix's L1). ``fake``: G's output on ``draw`` if already computed."""
         if fake is None:
             fake = self.task.generate(self.generator, draw)
-        self._g_batch = fake.shape[0]
         terms = self.task.g_terms(self.generator, part, fake)
         if self.task.adversarial:
             fake_in, y_fake = self.task.d_input(fake, draw.cond)
@@ -715,8 +716,12 @@ class GANModule(pl.LightningModule):
     ) -> Tensor:
         """One discriminator's penalties (those of every update, or the ``lazy`` ones), differentiated
         w.r.t. the image before D's view of it (augmentation, noise)."""
-        judged = net if not self.augments else Through(net, self.d_view)
-        return self.loss.penalty(judged, real, fake, y_real, y_fake, lazy=lazy)
+        return self.loss.penalty(self._seeing(net), real, fake, y_real, y_fake, lazy=lazy)
+
+    def _seeing(self, net: nn.Module) -> nn.Module:
+        """``net`` as it judges an image: through D's view of it (augmentation, noise) when there is one,
+        so penalties and regularizers act on the image before the view."""
+        return net if not self.augments else Through(net, self.d_view)
 
     def _joint_update(
         self,
@@ -791,7 +796,7 @@ class GANModule(pl.LightningModule):
         if self.loss.penalty_weight is not None:  # set by loss.at_step(g_step) for this step
             values["train/gamma"] = float(self.loss.penalty_weight)
         if self.loss.top_k is not None:  # the fakes of G's last update its adversarial loss took
-            values["train/top_k"] = self.loss.top_k_count(self._g_batch)
+            values["train/top_k"] = self.loss.top_k_used
         return values
 
     def _log_scalars(self, scalars: dict[str, Tensor], schedules: dict[str, float]) -> None:

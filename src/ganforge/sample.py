@@ -94,7 +94,8 @@ def write_sample_arrays(
     chunk whatever ``n``. Sample i has latent i of :class:`~ganforge.latents.LatentSequence` (seed),
     so the first k of n samples are those of ``n=k``; a conditional G's labels cycle through the
     classes (``labels``). Written under a temporary name, then renamed: a full disk leaves no part."""
-    latents = LatentSequence(seed, module.task.z_dim, truncation=None if module.w_truncation else psi)
+    z_psi = module.use_truncation(psi)  # None when ψ applies in W (StyleGAN), inside G
+    latents = LatentSequence(seed, module.task.z_dim, truncation=z_psi)
     classes = module.task.num_classes
 
     def labels(lo: int, hi: int) -> Tensor | None:
@@ -111,7 +112,7 @@ def write_sample_arrays(
         arrays["labels"] = ((n,), lambda lo, hi: labels(lo, hi).numpy())
     scalars: dict[str, Any] = {"g_step": module.g_step, "seed": seed}
     if psi is not None:  # ψ and where it applied: the latents z, or W (StyleGAN, toward w_avg)
-        scalars.update(truncation=psi, truncation_space="w" if module.w_truncation else "z")
+        scalars.update(truncation=psi, truncation_space="z" if z_psi is not None else "w")
     write_npz_streaming(path, arrays, scalars)
 
 
