@@ -201,7 +201,13 @@ METRIC_COUNTS = (
 MAX_STEPS_PER_BATCH = 10  # beyond this, Lightning's per-batch cost is already a small share of a step
 
 # the intervals (in generator steps) at which callbacks act; they act at the end of a Lightning batch
-EVENT_INTERVALS = ("train.sample_every", "train.ckpt_every", "metrics.every", "callbacks.health.every")
+EVENT_INTERVALS = (
+    "train.sample_every",
+    "train.ckpt_every",
+    "metrics.every",
+    "callbacks.health.every",
+    "callbacks.overfit.every",
+)
 
 
 def steps_per_batch(cfg: DictConfig) -> int:

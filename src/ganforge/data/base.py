@@ -153,6 +153,8 @@ class GANDataModule(pl.LightningDataModule):
         self.steps_per_batch = steps_per_batch
         self.pin_memory = pin_memory
         self.dataset: Dataset | None = None
+        self.held_out: Dataset | None = None  # real items training never shows (see held_out_items)
+        self.population: Dataset | None = None  # all items the training set was drawn from (None: itself)
 
     def check(self) -> None:
         """Fail fast with a :class:`~ganforge.errors.DataError` when the data is unusable (default: no-op)."""
@@ -213,6 +215,19 @@ class GANDataModule(pl.LightningDataModule):
         xs, ys = zip(*(self.dataset[i] for i in indices), strict=True)
         return torch.stack(xs), torch.as_tensor(ys)
 
+    def held_out_items(self, n: int) -> tuple[Tensor, Tensor] | None:
+        """The first ``n`` real items that training never shows (all when fewer), or None when the data
+        keeps none back: what D's outputs on its training reals are compared with (overfitting)."""
+        if self.dataset is None:
+            self.setup("fit")
+        if self.held_out is None or not len(self.held_out):  # type: ignore[arg-type]
+            return None
+        indices = list(range(min(n, len(self.held_out))))  # type: ignore[arg-type]
+        if hasattr(self.held_out, "__getitems__"):
+            return self.held_out.__getitems__(indices)
+        xs, ys = zip(*(self.held_out[i] for i in indices), strict=True)
+        return torch.stack(xs), torch.as_tensor(ys)
+
     def train_labels(self) -> Tensor:
         """The class label of every training item (datasets keep them as a ``labels`` tensor)."""
         if self.dataset is None:
@@ -249,3 +264,15 @@ class GANDataModule(pl.LightningDataModule):
         """``n`` real samples (x only) of :meth:`items`, drawn reproducibly: for plots and metrics."""
         gen = torch.Generator().manual_seed(seed)
         return self.items(torch.randint(self.num_items(), (n,), generator=gen).tolist())[0]
+
+
+class Population(GANDataModule):
+    """All the items a datamodule's training set was drawn from, in their own order (read-only, for
+    metrics: ``metrics.reference=all``): the same reference set, and features, whatever ``data.limit``."""
+
+    def __init__(self, datamodule: GANDataModule) -> None:
+        super().__init__(batch_size=datamodule.batch_size, seed=datamodule.seed)
+        datamodule.num_items()  # set up
+        self.data_shape = datamodule.data_shape
+        self.num_classes = datamodule.num_classes
+        self.dataset = datamodule.population if datamodule.population is not None else datamodule.dataset

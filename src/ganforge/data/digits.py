@@ -12,7 +12,8 @@ from ganforge.memory import check_room
 
 class DigitsDataModule(GANDataModule):
     """The digits upsampled to ``resolution`` px, one channel, in [-1, 1]; ``limit``: only that many of
-    them (a fixed random subset, the same for every seed: limited-data studies)."""
+    them (a fixed random subset, the same for every seed: limited-data studies); the others are then the
+    held-out items (:meth:`~ganforge.data.base.GANDataModule.held_out_items`), all 1,797 the population."""
 
     def __init__(self, resolution: int = 16, limit: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -42,6 +43,9 @@ class DigitsDataModule(GANDataModule):
         images = images.clamp(0, 1).mul(2).sub(1)
         labels = torch.as_tensor(digits.target, dtype=torch.long)
         if self.limit is not None and self.limit < len(images):
-            keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[: self.limit]
-            images, labels = images[keep.sort().values], labels[keep.sort().values]
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+            keep, rest = order[: self.limit].sort().values, order[self.limit :].sort().values
+            self.held_out = InMemoryDataset(images[rest].contiguous(), labels[rest])
+            self.population = InMemoryDataset(images.contiguous(), labels)
+            images, labels = images[keep], labels[keep]
         self.dataset = InMemoryDataset(images.contiguous(), labels)

@@ -18,7 +18,7 @@ from torch_fidelity.utils import extract_featuresdict_from_input_id_cached
 from torchmetrics import Metric
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 
-from ganforge.data.base import GANDataModule, mix_seed
+from ganforge.data.base import GANDataModule, Population, mix_seed
 from ganforge.errors import ConfigError
 from ganforge.latents import LATENT_CHUNK, LatentSequence, truncated_normal  # noqa: F401 (re-exported)
 from ganforge.metrics.classifier import ClassifierSpec, cached_classifier, holdout_split
@@ -78,6 +78,7 @@ class MetricSettings:
     dc_neighborhood: int = 5  # density and coverage: k of the real k-NN balls (Naeem et al. 2020)
     modes_num_samples: int | None = None  # None: what the data's literature uses (mode_samples)
     resize: str = "torch_fidelity"  # Inception's input resize: torch_fidelity (TF1 bilinear) | clean
+    reference: str = "train"  # the real set: train (the training items) | all (the population they came from)
     classifier: dict[str, Any] = field(default_factory=dict)
     conditional: bool | None = None  # the model is class-conditional (None: not known yet, see check)
 
@@ -382,6 +383,10 @@ class MetricSuite:
     """
 
     def __init__(self, settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path) -> None:
+        if settings.reference not in ("train", "all"):
+            raise ConfigError(f"metrics.reference={settings.reference}: choose train or all")
+        if settings.reference == "all":  # limited data: measured against the distribution it came from
+            datamodule = Population(datamodule)
         self.settings = settings
         self.datamodule = datamodule
         self.cache_dir = cache_dir
@@ -487,7 +492,7 @@ class MetricSuite:
             out.update(
                 **extractor_protocol(self.extractor, self.layer_of["fid"]),
                 num_generated=self.n_fake or n_real,
-                reference={"split": "train", "count": n_real, "seed": s.seed},
+                reference={"split": s.reference, "count": n_real, "seed": s.seed},
                 truncation=self.truncation,
                 **({"truncation_space": "w"} if self.truncation_space == "w" else {}),
             )
