@@ -203,7 +203,10 @@ def test_run_is_finished(wandb_run):
     kinds = [r.WhichOneof("record_type") for r in records]
     assert kinds[0] == "header"
     assert "run" in kinds
-    assert records[kinds.index("run")].run.project == "ganforge"
+    run = records[kinds.index("run")].run
+    assert run.project == "ganforge"
+    task_name = config(path)["task_name"]  # named by task_name and a short id (one run dir, one id)
+    assert run.display_name == f"{task_name}-{run.run_id[:6]}" and len(run.run_id) == 16
     assert kinds.count("exit") == 1
     exit_at = kinds.index("exit")
     assert records[exit_at].exit.exit_code == 0
