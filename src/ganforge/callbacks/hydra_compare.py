@@ -1,5 +1,8 @@
 """Hydra callback: when a sweep ends, write ``ganforge-compare``'s table and plots into the multirun dir.
 
+Jobs whose configs differ only in ``seed`` share a row (mean ± std, n), as ``ganforge-compare``
+shows them by default: a sweep over ``seed=0,1,2`` and a loss gives one row per loss.
+
 Registered in ``conf/hydra/default.yaml``. Hydra skips ``on_multirun_end`` when a job failed
 (the sweeper re-raises the job's error), so the comparison is also written at interpreter exit
 in that case. Any error here is logged as a warning: a comparison never fails a sweep.
@@ -21,10 +24,19 @@ log = logging.getLogger(__name__)
 class CompareOnMultirunEnd(Callback):
     """Writes ``comparison.md``, ``comparison.csv`` and the plots into ``hydra.sweep.dir``."""
 
-    def __init__(self, enabled: bool = True, metric: str | None = None, plots: bool = True) -> None:
+    def __init__(
+        self,
+        enabled: bool = True,
+        metric: str | None = None,
+        plots: bool = True,
+        group_by: str | list[str] | None = "all-but-seed",  # ganforge.compare.ALL_BUT_SEED
+    ) -> None:
+        """``group_by``: which jobs share a row, as ``ganforge-compare --group-by`` takes it
+        (default: jobs that differ only in seed; ``none``: one row per job)."""
         self.enabled = enabled
         self.metric = metric
         self.plots = plots
+        self.group_by = group_by
         self._sweep_dir: Path | None = None
         self._done = False
 
@@ -53,7 +65,14 @@ class CompareOnMultirunEnd(Callback):
         try:
             from ganforge.compare import compare
 
-            result = compare([sweep_dir], metric=self.metric, out=sweep_dir, plots=self.plots, show=False)
+            result = compare(
+                [sweep_dir],
+                metric=self.metric,
+                out=sweep_dir,
+                plots=self.plots,
+                show=False,
+                group_by=self.group_by,
+            )
         except Exception as exc:  # noqa: BLE001 - never fail the sweep
             log.warning(f"ganforge-compare failed on {sweep_dir}: {type(exc).__name__}: {exc}")
             return None
@@ -64,5 +83,6 @@ class CompareOnMultirunEnd(Callback):
         comp = result["comparison"]
         for path, why in comp.skipped:  # also in the sweep's log, next to the jobs' own lines
             log.warning(f"ganforge-compare: skipped {path}: {why}")
-        log.info(f"comparison of {len(comp.runs)} runs: {md}")
+        rows = f" in {len(comp.groups)} rows" if comp.groups is not None else ""
+        log.info(f"comparison of {len(comp.runs)} runs{rows}: {md}")
         return md

@@ -1,12 +1,16 @@
 """``ganforge-compare DIR...``: runs side by side from their run dirs alone (no W&B, no network).
 
 Each DIR is a run dir or any folder holding run dirs (a multirun dir, ``outputs/train``). The
-result is a table (terminal, ``comparison.md``, ``comparison.csv``) with one row per run, the
-overrides that differ between the runs, steps, wall time, status and the final/best value of
-every ``val/*`` metric, sorted by the chosen metric; and PNG plots next to it: D/G loss curves,
-``val/*`` curves and a montage of each run's latest sample grid. Runs in progress and crashed
-runs are read from whatever they have written so far; a run dir with a damaged file is listed
-with the file and what is wrong with it, and the other runs are still compared.
+result is a table (terminal, ``comparison.md``, ``comparison.csv``) with the overrides that differ
+between the runs, steps, wall time, status and the final/best value of every ``val/*`` metric,
+sorted by the chosen metric; and PNG plots next to it: D/G loss curves, ``val/*`` curves, the spread
+of each row's runs and a montage of each run's latest sample grid. GAN results move with the seed,
+so by default runs whose configs differ only in ``seed`` share a row: mean ± std over them, their
+count n, and whether a row's mean differs from the best row's by more than the combined std
+(``--group-by KEY[,KEY]`` groups by other keys, ``--group-by none`` gives one row per run).
+Runs in progress and crashed runs are read from whatever they have written so far; a run dir with
+a damaged file is listed with the file and what is wrong with it, and the other runs are still
+compared.
 
 Modules, each importing only those below it: ``cli`` (the command, :func:`compare`), ``plots``,
 ``table`` (what differs, the order, the table and its files), ``load`` (reading run dirs).
@@ -46,22 +50,34 @@ from ganforge.compare.plots import (
     plot_losses,
     plot_metrics,
     plot_samples,
+    plot_spread,
     robust_limits,
     samples_figure,
     smooth,
+    spread_figure,
 )
 from ganforge.compare.table import (
+    ALL_BUT_SEED,
     MISSING,
     PREFERRED,
+    VS_BEST,
     Comparison,
+    Group,
+    Spread,
+    UnknownKey,
     build_comparison,
     differing_overrides,
+    group_keys,
+    group_runs,
     override_text,
     pick_metric,
     print_table,
     short_keys,
+    sort_groups,
     sort_runs,
+    spread,
     value_of,
+    vs_best,
     write_csv,
     write_markdown,
     yaml_text,
@@ -72,6 +88,7 @@ __all__ = [
     "load",
     "plots",
     "table",
+    "ALL_BUT_SEED",
     "LEGEND_WRAP",
     "LOSSES",
     "MAX_DEPTH",
@@ -83,14 +100,20 @@ __all__ = [
     "STEP_KEYS",
     "SUMMARY_FIELDS",
     "TITLE_WRAP",
+    "VS_BEST",
     "Comparison",
     "DamagedRun",
+    "Group",
     "Run",
+    "Spread",
+    "UnknownKey",
     "build_comparison",
     "compare",
     "default_out",
     "differing_overrides",
     "find_runs",
+    "group_keys",
+    "group_runs",
     "load_run",
     "losses_figure",
     "main",
@@ -102,6 +125,7 @@ __all__ = [
     "plot_losses",
     "plot_metrics",
     "plot_samples",
+    "plot_spread",
     "print_table",
     "read_metrics",
     "read_summary",
@@ -109,9 +133,13 @@ __all__ = [
     "samples_figure",
     "short_keys",
     "smooth",
+    "sort_groups",
     "sort_runs",
+    "spread",
+    "spread_figure",
     "unwritable",
     "value_of",
+    "vs_best",
     "write_csv",
     "write_markdown",
     "yaml_text",

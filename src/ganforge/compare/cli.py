@@ -9,8 +9,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ganforge.compare.plots import PLOTS, plot_losses, plot_metrics, plot_samples
-from ganforge.compare.table import Comparison, build_comparison, print_table, write_csv, write_markdown
+from ganforge.compare.plots import PLOTS, plot_losses, plot_metrics, plot_samples, plot_spread
+from ganforge.compare.table import (
+    ALL_BUT_SEED,
+    VS_BEST,
+    Comparison,
+    UnknownKey,
+    build_comparison,
+    group_keys,
+    print_table,
+    write_csv,
+    write_markdown,
+)
 
 
 def compare(
@@ -20,15 +30,20 @@ def compare(
     plots: bool = True,
     show: bool = True,
     comparison: Comparison | None = None,
+    group_by: str | Sequence[str] | None = ALL_BUT_SEED,
 ) -> dict[str, Any]:
     """Compare the runs under ``dirs``; write table and plots into ``out``; returns what it wrote.
 
     ``out`` defaults to the single DIR given, or ``./comparison`` for several. ``comparison``: the
     runs already read by :func:`build_comparison` (with ``exclude=out``), not read again.
+    ``group_by``: which runs share a row, as :func:`build_comparison` takes it (default: runs whose
+    configs differ only in the seed, shown as mean ± std).
     """
     paths = [Path(d) for d in dirs]
     out_dir = default_out(paths, out)
-    comp = comparison if comparison is not None else build_comparison(paths, metric, exclude=out_dir)
+    comp = comparison
+    if comp is None:
+        comp = build_comparison(paths, metric, exclude=out_dir, group_by=group_by)
     for p, why in comp.skipped if show else ():  # else the caller says it (the Hydra callback logs it)
         print(f"ganforge-compare: skipped {p}: {why}", file=sys.stderr)
     result: dict[str, Any] = {"comparison": comp, "files": {}}
@@ -37,9 +52,11 @@ def compare(
     out_dir.mkdir(parents=True, exist_ok=True)
     made: dict[str, Path] = {}
     if plots:
+        groups = comp.groups
         for key, fn in (
-            ("losses", lambda p: plot_losses(comp.runs, p)),
-            ("metrics", lambda p: plot_metrics(comp.runs, comp.metrics, p)),
+            ("losses", lambda p: plot_losses(comp.runs, p, groups)),
+            ("metrics", lambda p: plot_metrics(comp.runs, comp.metrics, p, groups)),
+            ("spread", lambda p: plot_spread(groups, comp.metrics, p) if groups is not None else None),
             ("samples", lambda p: plot_samples(comp.runs, p, comp.keys)),
         ):
             written = fn(out_dir / PLOTS[key])
@@ -87,10 +104,15 @@ def unwritable(out: Path) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ganforge-compare``; exit code 1 when no run was found, 2 for a metric none
-    logged or an ``--out`` that cannot be written."""
+    logged, a ``--group-by`` key no run has or an ``--out`` that cannot be written."""
+    verdicts = "; ".join(f"'{word}': {meaning}" for word, meaning in VS_BEST.items())
     parser = argparse.ArgumentParser(
         prog="ganforge-compare",
-        description="Compare ganforge runs: a table and plots from run dirs or multirun dirs.",
+        description="Compare ganforge runs: a table and plots from run dirs or multirun dirs. "
+        "GAN results move with the seed (Lucic et al. 2018): by default, runs whose configs differ "
+        "only in seed share a row, with mean ± std over them and their count n; the column 'vs best' "
+        "compares each row's mean of its runs' best --metric with the best row's, so that the "
+        f"differences beyond the seed spread stand out ({verdicts}).",
     )
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run dirs, multirun dirs or folders of runs")
     parser.add_argument(
@@ -102,7 +124,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where to write comparison.md/.csv and plots (default: DIR, or ./comparison)",
     )
     parser.add_argument("--no-plots", action="store_true", help="only the table")
+    parser.add_argument(
+        "--group-by",
+        default=ALL_BUT_SEED,
+        metavar="KEY[,KEY]",
+        help="runs with equal values of these keys share a row (overrides, group choices such as "
+        "loss, or dotted config keys such as model.discriminator.norm); 'none': one row per run, as "
+        f"before; default '{ALL_BUT_SEED}': runs whose configs differ only in seed",
+    )
     args = parser.parse_args(argv)
+    try:
+        group_by = group_keys(args.group_by)
+    except UnknownKey as exc:
+        print(f"ganforge-compare: error: --group-by {exc}", file=sys.stderr)
+        return 2
     paths = [Path(d) for d in args.dirs]
     out = default_out(paths, args.out)
     why = unwritable(out) if args.out is not None or out.exists() else None
@@ -112,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"ganforge-compare: error: cannot write the comparison into {out}: {why}{hint}", file=sys.stderr
         )
         return 2
-    comp = build_comparison(paths, args.metric, exclude=out)  # read once, for the check and the table
+    try:  # read once, for the checks and the table
+        comp = build_comparison(paths, args.metric, exclude=out, group_by=group_by)
+    except UnknownKey as exc:
+        print(f"ganforge-compare: error: --group-by {exc}", file=sys.stderr)
+        return 2
     if args.metric:  # a metric no run logged would sort by nothing: say so before writing anything
         runs = comp.runs
         logged = sorted({n for r in runs for n in r.metric_names()})

@@ -1,5 +1,7 @@
-"""The comparison's plots (matplotlib figures, no pyplot): D/G loss curves, ``val/*`` curves and a
-montage of each run's latest sample grid, titled as the table names the runs."""
+"""The comparison's plots (matplotlib figures, no pyplot): D/G loss curves, ``val/*`` curves, the
+spread of each row's runs and a montage of each run's latest sample grid, titled as the table names
+the runs. With rows of several runs (seeds), a row's runs share a colour and its curves show
+mean ± std error bars."""
 
 from __future__ import annotations
 
@@ -9,15 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.compare.load import LOSSES, Run
-from ganforge.compare.table import short_keys, value_of
+from ganforge.compare.table import Group, short_keys, spread, value_of
 from ganforge.directions import mode
 
 MONTAGE_MAX = 36  # sample grids in the montage (the best runs first)
 PLOTS = {
     "losses": "comparison_losses.png",
     "metrics": "comparison_metrics.png",
+    "spread": "comparison_spread.png",
     "samples": "comparison_samples.png",
 }
+POINTS_MAX = 10  # a row of up to this many runs shows each run's values beside its mean ± std
 LEGEND_WRAP = 70  # characters per legend line: long labels wrap, never cut
 TITLE_WRAP = 38  # characters per line of a montage title
 
@@ -99,9 +103,9 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _add_legend(fig: Any, runs: Sequence[Run], colors: Sequence[Any], panels_height: float) -> Any:
-    """One legend for all panels, below them; the figure grows (taller, and wider for long labels) so
-    that the legend is whole and clear of the panels."""
+def _add_legend(fig: Any, runs: Sequence[Run | Group], colors: Sequence[Any], panels_height: float) -> Any:
+    """One legend for all panels (an entry per run, or per row of runs), below them; the figure
+    grows (taller, and wider for long labels) so that the legend is whole and clear of the panels."""
     import textwrap
 
     from matplotlib.lines import Line2D
@@ -135,47 +139,118 @@ def _panels(n_panels: int) -> tuple[Any, list[Any], float]:
     return fig, list(axes.flat[:n_panels]), 3.6 * rows
 
 
-def losses_figure(runs: Sequence[Run]) -> Any | None:
-    """D and G loss of every run against the generator step: smoothed lines, the raw values faint."""
+def _better(name: str) -> str:
+    return "lower" if mode(name) == "min" else "higher"
+
+
+def losses_figure(runs: Sequence[Run], groups: Sequence[Group] | None = None) -> Any | None:
+    """D and G loss of every run against the generator step: smoothed lines, the raw values faint.
+    With ``groups`` (rows of the table), the runs of a row share its colour: their spread shows."""
     if not any(r.series.get(k) for r in runs for k in LOSSES):
         return None
     fig, axes, height = _panels(2)
-    colors = _colors(len(runs))
+    items: Sequence[Any] = runs if groups is None else groups
+    colors = _colors(len(items))
+    members = [[item] for item in runs] if groups is None else [g.runs for g in groups]
     for ax, key in zip(axes, LOSSES, strict=True):
         seen: list[float] = []
-        for run, color in zip(runs, colors, strict=True):
-            points = [(s, v) for s, v in run.series.get(key, []) if math.isfinite(v)]
-            if not points:
-                continue
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, color=color, alpha=0.2, lw=0.8)
-            ax.plot(xs, smooth(ys), color=color, lw=1.6)
-            seen.extend(ys)
+        for item_runs, color in zip(members, colors, strict=True):
+            for run in item_runs:
+                points = [(s, v) for s, v in run.series.get(key, []) if math.isfinite(v)]
+                if not points:
+                    continue
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, color=color, alpha=0.2 if len(item_runs) == 1 else 0.1, lw=0.8)
+                ax.plot(xs, smooth(ys), color=color, lw=1.6 if len(item_runs) == 1 else 1.1)
+                seen.extend(ys)
         _limit_axes(ax, seen)
         ax.set_title(key)
         ax.set_xlabel("generator step")
         ax.grid(alpha=0.3)
-    _add_legend(fig, runs, colors, height)
+    _add_legend(fig, items, colors, height)
     return fig
 
 
-def metrics_figure(runs: Sequence[Run], metrics: Sequence[str]) -> Any | None:
-    """Every ``val/*`` metric against the generator step, one panel each."""
+def _mean_curve(runs: Sequence[Run], name: str) -> tuple[list[int], list[float], list[float]]:
+    """Steps, mean and std (0 where one run logged the step) of ``name`` over ``runs``."""
+    at: dict[int, list[float]] = {}
+    for run in runs:
+        for step, value in run.series.get(name, []):
+            if math.isfinite(value):
+                at.setdefault(step, []).append(value)
+    steps = sorted(at)
+    stats = [spread(at[s]) for s in steps]
+    return steps, [st.mean for st in stats], [st.std or 0.0 for st in stats]  # type: ignore[misc]
+
+
+def metrics_figure(
+    runs: Sequence[Run], metrics: Sequence[str], groups: Sequence[Group] | None = None
+) -> Any | None:
+    """Every ``val/*`` metric against the generator step, one panel each. With ``groups``, a row of
+    several runs is its mean with ± std error bars, each run's values as faint points (up to
+    :data:`POINTS_MAX` runs)."""
     metrics = [m for m in metrics if any(r.series.get(m) for r in runs)]
     if not metrics:
         return None
     fig, axes, height = _panels(len(metrics))
-    colors = _colors(len(runs))
+    items: Sequence[Any] = runs if groups is None else groups
+    colors = _colors(len(items))
     for ax, name in zip(axes, metrics, strict=True):
-        for run, color in zip(runs, colors, strict=True):
+        for item, color in zip(items, colors, strict=True):
+            if isinstance(item, Group) and item.n > 1:
+                xs, means, stds = _mean_curve(item.runs, name)
+                if xs:
+                    ax.errorbar(
+                        xs, means, yerr=stds, color=color, marker="o", ms=3, lw=1.4, capsize=3, zorder=3
+                    )
+                for run in item.runs if item.n <= POINTS_MAX else ():  # more: the spread plot has them
+                    points = [(s, v) for s, v in run.series.get(name, []) if math.isfinite(v)]
+                    if points:
+                        ax.plot(*zip(*points, strict=True), color=color, ls="none", marker=".", alpha=0.35)
+                continue
+            run = item.runs[0] if isinstance(item, Group) else item
             points = [(s, v) for s, v in run.series.get(name, []) if math.isfinite(v)]
             if points:
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, color=color, marker="o", ms=3, lw=1.4)
-        ax.set_title(f"{name} ({'lower' if mode(name) == 'min' else 'higher'} is better)")
+        ax.set_title(f"{name} ({_better(name)} is better)")
         ax.set_xlabel("generator step")
         ax.grid(alpha=0.3)
-    _add_legend(fig, runs, colors, height)
+    _add_legend(fig, items, colors, height)
+    return fig
+
+
+def spread_figure(groups: Sequence[Group], metrics: Sequence[str]) -> Any | None:
+    """Each run's best value of every metric as a point over its row, with the row's mean ± std
+    error bar (Lucic et al. 2018: a GAN's result moves with the seed); rows in the table's order.
+    None when no row holds two runs with a value."""
+    metrics = [m for m in metrics if any(len(g.values(m)) > 1 for g in groups)]
+    if not metrics:
+        return None
+    fig, axes, height = _panels(len(metrics))
+    colors = _colors(len(groups))
+    for ax, name in zip(axes, metrics, strict=True):
+        for x, (group, color) in enumerate(zip(groups, colors, strict=True)):
+            values = group.values(name)
+            if not values:
+                continue
+            offsets = (
+                [0.0]
+                if len(values) == 1
+                else [0.3 * (i / (len(values) - 1) - 0.5) for i in range(len(values))]
+            )
+            ax.plot([x + o for o in offsets], values, color=color, ls="none", marker="o", ms=4, alpha=0.6)
+            stats = spread([v for v in values if math.isfinite(v)])
+            if stats.mean is not None:
+                ax.errorbar(
+                    [x], [stats.mean], yerr=[stats.std or 0.0], color="black", marker="_", ms=14, capsize=6
+                )
+        ax.set_xticks(range(len(groups)), [str(i + 1) for i in range(len(groups))])
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set_title(f"{name}: best of each run ({_better(name)} is better)")
+        ax.set_xlabel("row of the table (best first); black: mean ± std")
+        ax.grid(alpha=0.3, axis="y")
+    _add_legend(fig, groups, colors, height)
     return fig
 
 
@@ -242,14 +317,21 @@ def _save(fig: Any | None, path: Path) -> Path | None:
     return path
 
 
-def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
+def plot_losses(runs: Sequence[Run], path: Path, groups: Sequence[Group] | None = None) -> Path | None:
     """:func:`losses_figure` as a PNG at ``path`` (None when no run logged a loss)."""
-    return _save(losses_figure(runs), path)
+    return _save(losses_figure(runs, groups), path)
 
 
-def plot_metrics(runs: Sequence[Run], metrics: Sequence[str], path: Path) -> Path | None:
+def plot_metrics(
+    runs: Sequence[Run], metrics: Sequence[str], path: Path, groups: Sequence[Group] | None = None
+) -> Path | None:
     """:func:`metrics_figure` as a PNG at ``path`` (None when no run logged a metric)."""
-    return _save(metrics_figure(runs, metrics), path)
+    return _save(metrics_figure(runs, metrics, groups), path)
+
+
+def plot_spread(groups: Sequence[Group], metrics: Sequence[str], path: Path) -> Path | None:
+    """:func:`spread_figure` as a PNG at ``path`` (None when no row has two runs with a value)."""
+    return _save(spread_figure(groups, metrics), path)
 
 
 def plot_samples(runs: Sequence[Run], path: Path, keys: Sequence[str] = ()) -> Path | None:
