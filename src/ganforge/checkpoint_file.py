@@ -29,8 +29,26 @@ def directory_hint(path: Path) -> str:
     return "a directory, not a checkpoint file (pass e.g. <run dir>/checkpoints/last.ckpt)"
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict at ``path``; a ConfigError naming the file when it is missing or unreadable."""
+EXPORT_KEY = "ganforge_generator"  # marks a file of ganforge-export (G alone); its value: the format version
+
+
+def is_export(saved: Any) -> bool:
+    """Whether ``saved`` (what a file unpickled to) is a generator written by ``ganforge-export``."""
+    return isinstance(saved, dict) and EXPORT_KEY in saved
+
+
+def export_hint(path: str | Path) -> str:
+    """What to say when an exported generator is given where a training checkpoint is needed."""
+    return (
+        f"ckpt_path={path}: an exported generator (ganforge-export), which holds G alone, for "
+        "ganforge-sample; ganforge-eval takes the run's checkpoints/best.ckpt or last.ckpt, a resume its "
+        "last.ckpt"
+    )
+
+
+def read_saved(path: str | Path) -> Any:
+    """What the file at ``path`` holds (a checkpoint, or an exported generator), unpickled with
+    ``weights_only``; a ConfigError naming the file when it is missing, unreadable or would run code."""
     if path in (None, "", "???"):
         raise ConfigError("ckpt_path=<file> is required (a checkpoint written by ganforge-train)")
     file = Path(path).expanduser()
@@ -41,7 +59,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if file.stat().st_size == 0:
         raise ConfigError(f"ckpt_path={path}: an empty file, not a checkpoint")
     try:
-        ckpt = load_weights_only(file)
+        return load_weights_only(file)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))  # weights_only met a type it will not build
         if found is None:
@@ -55,9 +73,35 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"ckpt_path={path}: not a readable checkpoint (truncated or corrupt: {exc})"
         ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at ``path`` (:func:`read_saved`); a ConfigError for a file that is not a
+    Lightning checkpoint (an exported generator among them)."""
+    return checked_checkpoint(read_saved(path), path)
+
+
+def checked_checkpoint(saved: Any, path: str | Path) -> dict[str, Any]:
+    """``saved`` when it is a Lightning checkpoint, else a ConfigError naming ``path`` and what it is."""
+    if is_export(saved):
+        raise ConfigError(export_hint(path))
+    if not isinstance(saved, dict) or "state_dict" not in saved:
         raise ConfigError(f"ckpt_path={path}: not a Lightning checkpoint")
-    return ckpt
+    return saved
+
+
+def check_resumable(path: Path, saved: dict) -> None:
+    """A ConfigError when the checkpoint to resume from (read as ``saved``) holds weights only (a
+    ``best.ckpt``): Lightning would fail on the missing optimizer state after the run's setup."""
+    if "optimizer_states" in saved:
+        return
+    last = path.with_name("last.ckpt")
+    instead = str(last) if last.is_file() else "the run's checkpoints/last.ckpt"
+    raise ConfigError(
+        f"ckpt_path={path}: holds the weights only (for ganforge-eval and ganforge-sample), not the "
+        f"optimizer state a resume needs; resume from {instead} (or ckpt_path=auto with "
+        "hydra.run.dir=<that run>)"
+    )
 
 
 def load_weights_only(path: str | Path, map_location: Any = "cpu") -> Any:
@@ -128,11 +172,16 @@ def tensor_bytes(tensors: Any) -> int:
     return 0
 
 
-def checkpoint_bytes(module: nn.Module, optimizers: list[torch.optim.Optimizer] | tuple = ()) -> int:
-    """About the size a checkpoint of ``module`` will have on disk: its state dict, plus the optimizers'
-    state (before their first step, two moments per trained parameter, as Adam keeps), plus 5% and
-    64 KB for the pickle and the metadata (within a few % of the real size for ring8/MLP and DCGAN)."""
+def checkpoint_bytes(
+    module: nn.Module, optimizers: list[torch.optim.Optimizer] | tuple = (), weights_only: bool = False
+) -> int:
+    """About the size a checkpoint of ``module`` will have on disk: its state dict, plus (unless
+    ``weights_only``: ``best.ckpt``) the optimizers' state (before their first step, two moments per
+    trained parameter, as Adam keeps), plus 5% and 64 KB for the pickle and the metadata (within a few %
+    of the real size for ring8/MLP and DCGAN)."""
     weights = tensor_bytes(module.state_dict())
+    if weights_only:
+        return int(1.05 * weights) + 64 * 1024
     trained = sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
     state = sum(tensor_bytes(opt.state_dict()["state"]) for opt in optimizers)
     return int(1.05 * (weights + max(state, 2 * trained))) + 64 * 1024

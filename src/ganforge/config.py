@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge import CONFIG_DIR, resolvers
-from ganforge.checkpoint_file import directory_hint, read_checkpoint
+from ganforge.checkpoint_file import check_resumable, directory_hint, read_checkpoint
 from ganforge.errors import ConfigError, GanforgeError, NothingToTrainError
 
 resolvers.register()  # before any config of the tree is composed
@@ -329,6 +329,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, cfg: DictConfig |
     ckpt = read_checkpoint(path)  # a truncated or foreign file fails here, in one line, not in Lightning
     if "ganforge" not in ckpt:
         raise ConfigError(f"ckpt_path={path}: a Lightning checkpoint, but not one written by ganforge-train")
+    check_resumable(path, ckpt)  # a weights-only best.ckpt: say which file resumes
     if cfg is not None:
         check_same_setup(path, ckpt, cfg)
     return path

@@ -1,5 +1,6 @@
-"""``ganforge-sample``: draw samples from a checkpoint as an image grid (PNG) or raw arrays (NPZ); with
-``input=DIR_OR_ZIP``, translate a folder of images with an image-to-image checkpoint."""
+"""``ganforge-sample``: draw samples from a checkpoint (or a generator written by ``ganforge-export``) as
+an image grid (PNG) or raw arrays (NPZ); with ``input=DIR_OR_ZIP``, translate a folder of images with an
+image-to-image checkpoint."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def write_samples(
     if fmt not in ("png", "npz"):
         raise ConfigError(f"format={fmt}: choose png or npz (or name the file .png/.npz)")
     dev = pick_device(device)
-    _, datamodule, module, _ = restore(ckpt_path, dev)
+    _, datamodule, module, _ = restore(ckpt_path, dev, exported=True)
     check_truncation(psi, module.task.name)
     z_psi = module.use_truncation(psi)  # None when ψ applies in W (StyleGAN), inside G
     if getattr(datamodule, "paired", False):
@@ -184,7 +185,7 @@ def translate_folder(
     upsampled to that size, which this resize does).
     """
     dev = pick_device(device)
-    _, datamodule, module, _ = restore(ckpt_path, dev)
+    _, datamodule, module, _ = restore(ckpt_path, dev, exported=True)
     two_way = getattr(datamodule, "unpaired", False)
     if not (getattr(datamodule, "paired", False) or two_way):
         raise ConfigError(

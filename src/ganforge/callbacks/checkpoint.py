@@ -1,5 +1,7 @@
-"""``checkpoints/last.ckpt`` (always resumable) and ``best.ckpt``, written atomically (temp file, then
-rename) by a Lightning ``ModelCheckpoint`` that counts generator steps."""
+"""``checkpoints/last.ckpt`` (always resumable: weights, optimizer, scheduler and loop state) and
+``best.ckpt`` (weights, config and metrics only: what ganforge-eval and -sample need, a fraction of the
+size), written atomically (temp file, then rename) by a Lightning ``ModelCheckpoint`` that counts
+generator steps."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from ganforge.checkpoint_file import checkpoint_bytes, write_atomically
+from ganforge.errors import ConfigError
 from ganforge.loggers import logger_fault
 
 log = logging.getLogger(__name__)
@@ -25,8 +28,9 @@ def weights_finite(module: torch.nn.Module) -> bool:
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True
 
 
-def save_checkpoint(trainer: pl.Trainer, path: Path) -> bool:
-    """``trainer.save_checkpoint`` to a temporary name, then an atomic rename (collective under DDP).
+def save_checkpoint(trainer: pl.Trainer, path: Path, weights_only: bool = False) -> bool:
+    """``trainer.save_checkpoint`` to a temporary name, then an atomic rename (collective under DDP);
+    ``weights_only``: without the optimizer, scheduler and callback state only a resume needs.
 
     Weights with NaN/Inf are never written: the previous file stays. Returns whether it wrote. A write
     that fails (a full disk) removes its temporary file, keeps the previous one and raises a one-line
@@ -37,16 +41,17 @@ def save_checkpoint(trainer: pl.Trainer, path: Path) -> bool:
         return False
     write_atomically(
         path,
-        lambda tmp: trainer.save_checkpoint(tmp, weights_only=False),  # rank 0 writes
+        lambda tmp: trainer.save_checkpoint(tmp, weights_only=weights_only),  # rank 0 writes
         publish=trainer.is_global_zero,
-        needed=checkpoint_bytes(trainer.lightning_module, trainer.optimizers),
+        needed=checkpoint_bytes(trainer.lightning_module, trainer.optimizers, weights_only=weights_only),
     )
     return True
 
 
 class GANCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint``, on generator steps: ``last.ckpt`` every ``every`` generator steps
-    and when training ends, ``best.ckpt`` when the metrics callback finds the monitored metric improved.
+    and when training ends, ``best.ckpt`` when the metrics callback finds the monitored metric improved
+    (weights only; none with ``save_best=False``, the metrics still measured and logged).
 
     Every write is atomic (:func:`save_checkpoint`: never a truncated file, never NaN weights), and
     loggers hear of each one as from ``ModelCheckpoint`` (``last_model_path``, ``best_model_path``), so
@@ -54,10 +59,19 @@ class GANCheckpoint(ModelCheckpoint):
     Lightning's own epoch- and validation-end saving is off: an epoch is the whole run here.
     """
 
-    def __init__(self, dirpath: str, every: int = 1000, filename: str = "last.ckpt") -> None:
+    def __init__(
+        self,
+        dirpath: str,
+        every: int = 1000,
+        filename: str = "last.ckpt",
+        save_best: bool = True,
+    ) -> None:
         super().__init__(dirpath=dirpath)  # Lightning's own file naming is unused: paths are ours
+        if not isinstance(save_best, bool):
+            raise ConfigError(f"callbacks.checkpoint.save_best must be true or false, got {save_best!r}")
         self.every = every
         self.filename = filename
+        self.writes_best = save_best
 
     @property
     def state_key(self) -> str:
@@ -85,8 +99,11 @@ class GANCheckpoint(ModelCheckpoint):
         self._announce(trainer, str(self.path))
 
     def save_best(self, trainer: pl.Trainer, path: Path, monitor: str, score: float) -> None:
-        """Writes ``best.ckpt`` for a new best ``score`` of ``monitor`` (the metrics callback decides)."""
-        if trainer.fast_dev_run or not save_checkpoint(trainer, path):
+        """Writes ``best.ckpt`` (weights only) for a new best ``score`` of ``monitor`` (the metrics
+        callback decides; every rank calls this alike); nothing with ``save_best=False``."""
+        if not self.writes_best or trainer.fast_dev_run:
+            return
+        if not save_checkpoint(trainer, path, weights_only=True):
             return
         value = torch.tensor(float(score))
         self.monitor, self.best_model_path, self.best_model_score = monitor, str(path), value
