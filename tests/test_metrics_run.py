@@ -109,7 +109,8 @@ def test_metric_mistakes_fail_before_training(run, overrides, message):
 
 
 def test_missing_inception_weights_fail_before_training(tmp_path):
-    env_home = {"TORCH_HOME": str(tmp_path / "torch")}
+    # no weights in the hub cache, and the download refused at once (the discard port): offline anywhere
+    env_home = {"TORCH_HOME": str(tmp_path / "torch"), "GANFORGE_INCEPTION_URL": "http://127.0.0.1:9/w.pth"}
     res = command(
         "train",
         "metrics=[fid]",

@@ -123,6 +123,9 @@ def test_sample_and_eval_record_w_truncation(tmp_path):
 
     arrays = np.load(out)
     assert float(arrays["truncation"]) == 0.5 and str(arrays["truncation_space"]) == "w"
+    again = tmp_path / "again.npz"  # G's random noise too is drawn from the seed: the same images again
+    result = command("sample", f"ckpt_path={ckpt}", "n=4", f"out={again}", "truncation=0.5", cwd=tmp_path)
+    assert result.returncode == 0 and np.array_equal(np.load(again)["samples"], arrays["samples"])
     assert np.abs(arrays["z"]).max() > 0.5  # the latents are not truncated: ψ applies in W
     res = command(
         "eval", f"ckpt_path={ckpt}", "metrics=[fid]", "metrics.num_samples=200", "truncation=0.5",

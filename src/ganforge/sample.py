@@ -54,6 +54,7 @@ def write_samples(
     _, datamodule, module, _ = restore(ckpt_path, dev, exported=True)
     check_truncation(psi, module.task.name)
     z_psi = module.use_truncation(psi)  # None when ψ applies in W (StyleGAN), inside G
+    torch.manual_seed(seed)  # what G draws itself (StyleGAN2 noise): same seed, same images
     if getattr(datamodule, "paired", False):
         return translation_grid(module, datamodule, n, path, fmt)
     if getattr(datamodule, "unpaired", False):

@@ -75,6 +75,14 @@ class MetricsCallback(Callback):
             log.info(
                 "metrics: feature classifier (%s) held-out accuracy %.3f", how, info["classifier_accuracy"]
             )
+        if "selfsup_top1" in info:  # how well it tells the reference images apart (1: always)
+            how = "cached" if info["selfsup_cached"] else "trained"
+            log.info(
+                "metrics: self-supervised extractor (%s, %d images) contrastive top-1 %.3f",
+                how,
+                info["selfsup_images"],
+                info["selfsup_top1"],
+            )
         for logger in list(trainer.loggers) if trainer.is_global_zero else []:  # W&B: val/fid_protocol
             if info.get("protocol_tags") and hasattr(logger, "log_protocols"):
                 with logger_fault(trainer, logger):

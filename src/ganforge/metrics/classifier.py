@@ -4,6 +4,7 @@ of "FID with a domain classifier" for data Inception was not made for (digits, M
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -134,13 +135,22 @@ def fit_classifier(
     return net, accuracy(net, images[test], labels[test], device)
 
 
-def save_classifier(net: ClassifierNet, spec: ClassifierSpec, accuracy: float, path: Path) -> None:
-    """Weights plus the spec that rebuilds them; written atomically."""
+def write_record(record: dict[str, Any], path: Path) -> None:
+    """``record`` saved at ``path`` atomically, its bytes a function of its contents alone: torch.save names
+    the archive inside after the file it writes, so it writes to a buffer, not to the temporary file (whose
+    name holds the process id). The file's SHA-256 identifies the network in every protocol tag."""
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    state = {k: v.cpu() for k, v in net.state_dict().items()}
-    torch.save({"spec": asdict(spec), "state_dict": state, "accuracy": accuracy}, tmp)
+    tmp.write_bytes(buffer.getvalue())
     tmp.replace(path)
+
+
+def save_classifier(net: ClassifierNet, spec: ClassifierSpec, accuracy: float, path: Path) -> None:
+    """Weights plus the spec that rebuilds them; written atomically."""
+    state = {k: v.cpu() for k, v in net.state_dict().items()}
+    write_record({"spec": asdict(spec), "state_dict": state, "accuracy": accuracy}, path)
 
 
 def load_classifier(path: str | Path) -> tuple[ClassifierNet, dict[str, Any]]:

@@ -1,17 +1,24 @@
 """Feature extractors for FID/KID/IS/PRC, registered with torch-fidelity and usable in torchmetrics.
 
-Two kinds (``metrics.extractor``):
+Three kinds (``metrics.extractor``):
 - ``inception``: torch-fidelity's ``inception-v3-compat``, the network of the FID paper
-  (Heusel et al. 2017). Its weights come from ``metrics.weights_path`` or torch's hub cache. Images
+  (Heusel et al. 2017). Its weights come from ``metrics.weights_path`` or torch's hub cache, where they
+  are fetched once from torch-fidelity's release when missing (:func:`inception_weights`). Images
   reach its 299 px input by torch-fidelity's TensorFlow-compatible bilinear resize, or with
   ``metrics.resize=clean`` by clean-fid's PIL bicubic resize (:class:`CleanResizeInception`).
 - ``classifier``: :class:`~ganforge.metrics.classifier.ClassifierNet` trained on the data's labels.
-Both take uint8 images; generated images in [-1, 1] go through :func:`to_uint8` first.
+- ``selfsup``: :class:`~ganforge.metrics.selfsup.SelfSupNet` trained without labels on the reference
+  images (contrastive learning): FID on unlabelled folders offline.
+All take uint8 images; generated images in [-1, 1] go through :func:`to_uint8` first.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import logging
+import os
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +35,20 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ganforge.errors import ConfigError
 from ganforge.metrics.classifier import load_classifier
+from ganforge.metrics.selfsup import load_selfsup, resize_uint8
+
+log = logging.getLogger(__name__)
 
 CLASSIFIER = "ganforge-classifier"
+SELFSUP = "ganforge-selfsup"
 INCEPTION = "inception-v3-compat"
 INCEPTION_CLEAN = "ganforge-inception-v3-clean"  # the same network behind clean-fid's resize
 RESIZES = ("torch_fidelity", "clean")  # metrics.resize: how images reach Inception's 299 px input
-INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]
+INCEPTION_URL = URL_INCEPTION_V3  # torch-fidelity's release of the FID weights, what it downloads itself
+INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[-1]
+# pytorch-fid's copy of the same converted TensorFlow weights (same keys and shapes), also found in the cache
+PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
+DOWNLOAD_TIMEOUT_S = 20.0  # seconds without an answer before a fetch of the weights counts as offline
 
 
 def to_uint8(x: Tensor) -> Tensor:
@@ -136,7 +151,46 @@ class CleanResizeInception(FeatureExtractorInceptionV3):
         return tuple(feats[f] for f in self.features_list)
 
 
-for _name, _cls in ((CLASSIFIER, ClassifierExtractor), (INCEPTION_CLEAN, CleanResizeInception)):
+class SelfSupExtractor(FeatureExtractorBase):
+    """torch-fidelity's view of the self-supervised network: ``features`` (its pooled encoder output,
+    float64), the images first resized to the side it was trained at. No logits: no Inception Score."""
+
+    def __init__(self, name: str, features_list: list[str], **kwargs: Any) -> None:
+        super().__init__(name, features_list)
+        path = kwargs.get("feature_extractor_weights_path")
+        if not path:
+            raise ConfigError(
+                "the selfsup extractor needs feature_extractor_weights_path (a trained network)"
+            )
+        self.net, record = load_selfsup(path)
+        self.size = int(record["spec"]["size"])
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return ("features",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return "features"
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        return (self.net.features(resize_uint8(x, self.size)).double(),)
+
+
+_REGISTER = (
+    (CLASSIFIER, ClassifierExtractor),
+    (SELFSUP, SelfSupExtractor),
+    (INCEPTION_CLEAN, CleanResizeInception),
+)
+for _name, _cls in _REGISTER:
     if _name not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(_name, _cls)
 
@@ -158,21 +212,83 @@ def weights_sha256(path: str | Path) -> str:
     return _HASHES[key]
 
 
-def inception_weights(weights_path: str | None) -> str:
-    """The local file of the FID Inception weights, or a ConfigError saying how to provide it."""
+def hub_checkpoints() -> Path:
+    """torch's hub cache of downloaded weights (``$TORCH_HOME/hub/checkpoints``), where torch-fidelity and
+    pytorch-fid keep the FID Inception weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+class InceptionUnavailable(ConfigError):
+    """The FID Inception weights are neither on this machine nor fetchable; ``reason`` says why."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+_UNREACHABLE: dict[tuple[str, str], str] = {}  # (url, destination) → why a fetch failed: once a process
+
+
+def fetch_inception_weights(url: str | None = None, timeout: float | None = None) -> Path:
+    """Download the FID Inception weights (from ``url``, else ``$GANFORGE_INCEPTION_URL`` (a mirror), else
+    :data:`INCEPTION_URL`) into torch's hub cache, once: later runs find them there, as torch-fidelity
+    does. Offline (no answer within ``timeout`` s, default :data:`DOWNLOAD_TIMEOUT_S`): an
+    :class:`InceptionUnavailable` line."""
+    url = url or os.environ.get("GANFORGE_INCEPTION_URL") or INCEPTION_URL
+    timeout = DOWNLOAD_TIMEOUT_S if timeout is None else timeout
+    dest = hub_checkpoints() / INCEPTION_FILE
+    key = (url, str(dest))
+    if key not in _UNREACHABLE:
+        try:
+            log.info("metrics: fetching the FID Inception weights %s into %s (once)", url, dest.parent)
+            _download(url, dest, timeout)
+            return dest
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            _UNREACHABLE[key] = f"{type(exc).__name__}: {exc}"
+    reason = _UNREACHABLE[key]
+    raise InceptionUnavailable(
+        f"metrics.extractor=inception needs the FID Inception-v3 weights and they could not be fetched from "
+        f"{url} ({reason}): run once with internet access (they are then kept at {dest}), or download that "
+        f"file elsewhere and copy it to {dest} or pass metrics.weights_path=<file>; offline, "
+        "metrics.extractor=selfsup measures FID with a network trained on your images (its values do not "
+        "compare with Inception FIDs; labelled data: metrics.extractor=classifier)",
+        reason,
+    )
+
+
+def _download(url: str, dest: Path, timeout: float) -> None:
+    """``url`` streamed to ``dest`` through a temporary file, kept only when it holds the Inception state
+    dict (not an HTML error page or a truncated file)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                f.write(block)
+        try:
+            state = torch.load(tmp, map_location="cpu", weights_only=True)
+        except Exception as exc:  # unpickling errors of many types
+            raise ValueError(f"the file fetched is not a weights file ({type(exc).__name__})") from None
+        if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
+            raise ValueError("the file fetched is not the FID Inception-v3 state dict")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def inception_weights(weights_path: str | None, url: str | None = None, timeout: float | None = None) -> str:
+    """The local file of the FID Inception weights: ``weights_path``, else the copy in torch's hub cache
+    (torch-fidelity's or pytorch-fid's), else one fetched there from ``url``; a ConfigError line when
+    none can be had."""
     if weights_path:
         path = Path(weights_path).expanduser()
         if not path.is_file():
             raise ConfigError(f"metrics.weights_path={weights_path}: no such file")
         return str(path)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    if cached.is_file():
-        return str(cached)
-    raise ConfigError(
-        f"metrics.extractor=inception needs the FID Inception-v3 weights {INCEPTION_FILE} and there is no "
-        f"copy at {cached}. Download {URL_INCEPTION_V3} on a machine with internet access and pass "
-        "metrics.weights_path=<file> (or put it at that path), or use metrics.extractor=classifier"
-    )
+    for name in (INCEPTION_FILE, PYTORCH_FID_FILE):
+        if (hub_checkpoints() / name).is_file():
+            return str(hub_checkpoints() / name)
+    return str(fetch_inception_weights(url, timeout))
 
 
 @dataclass

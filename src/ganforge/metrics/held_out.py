@@ -5,6 +5,7 @@ measure the same way."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from ganforge.data.base import GANDataModule
 from ganforge.metrics.features import CLASSIFIER, FeatureLayer, extractor_input
 from ganforge.metrics.suite import MetricSettings, build_extractor, extractor_protocol
 
+log = logging.getLogger(__name__)
+
 EXTRACTOR_METRICS = ("fid", "class_acc")  # the ones that need a feature extractor
 TRUTH_SCORES = ("psnr", "ssim", "l1")  # outputs against their known answers
 
@@ -29,10 +32,10 @@ TRUTH_SCORES = ("psnr", "ssim", "l1")  # outputs against their known answers
 def extractor_for(
     settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path, device: torch.device
 ) -> tuple[torch.nn.Module, bool, dict[str, Any]]:
-    """(the built extractor giving (features, logits) — Inception: features only —, whether it takes
+    """(the built extractor giving (features, logits) — Inception, selfsup: features only —, whether it takes
     RGB, what to report about it: its ``protocol`` for the FIDs measured with it)."""
     extractor = build_extractor(settings, datamodule, cache_dir, device)
-    layers = ["features", "logits"] if extractor.name == CLASSIFIER else ["2048"]
+    layers = [extractor.layers["fid"], *(["logits"] if extractor.name == CLASSIFIER else [])]
     module = extractor.build(layers, device)
     protocol = extractor_protocol(extractor, layers[0])
     return module, extractor.info["rgb"], {"extractor": extractor.tag, **extractor.info, "protocol": protocol}
@@ -82,13 +85,20 @@ class HeldOutSuite:
     SCORES: tuple[tuple[str, str], ...] = (("psnr", "psnr"), ("ssim", "ssim"), ("l1", "l1"))
     CLASS_ACC = "class_acc"  # the key of the classifier's accuracy in ``metrics``
     OUTPUTS: dict[str, tuple[str, ...]] = {}  # the val/* keys of a metric name, where not the name itself
-    MONITOR = ("val/fid", "val/psnr")  # the default metric for best.ckpt: with FID, without it
+    MONITOR = ("val/fid", "val/psnr", "val/ssim", "val/l1")  # best.ckpt's default: the first measured
+    REALISM = ("val/fid",)  # how real the outputs look, not how close to the ground truth
 
     def __init__(
-        self, settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path, names: list[str]
+        self,
+        settings: MetricSettings,
+        datamodule: GANDataModule,
+        cache_dir: str | Path,
+        names: list[str],
+        dropped: dict[str, str] | None = None,
     ) -> None:
         self.settings, self.datamodule, self.cache_dir = settings, datamodule, cache_dir
         self.names = names
+        self._say_monitor(dropped or {})
         self.metrics: dict[str, Metric] = {}
         self.extractor_module: torch.nn.Module | None = None
         self.rgb = False
@@ -101,10 +111,27 @@ class HeldOutSuite:
 
     @property
     def monitor(self) -> str:
-        """The metric that picks ``best.ckpt``: ``metrics.monitor``, else :attr:`MONITOR`."""
+        """The metric that picks ``best.ckpt``: ``metrics.monitor``, else the first of :attr:`MONITOR` this
+        suite measures: FID (realism) whenever it is measured, a fidelity score (PSNR, L1) only without it."""
         if self.settings.monitor:
             return self.settings.monitor
-        return self.MONITOR[0] if "fid" in self.names else self.MONITOR[1]
+        keys = self.keys
+        return next((key for key in self.MONITOR if key in keys), self.MONITOR[-1])
+
+    def _say_monitor(self, dropped: dict[str, str]) -> None:
+        """One log line when a default metric cannot be measured (``dropped``: why) or ``best.ckpt`` follows
+        a fidelity score by default: without a realism metric it keeps the checkpoint closest to the ground
+        truth on average, which favours the blurriest outputs."""
+        why = f"FID cannot be measured here: {dropped['fid']}" if "fid" in dropped else ""
+        if not self.settings.monitor and self.monitor not in self.REALISM:
+            log.warning(
+                "metrics: best.ckpt follows %s, a fidelity score that favours blurry outputs, because %s; "
+                "add fid, or choose with metrics.monitor",
+                self.monitor,
+                why or f"no FID is among metrics=[{','.join(self.names)}]",
+            )
+        elif why:
+            log.warning("metrics: %s", why)
 
     def prepare(self, device: torch.device, rank: int = 0, world: int = 1) -> None:
         """The metric objects, the extractor, and the features of this rank's real held-out images."""

@@ -29,8 +29,10 @@ from ganforge.metrics.features import (
     INCEPTION,
     INCEPTION_CLEAN,
     RESIZES,
+    SELFSUP,
     Extractor,
     FeatureLayer,
+    InceptionUnavailable,
     extractor_input,
     inception_weights,
     to_uint8,
@@ -43,6 +45,7 @@ from ganforge.metrics.modes import (
     assign_modes,
     stacked_modes,
 )
+from ganforge.metrics.selfsup import SelfSupSpec, cached_selfsup, input_size, resize_uint8
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class MetricSettings:
     resize: str = "torch_fidelity"  # Inception's input resize: torch_fidelity (TF1 bilinear) | clean
     reference: str = "train"  # the real set: train (the training items) | all (the population they came from)
     classifier: dict[str, Any] = field(default_factory=dict)
+    selfsup: dict[str, Any] = field(default_factory=dict)  # the self-supervised extractor's settings
     conditional: bool | None = None  # the model is class-conditional (None: not known yet, see check)
 
     @classmethod
@@ -88,9 +92,10 @@ class MetricSettings:
         if not cfg:
             return None
         names = [name for name in KNOWN if cfg.get(name)]
-        known = {f.name for f in fields(cls)} - {"names", "classifier"}
+        known = {f.name for f in fields(cls)} - {"names", "classifier", "selfsup"}
         plain = {k: v for k, v in dict(cfg).items() if k in known}
-        return cls(names=names or None, classifier=dict(cfg.get("classifier") or {}), **plain)
+        nets = {k: dict(cfg.get(k) or {}) for k in ("classifier", "selfsup")}
+        return cls(names=names or None, **nets, **plain)
 
 
 def is_mixture(datamodule: GANDataModule) -> bool:
@@ -152,36 +157,72 @@ def check_conditional(names: list[str], conditional: bool | None, datamodule: GA
         )
 
 
-def extractor_kind(settings: MetricSettings, datamodule: GANDataModule) -> str:
-    """``classifier`` or ``inception``; ``auto`` takes the classifier when the data has labels."""
+EXTRACTORS = ("classifier", "inception", "selfsup")
+
+
+def extractor_kind(settings: MetricSettings, datamodule: GANDataModule, announce: bool = False) -> str:
+    """``classifier``, ``inception`` or ``selfsup``. ``auto`` takes the classifier when the data has labels,
+    else Inception when its weights are at hand (or can be fetched), else the self-supervised network
+    (``announce``: say so in one log line)."""
     source = datamodule.labelled_source()
     kind = settings.extractor
-    if kind == "auto":
-        kind = "classifier" if source.num_classes > 1 else "inception"
-    if kind not in ("classifier", "inception"):
-        raise ConfigError(f"metrics.extractor={settings.extractor}: choose classifier, inception or auto")
+    if kind != "auto" and kind not in EXTRACTORS:
+        raise ConfigError(
+            f"metrics.extractor={settings.extractor}: choose classifier, inception or auto (or selfsup: a "
+            "network trained on the images themselves, for unlabelled data)"
+        )
     if settings.resize not in RESIZES:
         raise ConfigError(f"metrics.resize={settings.resize}: choose {' or '.join(RESIZES)}")
+    why = ""
+    if kind == "auto":
+        kind, why = auto_extractor(settings, datamodule)
+        if announce and why:
+            log.info("metrics: %s", why)
     if settings.resize != RESIZES[0] and kind != "inception":
+        chose = f" ({why})" if why else ""
         raise ConfigError(
-            f"metrics.resize={settings.resize} is for metrics.extractor=inception (the classifier takes "
-            "images at their own size)"
+            f"metrics.resize={settings.resize} is for metrics.extractor=inception (the {kind} extractor "
+            f"takes images at its own size){chose}"
         )
     if kind == "classifier" and source.num_classes < 2:
         raise ConfigError(
-            "metrics.extractor=classifier needs labelled data (class subfolders); use inception"
+            "metrics.extractor=classifier needs labelled data (class subfolders); use selfsup (trained on "
+            "the images, no labels) or inception"
         )
     if is_stacked(datamodule) and kind != "classifier":
         raise ConfigError("stacked digits are measured with metrics.extractor=classifier")
     return kind
 
 
+def auto_extractor(settings: MetricSettings, datamodule: GANDataModule) -> tuple[str, str]:
+    """``metrics.extractor=auto``'s choice and, when it falls back to the self-supervised network, why."""
+    if is_stacked(datamodule) or datamodule.labelled_source().num_classes > 1:
+        return "classifier", ""
+    try:
+        inception_weights(settings.weights_path)
+        return "inception", ""
+    except InceptionUnavailable as err:
+        return "selfsup", (
+            "metrics.extractor=auto chose selfsup, a network trained without labels on the reference images "
+            f"(Chen et al. 2020): the data has no labels and the FID Inception weights are not available "
+            f"({err.reason}); its values are tagged fid[selfsup:...] and do not compare with Inception FIDs"
+        )
+
+
 def check(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
     """Everything that can be checked before training: metric choice, extractor, Inception weights."""
     names = choose(settings, datamodule)
     if any(n in IMAGE_METRICS or n == "intra_fid" for n in names):
-        if extractor_kind(settings, datamodule) == "inception":
+        kind = extractor_kind(settings, datamodule, announce=True)
+        if kind == "inception":
             inception_weights(settings.weights_path)
+        if kind == "selfsup":
+            if "is" in names:
+                raise ConfigError(
+                    "the Inception Score needs class logits, which metrics.extractor=selfsup does not have; "
+                    "use fid, kid, prc, dc (or metrics.extractor=inception)"
+                )
+            selfsup_setup(settings, datamodule)  # its settings: one line now, not after training
     return names
 
 
@@ -201,12 +242,16 @@ class RealImages(Dataset):
 def build_extractor(
     settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path, device: torch.device
 ) -> Extractor:
-    """The extractor of ``settings``; the classifier is trained on first use and then cached."""
-    if extractor_kind(settings, datamodule) == "inception":
+    """The extractor of ``settings``; the classifier and the self-supervised network are trained on first
+    use and then cached."""
+    kind = extractor_kind(settings, datamodule)
+    if kind == "inception":
         weights = inception_weights(settings.weights_path)
         if settings.resize == "clean":  # clean-fid's resize (Parmar et al. 2022): its own cache entries
             return Extractor(INCEPTION_CLEAN, weights, "inception-clean", {"rgb": True, "resize": "clean"})
         return Extractor(INCEPTION, weights, "inception", {"rgb": True, "resize": "torch_fidelity"})
+    if kind == "selfsup":
+        return selfsup_extractor(settings, datamodule, cache_dir, device)
     source, index, spec = classifier_setup(settings, datamodule)
     path, accuracy, cached = cached_classifier(
         lambda: labelled_images(source, index), spec, source.fingerprint(), cache_dir, device
@@ -232,6 +277,63 @@ def classifier_setup(
     options = {k: v for k, v in settings.classifier.items() if k != "max_items"}
     spec = ClassifierSpec(in_channels=source.data_shape[0], num_classes=source.num_classes, **options)
     return source, index, spec
+
+
+SELFSUP_OPTIONS = {f.name for f in fields(SelfSupSpec)} - {"in_channels"}
+
+
+def selfsup_setup(settings: MetricSettings, datamodule: GANDataModule) -> tuple[list[int], SelfSupSpec]:
+    """(the items the self-supervised network is trained on, its spec): ``metrics.selfsup.*`` checked, the
+    side it works at (``size``: the data's, at most 64 px, unless set) filled in."""
+    options = dict(settings.selfsup)
+    unknown = sorted(set(options) - SELFSUP_OPTIONS)
+    if unknown:
+        raise ConfigError(
+            f"metrics.selfsup.{unknown[0]}: no such setting; choose from {', '.join(sorted(SELFSUP_OPTIONS))}"
+        )
+    if options.get("size") is None:
+        options["size"] = input_size(datamodule.data_shape[-1])
+    for key in ("size", "width", "proj_dim", "steps", "max_items"):
+        if key in options and (not isinstance(options[key], int) or options[key] < 1):
+            raise ConfigError(f"metrics.selfsup.{key} must be a positive integer, got {options[key]!r}")
+    if "batch_size" in options and (not isinstance(options["batch_size"], int) or options["batch_size"] < 2):
+        raise ConfigError(
+            f"metrics.selfsup.batch_size must be an integer of at least 2 (contrastive pairs), got "
+            f"{options['batch_size']!r}"
+        )
+    if not 0 < float(options.get("crop_scale", 0.5)) <= 1:
+        raise ConfigError(f"metrics.selfsup.crop_scale must lie in (0, 1], got {options['crop_scale']}")
+    for key in ("temperature", "lr"):
+        if key in options and not float(options[key]) > 0:
+            raise ConfigError(f"metrics.selfsup.{key} must be positive, got {options[key]}")
+    spec = SelfSupSpec(in_channels=datamodule.data_shape[0], **options)
+    n = datamodule.num_items()
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed))[: spec.max_items].tolist()
+    return index, spec
+
+
+def selfsup_extractor(
+    settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path, device: torch.device | str
+) -> Extractor:
+    """The self-supervised extractor of ``datamodule``'s images (those the reference set is drawn from),
+    trained on first use and cached by data fingerprint + spec."""
+    index, spec = selfsup_setup(settings, datamodule)
+
+    def load() -> Tensor:
+        chunks = torch.tensor(index).split(4096)
+        return torch.cat([resize_uint8(to_uint8(datamodule.items(c.tolist())[0]), spec.size) for c in chunks])
+
+    path, record, cached = cached_selfsup(load, spec, datamodule.fingerprint(), cache_dir, device)
+    info = {
+        "rgb": False,
+        # the network's input side: the images' own (none), or an antialiased bilinear resize to it
+        "resize": "none" if spec.size == datamodule.data_shape[-1] else f"bilinear{spec.size}",
+        "selfsup": str(path),
+        "selfsup_cached": cached,
+        "selfsup_top1": float(record["top1"]),
+        "selfsup_images": int(record["num_images"]),
+    }
+    return Extractor(SELFSUP, str(path), f"ssl{path.stem}", info)
 
 
 def real_holdout(
@@ -289,8 +391,9 @@ def reference_labels(settings: MetricSettings, datamodule: GANDataModule) -> Ten
 def extractor_protocol(extractor: Extractor, layer: str) -> dict[str, Any]:
     """The extractor's part of a metric's protocol: its kind, torch-fidelity name, weights hash, layer
     and resize."""
+    kinds = {CLASSIFIER: "classifier", SELFSUP: "selfsup"}
     return {
-        "extractor": "classifier" if extractor.name == CLASSIFIER else "inception",
+        "extractor": kinds.get(extractor.name, "inception"),
         "feature_extractor": extractor.name,
         "weights_sha256": weights_sha256(extractor.weights_path),
         "layer": layer,
@@ -416,10 +519,10 @@ class MetricSuite:
 
     @property
     def monitor(self) -> str:
-        """The metric that picks ``best.ckpt``: ``metrics.monitor``, else FID, else modes covered."""
+        """The metric that picks ``best.ckpt``: ``metrics.monitor``, else FID, intra-FID, KID, modes."""
         if self.settings.monitor:
             return self.settings.monitor
-        for name in ("fid", "intra_fid"):
+        for name in ("fid", "intra_fid", "kid"):
             if name in self.names:
                 return f"val/{name}"
         return "val/modes"

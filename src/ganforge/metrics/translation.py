@@ -14,24 +14,45 @@ from ganforge.data.base import GANDataModule
 from ganforge.errors import ConfigError
 from ganforge.metrics.features import inception_weights
 from ganforge.metrics.held_out import HeldOutSuite, chunks, fid_with_real, held_out_protocol
-from ganforge.metrics.suite import MetricSettings, extractor_kind, protocol_tag
+from ganforge.metrics.suite import MetricSettings, extractor_kind, protocol_tag, selfsup_setup
 
 TRANSLATION_METRICS = ("psnr", "ssim", "l1", "fid", "class_acc")
 TRUTH_METRICS = ("psnr", "ssim", "class_acc")  # compare with a known answer
 
 
+def realism_extractor(settings: MetricSettings, datamodule: GANDataModule) -> str:
+    """The extractor FID is measured with on this data (``auto``'s choice said in one log line), its
+    weights found or fetched and its settings checked; a ConfigError when it cannot work here."""
+    kind = extractor_kind(settings, datamodule, announce=True)
+    if kind == "inception":
+        inception_weights(settings.weights_path)
+    if kind == "selfsup":
+        selfsup_setup(settings, datamodule)
+    return kind
+
+
 def choose_translation(
-    settings: MetricSettings, datamodule: GANDataModule, ground_truth: bool = True
+    settings: MetricSettings,
+    datamodule: GANDataModule,
+    ground_truth: bool = True,
+    dropped: dict[str, str] | None = None,
 ) -> list[str]:
     """The metrics for translation data (``ground_truth``: whether outputs have a known answer); a
-    ConfigError for one that cannot work on it."""
+    ConfigError for one asked for that cannot work on it. The default set has FID, the realism metric,
+    whenever an extractor can be had (on unlabelled data: Inception, else the self-supervised network);
+    when it cannot, ``dropped`` gets why (the suite says it in one log line)."""
     labelled = datamodule.num_classes > 1
     names = settings.names
-    if names is None:  # the default: everything that works without downloads
+    kind: str | None = None
+    if names is None:  # the default: the known-answer scores, FID, and whether the label is kept
         names = ["psnr", "ssim", "l1"] if ground_truth else ["l1"]
-        if labelled or settings.extractor == "inception":
+        try:
+            kind = realism_extractor(settings, datamodule)
             names.append("fid")
-        if labelled and ground_truth and settings.extractor != "inception":
+        except ConfigError as err:
+            if dropped is not None:
+                dropped["fid"] = str(err)
+        if labelled and ground_truth and kind == "classifier":
             names.append("class_acc")
     missing = [n for n in names if n in TRUTH_METRICS and not ground_truth]
     if missing:
@@ -56,8 +77,8 @@ def choose_translation(
             )
     if datamodule.data_shape[-1] < 11 and "ssim" in names:
         raise ConfigError("val/ssim uses an 11x11 window: it needs images of at least 11 px")
-    if "fid" in names and extractor_kind(settings, datamodule) == "inception":
-        inception_weights(settings.weights_path)
+    if "fid" in names and kind is None:
+        realism_extractor(settings, datamodule)
     return names
 
 
@@ -66,7 +87,9 @@ class TranslationSuite(HeldOutSuite):
     fewer), each rank its share; the torchmetrics states are reduced across ranks."""
 
     def __init__(self, settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path) -> None:
-        super().__init__(settings, datamodule, cache_dir, choose_translation(settings, datamodule))
+        dropped: dict[str, str] = {}
+        names = choose_translation(settings, datamodule, dropped=dropped)
+        super().__init__(settings, datamodule, cache_dir, names, dropped)
         if datamodule.num_val_items() < 2:  # before training, not after
             raise ConfigError(
                 f"the held-out split has {datamodule.num_val_items()} pairs: metrics need at least 2; "

@@ -31,11 +31,13 @@ class UnpairedSuite(HeldOutSuite):
         "ssim": ("ssim_ab",),
         "class_acc": ("class_acc_ab",),
     }
-    MONITOR = ("val/fid_ab", "val/cycle_l1")
+    MONITOR = ("val/fid_ab", "val/cycle_l1", "val/psnr_ab", "val/ssim_ab")
+    REALISM = ("val/fid_ab", "val/fid_ba")
 
     def __init__(self, settings: MetricSettings, datamodule: GANDataModule, cache_dir: str | Path) -> None:
-        names = choose_translation(settings, datamodule, bool(datamodule.has_ground_truth))
-        super().__init__(settings, datamodule, cache_dir, names)
+        dropped: dict[str, str] = {}
+        names = choose_translation(settings, datamodule, bool(datamodule.has_ground_truth), dropped)
+        super().__init__(settings, datamodule, cache_dir, names, dropped)
         if min(datamodule.num_val_a(), datamodule.num_val_b()) < 2:  # before training, not after
             raise ConfigError(
                 f"metrics need at least 2 held-out images in each domain; the data holds out "
