@@ -39,11 +39,13 @@ METHODS = {
 }
 
 
-def job(method: str, percent: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Train one job (unless it finished before); its curves and summary."""
+def job(method: str, percent: int, seed: int, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Train one job (unless it finished before); its curves and summary (None: not run, --collect)."""
     run_dir = args.out / f"{method}_{percent}pct_{args.steps}steps_seed{seed}"
     summary_file = run_dir / "summary.json"
     done = summary_file.is_file() and json.loads(summary_file.read_text()).get("status") == "finished"
+    if not done and args.collect:
+        return None
     if not done:
         limit = SIZES[percent]
         overrides = [
@@ -119,16 +121,16 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def table(lines: list[dict[str, Any]], steps: int) -> str:
     head = (
-        f"| data | method | FID at {steps:,} steps | best FID of the run | KID ×10³ "
+        f"| data | method | seeds | FID at {steps:,} steps | best FID of the run | KID ×10³ "
         "| D train − held-out | r_t (train) | wall time |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
     )
     body = []
     for x in lines:
         size = f"{x['percent']} % ({SIZES[x['percent']] or DIGITS:,})"
         gap = f"{x['d_gap'][0]:.2f} ± {x['d_gap'][1]:.2f}" if "d_gap" in x else "–"
         body.append(
-            f"| {size} | {x['method']} | {x['fid'][0]:.2f} ± {x['fid'][1]:.2f} "
+            f"| {size} | {x['method']} | {x['seeds']} | {x['fid'][0]:.2f} ± {x['fid'][1]:.2f} "
             f"| {x['best_fid'][0]:.2f} ± {x['best_fid'][1]:.2f} "
             f"| {1e3 * x['kid'][0]:.1f} ± {1e3 * x['kid'][1]:.1f} | {gap} "
             f"| {x['rt_train'][0]:.2f} ± {x['rt_train'][1]:.2f} | {x['wall_time_s']:.0f} s |"
@@ -179,14 +181,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="jobs at once (one core each)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job (OMP_NUM_THREADS)")
     parser.add_argument("--out", type=Path, default=HERE / "runs", help="run directories (not committed)")
+    parser.add_argument("--collect", action="store_true", help="train nothing: tabulate the finished jobs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(m, p, s) for s in args.seeds for p in args.sizes for m in args.methods]
     with ThreadPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(lambda j: job(*j, args), jobs))
+        rows = [r for r in pool.map(lambda j: job(*j, args), jobs) if r is not None]
     lines = aggregate(rows)
     setup = {key: getattr(args, key) for key in ("steps", "seeds", "eval_every", "overfit_every", "threads")}
     setup["workers"] = args.workers
+    setup["seeds_finished"] = {f"{x['percent']}%/{x['method']}": x["seeds"] for x in lines}
     (HERE / "results.json").write_text(json.dumps({"setup": setup, "table": lines, "runs": rows}, indent=1))
     (HERE / "results.md").write_text(table(lines, args.steps))
     plot(rows, HERE / "results.png")
