@@ -135,6 +135,7 @@ class GANModule(pl.LightningModule):
         self.task.attach(generator, schedule.num_fixed, schedule.seed)  # latents, fixed grid inputs
         self._class_losses: dict[str, Tensor] = {}  # ACGAN's class losses of the last step, for logging
         self._g_terms: dict[str, Tensor] = {}  # the task's G terms of the last step, for logging
+        self._judge_terms: dict[str, Tensor] = {}  # each D's adversarial terms (several D's), for logging
         self.g_step = 0
         self.wall_time_before = 0.0  # training seconds of the earlier segments (from the checkpoint)
         self._segment_start = time.monotonic()
@@ -181,6 +182,11 @@ class GANModule(pl.LightningModule):
                 "train.updates=simultaneous steps D and G once each from the same weights: needs "
                 f"train.n_critic=1 and not optim=extragradient, got n_critic={self.n_critic}"
             )
+        if not self.task.adversarial and (self.simultaneous or self.extragradient):
+            raise ConfigError(
+                "task.adversarial=false trains G alone (D is neither run nor updated): use "
+                "train.updates=alternating without optim=extragradient"
+            )
         self.guard: Any = None  # a DivergenceGuard installs itself here (callbacks/guard.py)
         self._others: dict[Any, list[Tensor]] = {}  # per optimizer: the parameters it does not train
         self._frozen: list[Tensor] = []  # what toggle_optimizer froze
@@ -205,7 +211,7 @@ class GANModule(pl.LightningModule):
         """Lightning's step count (every optimizer step) after ``g_steps`` generator steps: n_critic D
         steps and one G step each, plus the lazy regularization passes (D's on the D updates 0, k, 2k ...,
         G's on the G steps 0, k, 2k ...)."""
-        d_updates = g_steps * self.n_critic
+        d_updates = g_steps * self.n_critic if self.task.adversarial else 0  # the regression baseline: none
         passes = 0
         if self.loss.has_penalties(True):
             passes += -(-d_updates // self.loss.d_reg_every)
@@ -484,17 +490,21 @@ class GANModule(pl.LightningModule):
         self.g_step += 1
 
         if will_log:
-            scalars = {
-                "train/d_loss": d_loss,
-                "train/d_adv": d_adv,
-                "train/g_loss": g_loss,
-                "train/d_real": real_logits.mean(),
-                "train/d_fake": fake_logits.mean(),
-                "train/grad_norm_d": d_norm,
-                "train/grad_norm_g": g_norm,
-                **self._class_losses,
-                **self._g_terms,
-            }
+            if d_loss is None:  # task.adversarial=false: no D step to log
+                scalars = {"train/g_loss": g_loss, "train/grad_norm_g": g_norm, **self._g_terms}
+            else:
+                scalars = {
+                    "train/d_loss": d_loss,
+                    "train/d_adv": d_adv,
+                    "train/g_loss": g_loss,
+                    "train/d_real": real_logits.mean(),
+                    "train/d_fake": fake_logits.mean(),
+                    "train/grad_norm_d": d_norm,
+                    "train/grad_norm_g": g_norm,
+                    **self._class_losses,
+                    **self._g_terms,
+                    **self._judge_terms,
+                }
             if self.ada is not None:
                 scalars["train/ada_p"], scalars["train/ada_rt"] = self.ada.p, self.ada.rt
             scalars.update(self._reg_values)  # the latest regularization passes (they run every k steps)
@@ -531,7 +541,8 @@ class GANModule(pl.LightningModule):
             self._d_inputs = (real, fake, y_real, y_fake)  # what the lazy penalties judge (_regularize)
         d_adv = d_loss = None
         real_out, fake_out = [], []
-        for net, at in self.task.judges(self.discriminator, real.shape[0]):
+        keys = self.task.judge_keys
+        for k, (net, at) in enumerate(self.task.judges(self.discriminator, real.shape[0])):
             yr, yf = _part(y_real, at), _part(y_fake, at)
             real_view, fake_view = self.d_view(real[at]), self.d_view(fake[at])
             real_logits, real_classes = self.discriminate(real_view, yr, net)
@@ -539,6 +550,8 @@ class GANModule(pl.LightningModule):
             real_out.append(real_logits)
             fake_out.append(fake_logits)
             adv = term = self.loss.d_loss(real_logits, fake_logits)
+            if keys:  # several D's: each one's term besides their sum (CycleGAN's D_A and D_B)
+                self._judge_terms[f"train/d_adv_{keys[k][0]}"] = adv.detach()
             if self.d_regularizers:  # terms on D's outputs (LeCam, CR, zCR) and what they may need
                 regenerate = functools.partial(self._regenerate, draw)
                 context = {
@@ -590,7 +603,8 @@ class GANModule(pl.LightningModule):
                 real, real_cond = self.task.real(part)
                 real_in, y_real = self.task.d_input(real, real_cond)
             g_adv = g_loss = None
-            for net, at in self.task.judges(self.discriminator, fake_in.shape[0]):
+            keys = self.task.judge_keys
+            for k, (net, at) in enumerate(self.task.judges(self.discriminator, fake_in.shape[0])):
                 yf = _part(y_fake, at)
                 fake_logits, fake_classes = self.discriminate(self.d_view(fake_in[at]), yf, net)
                 real_logits = None
@@ -598,6 +612,8 @@ class GANModule(pl.LightningModule):
                     with torch.no_grad():
                         real_logits = self.discriminate(self.d_view(real_in[at]), _part(y_real, at), net)[0]
                 adv = self.loss.generator_loss(fake_logits, real_logits)
+                if keys:  # G's term against each D (CycleGAN: G_BA's against D_A, G_AB's against D_B)
+                    self._judge_terms[f"train/g_adv_{keys[k][1]}"] = adv.detach()
                 term = adv
                 if fake_classes is not None:  # ACGAN: G makes samples that D classifies as their labels
                     cls = self.task.class_term([(fake_classes, yf)])
@@ -615,6 +631,8 @@ class GANModule(pl.LightningModule):
         for name, term in terms.items():
             g_loss = g_loss + term.weight * term.value
             self._g_terms[f"train/g_{name}"] = term.value.detach()
+            for part_name, value in term.parts.items():  # e.g. CycleGAN's cycle term of each domain
+                self._g_terms[f"train/g_{name}_{part_name}"] = value.detach()
         if terms:
             self._g_terms["train/g_adv"] = g_adv.detach()
         return g_loss
@@ -666,6 +684,11 @@ class GANModule(pl.LightningModule):
         """The phases of StyleGAN2-ADA's loop: ``n_critic`` times D main (each on its own part of the
         batch) and D regularization when due, then G main on the last part (what the relativistic
         losses compare with) and G regularization when due; each from a fresh draw."""
+        if not self.task.adversarial:  # the regression baseline: G alone on the last part, D never runs
+            part = tuple(t.chunk(self.n_critic)[-1] for t in batch)
+            (g_loss,), g_norm = self._phase("generator", part, self.task.draw(part), opt_g, will_log)
+            self._regularize_g(part, opt_g)
+            return None, None, g_loss, None, None, None, g_norm
         shared = self.task.shares_forward and self.n_critic == 1
         for i, part in enumerate(zip(*(t.chunk(self.n_critic) for t in batch), strict=True)):
             draw = self.task.draw(part)
@@ -680,9 +703,13 @@ class GANModule(pl.LightningModule):
                 self._regularize("discriminator", part, opt_d)
         g_draw = draw if shared else self.task.draw(part)
         (g_loss,), g_norm = self._phase("generator", part, g_draw, opt_g, will_log, fake=fake)
+        self._regularize_g(part, opt_g)
+        return d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm
+
+    def _regularize_g(self, part: tuple[Tensor, ...], opt_g: Any) -> None:
+        """G's lazy regularization pass, on the G steps 0, k, 2k, ... (G penalties with ``every`` k > 1)."""
         if self.g_step % self.loss.g_reg_every == 0 and self.loss.g_reg_every > 1:
             self._regularize("generator", part, opt_g)
-        return d_loss, d_adv, g_loss, real_logits, fake_logits, d_norm, g_norm
 
     def _regularize(self, net_name: str, part: tuple[Tensor, ...], opt: Any) -> None:
         """Lazy regularization (Karras et al. 2020): a pass of its own for the penalties that run every k

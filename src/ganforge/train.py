@@ -62,6 +62,7 @@ from ganforge.callbacks.preemption import (
     lightning_plugins,
     requeued_ckpt_path,
 )
+from ganforge.callbacks.progress import to_log_files
 from ganforge.callbacks.samples import SampleGrid
 from ganforge.checkpoint_file import (
     check_free_space,
@@ -223,6 +224,9 @@ def _train(cfg: DictConfig, out: Path) -> dict[str, Any]:
             health=health_issues(callbacks),
             guard=next((cb.report() for cb in callbacks if isinstance(cb, DivergenceGuard)), None),
         )
+        if trainer.is_global_zero:
+            # train.log only: the console gets report()'s table (named for the module, also run as __main__)
+            to_log_files(summary_line(summary), logging.getLogger("ganforge.train"))
         if trainer.is_global_zero and not dev_run:
             try:
                 write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -492,6 +496,22 @@ def metrics_summary(callbacks: list[Any]) -> dict[str, Any]:
         if isinstance(callback, MetricsCallback) and callback.suite is not None:
             return {"best": callback.best, "best_step": callback.best_step, "metrics": callback.suite.info}
     return {}
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The run's outcome in one line for train.log: status, steps, wall time, the final losses and metrics."""
+    last, best = summary.get("last") or {}, summary.get("best") or {}
+    keys = ("train/d_loss", "train/g_loss", *sorted(k for k in last if k.startswith("val/")))
+    values = [
+        f"{k}={last[k]:.4g}" + (f" (best {best[k]:.4g})" if k in best else "")
+        for k in keys
+        if isinstance(last.get(k), int | float)
+    ]
+    head = (
+        f"{summary['status']}: {summary['g_steps']}/{summary['steps_target']} generator steps in "
+        f"{summary['wall_time_s']:.1f} s"
+    )
+    return "  ".join([head, *values])
 
 
 def report(summary: dict[str, Any]) -> None:

@@ -31,24 +31,70 @@ def grid_image(
     nrow: int,
     row_labels: Sequence[str] | None = None,
     min_width: int = GRID_MIN_WIDTH,
+    headers: Sequence[tuple[int, Sequence[str]]] | None = None,
 ) -> Image.Image:
     """Images in [-1, 1] tiled ``nrow`` to a row, as an RGB picture a person can read.
 
     Small images are enlarged by nearest neighbour with one integer factor (pixels stay sharp
     squares) until the grid is at least ``min_width`` px wide; ``row_labels`` (one per row, e.g.
-    the class of a conditional model's row) are written in a column at the left.
+    the class of a conditional model's row) are written in a column at the left; ``headers``
+    ((first row, column titles) per block of rows) put a band of titles above each block.
     """
     cols = max(1, min(nrow, len(images)))
     factor = max(1, math.ceil((min_width - GRID_PADDING * (cols + 1)) / (cols * images.shape[-1])))
     images = images.detach().float().cpu()
     if factor > 1:
         images = torch.nn.functional.interpolate(images, scale_factor=factor, mode="nearest")
+    labels = list(row_labels) if row_labels else None
+    if not headers:
+        return _tile(images, cols, labels)
+    rows = math.ceil(len(images) / cols)
+    starts = sorted({min(max(0, int(first)), rows) for first, _ in headers} | {0})
+    titles = {min(max(0, int(first)), rows): list(names) for first, names in headers}
+    pictures = []
+    for begin, end in zip(starts, [*starts[1:], rows], strict=True):
+        if begin == end:
+            continue
+        block = _tile(images[begin * cols : end * cols], cols, labels[begin:end] if labels else None)
+        margin = block.width - (cols * (images.shape[-1] + GRID_PADDING) + GRID_PADDING)  # row labels
+        pictures.append(_title_band(block, titles.get(begin, []), images.shape[-1], margin))
+    out = Image.new("RGB", (max(p.width for p in pictures), sum(p.height for p in pictures)))
+    top = 0
+    for picture in pictures:
+        out.paste(picture, (out.width - picture.width, top))
+        top += picture.height
+    return out
+
+
+def _tile(images: Tensor, cols: int, row_labels: list[str] | None) -> Image.Image:
+    """Enlarged images as a grid of ``cols`` columns (with ``row_labels`` at the left)."""
     grid = make_grid(images, nrow=cols, padding=GRID_PADDING, normalize=True, value_range=(-1, 1))
     array = grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
     picture = Image.fromarray(array)
     if row_labels:
-        picture = _label_rows(picture, list(row_labels), images.shape[-2] + GRID_PADDING)
+        picture = _label_rows(picture, row_labels, images.shape[-2] + GRID_PADDING)
     return picture
+
+
+def _title_band(picture: Image.Image, titles: list[str], cell: int, margin: int) -> Image.Image:
+    """``picture`` under a band holding ``titles[j]`` centred over column ``j`` (columns ``cell`` px
+    wide, starting ``margin`` px from the left); the picture as it is without titles."""
+    if not titles:
+        return picture
+    size = max(10, min(24, cell // 6))
+    font = _font(size)
+    measure = ImageDraw.Draw(picture)
+    while size > 8 and max(measure.textbbox((0, 0), t, font=font)[2] for t in titles) > cell:
+        size -= 1  # narrow columns: a smaller font, so that each title stays over its own column
+        font = _font(size)
+    band = round(size * 1.8)
+    out = Image.new("RGB", (picture.width, band + picture.height))
+    out.paste(picture, (0, band))
+    draw = ImageDraw.Draw(out)
+    for j, text in enumerate(titles):
+        x = margin + GRID_PADDING + j * (cell + GRID_PADDING) + cell // 2
+        draw.text((x, band // 2 + GRID_PADDING // 2), text, fill="white", font=font, anchor="mm")
+    return out
 
 
 def _font(size: int) -> Any:
@@ -87,7 +133,7 @@ def class_labels(classes: Sequence[int], datamodule: Any) -> list[str]:
 def save_grid(grid: Grid, datamodule: Any, path: Path) -> Image.Image:
     """Draw a task's :class:`~ganforge.tasks.base.Grid` with :func:`grid_image` and save it as ``path``."""
     labels = class_labels(grid.row_classes, datamodule) if grid.row_classes else None
-    picture = grid_image(grid.images, grid.nrow, labels)
+    picture = grid_image(grid.images, grid.nrow, labels, headers=grid.headers)
     picture.save(path)
     return picture
 
@@ -137,7 +183,8 @@ class SampleGrid(Callback):
     """Every ``every`` generator steps and at the end, draw the generator's output on fixed noise.
 
     Images: the task's grid (generation: the module's ``fixed_z`` samples, one row per class for
-    conditional models; paired translation: source | output | ground truth rows of held-out pairs).
+    conditional models; paired translation: source | output | target rows of held-out pairs; unpaired:
+    a | G_AB(a) | G_BA(G_AB(a)) rows, then b's; translation grids carry those column titles).
     2D points: ``num_points`` samples from a fixed seed scattered over as many real points.
     """
 
@@ -179,8 +226,8 @@ class SampleGrid(Callback):
     def _log(trainer: pl.Trainer, path: Path, step: int) -> None:
         for logger in list(trainer.loggers):
             with logger_fault(trainer, logger):
-                if isinstance(logger, WandbLogger):
-                    logger.log_image("samples", [str(path)], step=step)
+                if isinstance(logger, WandbLogger):  # captioned: W&B's media panel shows the step
+                    logger.log_image("samples", [str(path)], step=step, caption=[f"step {step}"])
                 elif isinstance(logger, TensorBoardLogger):
                     from torchvision.io import read_image
 

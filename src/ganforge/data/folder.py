@@ -17,6 +17,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ganforge.cpu import usable_cpus
 from ganforge.data.base import GANDataModule
 from ganforge.errors import ConfigError, DataError
 
@@ -25,6 +26,77 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif")
+MAX_WORKERS = 4  # data.num_workers=auto on a GPU: at most this many decoding processes per training process
+
+
+# --- data.num_workers=auto ----------------------------------------------------------------------------
+def check_workers(value: Any) -> int | str:
+    """``data.num_workers`` checked: ``auto`` or a non-negative integer; else a one-line ConfigError."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise ConfigError(
+        f"data.num_workers must be a non-negative integer (0: load in this process) or auto, got {value!r}"
+    )
+
+
+def auto_workers(trainer: Any = None) -> int:
+    """What ``data.num_workers=auto`` means: 0 when training on the CPU, where decoding was never the
+    bottleneck (2 cores, one training thread: 600 steps of the 32 px pix2pix CPU preset in 74.9 s with
+    0 workers and 81.0 s with 1; CycleGAN 122.2 and 121.5 s; 256 px JPEGs 57.5 and 56.3 s for 400), so
+    a worker would only take memory and a CPU; on a GPU, one per usable CPU left to each training
+    process on the node, at most :data:`MAX_WORKERS`. Without a trainer, a CUDA device stands for it."""
+    if trainer is not None:
+        from pytorch_lightning.accelerators import CPUAccelerator
+
+        on_cpu, processes = isinstance(trainer.accelerator, CPUAccelerator), max(1, trainer.num_devices)
+    else:
+        on_cpu, processes = not torch.cuda.is_available(), 1
+    return 0 if on_cpu else max(0, min(MAX_WORKERS, usable_cpus() // processes - 1))
+
+
+class AutoWorkers:
+    """A data module mixin for ``data.num_workers=auto`` (the folder modules' default): the count is
+    :func:`auto_workers` of the trainer that asks for the loader; an integer is taken as it is."""
+
+    workers_setting: int | str = 0
+
+    def _take_workers(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's keyword arguments with ``num_workers`` checked and resolved for now."""
+        self.workers_setting = check_workers(kwargs.get("num_workers", "auto"))
+        auto = self.workers_setting == "auto"
+        return {**kwargs, "num_workers": auto_workers() if auto else self.workers_setting}
+
+    def train_dataloader(self) -> Any:
+        if self.workers_setting == "auto":
+            self.num_workers = auto_workers(getattr(self, "trainer", None))
+        return super().train_dataloader()  # type: ignore[misc]
+
+
+# --- images smaller than data.resolution ---------------------------------------------------------------
+def warn_if_upsampled(
+    sizes: list[tuple[int, int]], resolution: int, where: str, what: str = "images"
+) -> bool:
+    """One warning line when the images read (``sizes``, (width, height) each) have a shorter side below
+    ``resolution``: each is enlarged to it, so G and D learn interpolation blur. True when it warned."""
+    if not sizes:
+        return False
+    w, h = min(sizes, key=min)
+    side = min(w, h)
+    if side >= resolution:
+        return False
+    log.warning(
+        "%s: the %s are small (%dx%d px, the smallest of %d read) for data.resolution=%d: they are "
+        "upsampled %.3gx; set data.resolution=%d (or lower) to train at their own size",
+        where,
+        what,
+        w,
+        h,
+        len(sizes),
+        resolution,
+        resolution / side,
+        side,
+    )
+    return True
 
 
 def _is_image(name: str) -> bool:
@@ -223,6 +295,27 @@ class FileSource:
             "Remove or repair the broken files."
         )
 
+    def spread_sizes(
+        self, size_of: Callable[[int], tuple[int, int]], count: int = 16
+    ) -> list[tuple[int, int]]:
+        """The sizes ``size_of(i)`` (headers only) of up to ``count`` items spread evenly over the source;
+        unreadable ones are left out (the loader skips them)."""
+        n = len(self)
+        out = []
+        for i in sorted({i * n // min(n, count) for i in range(min(n, count))}):
+            try:
+                out.append(size_of(i))
+            except DataError:
+                raise
+            except Exception:  # noqa: BLE001 - an unreadable file: the loader skips it (max_bad_fraction)
+                continue
+        return out
+
+    def image_size(self, member: str) -> tuple[int, int]:
+        """(width, height) of an image member, read from its header."""
+        with Image.open(self.member_file(member)) as img:
+            return img.size
+
     def first_readable(self, i: int, decode: Callable[[int], T]) -> tuple[int, T]:
         """(j, ``decode(j)``) for the first readable item from ``i`` on (wrapping around)."""
         n = len(self)
@@ -276,8 +369,9 @@ class ImageFileDataset(FileSource, Dataset):
         return x, self.labels[j]
 
 
-class ImageFolderDataModule(GANDataModule):
-    """A folder or .zip of images (searched recursively), resized and center-cropped to a square."""
+class ImageFolderDataModule(AutoWorkers, GANDataModule):
+    """A folder or .zip of images (searched recursively), resized and center-cropped to a square;
+    ``num_workers`` auto by default (:func:`auto_workers`)."""
 
     def __init__(
         self,
@@ -287,7 +381,7 @@ class ImageFolderDataModule(GANDataModule):
         max_bad_fraction: float = 0.01,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**self._take_workers(kwargs))
         if channels not in (1, 3):
             raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
         if int(resolution) < 1:
@@ -300,6 +394,7 @@ class ImageFolderDataModule(GANDataModule):
         self.max_bad_fraction = float(max_bad_fraction)
         self.data_shape = (self.channels, self.resolution, self.resolution)
         self._index: ImageIndex | None = None
+        self._size_checked = False
 
     def _get_index(self) -> ImageIndex:
         if self._index is None:
@@ -327,6 +422,11 @@ class ImageFolderDataModule(GANDataModule):
         self.setup()
         assert isinstance(self.dataset, ImageFileDataset)
         self.dataset.probe(self.dataset._decode)
+        if not self._size_checked:  # once per module: check() runs at build time, and may run again
+            self._size_checked = True
+            dataset = self.dataset
+            sizes = dataset.spread_sizes(lambda i: dataset.image_size(dataset.members[i]))
+            warn_if_upsampled(sizes, self.resolution, str(Path(self.path).resolve()))
 
     def setup(self, stage: str | None = None) -> None:
         self._get_index()

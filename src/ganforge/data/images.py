@@ -13,6 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from ganforge.data.folder import (
+    AutoWorkers,
     FileSource,
     convert_image,
     existing_source,
@@ -26,8 +27,9 @@ from ganforge.errors import ConfigError, DataError
 PIX2PIX_JITTER = 286 / 256  # pix2pix resizes 256 px images to 286, then random-crops 256
 
 
-class ImageFileOptions:
-    """The options of a data module reading image files with pix2pix's jitter (a mixin)."""
+class ImageFileOptions(AutoWorkers):
+    """The options of a data module reading image files with pix2pix's jitter (a mixin), and
+    ``data.num_workers=auto`` (:class:`~ganforge.data.folder.AutoWorkers`)."""
 
     def _file_options(
         self,

@@ -21,7 +21,18 @@ SPLITS = ("train", "val", "test")
 SIDES = ("A", "B")
 LAYOUTS = ("auto", "ab_folders", "side_by_side")
 CYCLEGAN_FOLDERS = ("trainA", "trainB", "testA", "testB")
+CYCLEGAN_VAL = ("valA", "valB")  # held-out images some CycleGAN-layout sets have besides testA/, testB/
 CYCLEGAN_LAYOUT = "expected the CycleGAN layout: trainA/, trainB/ (and testA/, testB/) folders of images"
+EVAL_SPLITS = ("auto", "val", "test")  # data.eval_split: which held-out split the metrics and grids use
+
+
+def check_eval_split(value: str) -> str:
+    """``data.eval_split`` checked: auto, val or test; else a one-line ConfigError."""
+    if value not in EVAL_SPLITS:
+        raise ConfigError(
+            f"data.eval_split must be auto (the data's default held-out split), val or test, got {value!r}."
+        )
+    return value
 
 
 # --- the paired folder ----------------------------------------------------------------------------
@@ -67,8 +78,12 @@ def _labels(keys: list[str]) -> tuple[list[int], list[str]]:
     return [to_index[p.name] for p in parents], classes
 
 
-def index_pairs(path: str | os.PathLike, layout: str = "auto", val_fraction: float = 0.1) -> PairIndex:
-    """Find the pairs of ``path`` (a folder or .zip); raises one-line :class:`DataError` s."""
+def index_pairs(
+    path: str | os.PathLike, layout: str = "auto", val_fraction: float = 0.1, eval_split: str = "auto"
+) -> PairIndex:
+    """Find the pairs of ``path`` (a folder or .zip); raises one-line :class:`DataError` s. The held-out
+    pairs are those of ``eval_split`` (val/ or test/; auto: val/, else test/, else ``val_fraction``)."""
+    check_eval_split(eval_split)
     expected = (
         "expected A/ and B/ folders whose images pair by matching file names (optionally inside "
         "train/, val/, test/), or side-by-side AB images (width = 2 x height, left half A) in "
@@ -110,8 +125,8 @@ def index_pairs(path: str | os.PathLike, layout: str = "auto", val_fraction: flo
             )
         layout = "ab_folders" if has_ab else "side_by_side"
     if layout == "ab_folders":
-        return _index_ab(shown, groups, val_fraction, expected)
-    return _index_side_by_side(shown, groups, loose, prefix, val_fraction)
+        return _index_ab(shown, groups, val_fraction, expected, eval_split)
+    return _index_side_by_side(shown, groups, loose, prefix, val_fraction, eval_split)
 
 
 def _labelled(layout: str, train: list[Pair], held: list[Pair], held_out_from: str) -> PairIndex:
@@ -122,19 +137,42 @@ def _labelled(layout: str, train: list[Pair], held: list[Pair], held_out_from: s
     return PairIndex(layout, out[: len(train)], out[len(train) :], held_out_from, classes)
 
 
+def _no_split(shown: Path, eval_split: str, has: str) -> None:
+    """A one-line DataError when ``eval_split`` names a split the data lacks (``has``: what it has)."""
+    if eval_split != "auto":
+        raise DataError(
+            f"data.eval_split={eval_split}: {shown} has no {eval_split}/ split ({has}); add {eval_split}/ "
+            f"or use data.eval_split=auto."
+        )
+
+
 def _by_split(
-    layout: str, splits: Iterable[str], pairs_of: Callable[[str], list[Pair]], val_fraction: float
+    shown: Path,
+    layout: str,
+    splits: Iterable[str],
+    pairs_of: Callable[[str], list[Pair]],
+    val_fraction: float,
+    eval_split: str,
 ) -> PairIndex:
-    """Training pairs from train/, held out from val/, else test/, else ``val_fraction`` of train/."""
+    """Training pairs from train/, held out from ``eval_split``'s folder (auto: val/, else test/, else
+    ``val_fraction`` of train/)."""
     splits = set(splits)
     source = "val" if "val" in splits else "test" if "test" in splits else "val_fraction"
+    if eval_split != "auto":
+        if eval_split not in splits:
+            _no_split(shown, eval_split, f"it has {', '.join(s + '/' for s in sorted(splits))}")
+        source = eval_split
     train = pairs_of("train")
     held = None if source == "val_fraction" else pairs_of(source)
     return _labelled(layout, *split_off(train, held, val_fraction), source)
 
 
 def _index_ab(
-    shown: Path, groups: dict[tuple[str, str], dict[str, str]], val_fraction: float, expected: str
+    shown: Path,
+    groups: dict[tuple[str, str], dict[str, str]],
+    val_fraction: float,
+    expected: str,
+    eval_split: str = "auto",
 ) -> PairIndex:
     splits = sorted({split for split, side in groups if side})
     if not splits:
@@ -160,10 +198,11 @@ def _index_ab(
         return [Pair(a[k], b[k], k, -1) for k in sorted(a)]
 
     if splits == [""]:
+        _no_split(shown, eval_split, "its A/ and B/ folders are at the top, not in train/, val/, test/")
         return _labelled("ab_folders", *split_off(pairs_of(""), None, val_fraction), "val_fraction")
     if "train" not in splits:
         raise DataError(f"{shown} has no training pairs: expected train/A/ and train/B/ folders.")
-    return _by_split("ab_folders", splits, pairs_of, val_fraction)
+    return _by_split(shown, "ab_folders", splits, pairs_of, val_fraction, eval_split)
 
 
 def _index_side_by_side(
@@ -172,6 +211,7 @@ def _index_side_by_side(
     loose: list[str],
     prefix: str,
     val_fraction: float,
+    eval_split: str = "auto",
 ) -> PairIndex:
     splits = {split: members for (split, side), members in groups.items() if split and not side}
 
@@ -179,6 +219,7 @@ def _index_side_by_side(
         return [Pair(members[k], None, k, -1) for k in sorted(members)]
 
     if not splits:  # forced side_by_side on a folder without train/ val/ test/: every image trains
+        _no_split(shown, eval_split, "no train/, val/ or test/ folders")
         names = sorted(loose)
         if not names:
             raise DataError(f"{shown} holds no side-by-side AB images (data.layout=side_by_side).")
@@ -189,7 +230,9 @@ def _index_side_by_side(
             f"{shown} has no training images: side-by-side AB images go in train/ "
             f"(found only {', '.join(s + '/' for s in sorted(splits))})."
         )
-    return _by_split("side_by_side", splits, lambda split: pairs_of(splits[split]), val_fraction)
+    return _by_split(
+        shown, "side_by_side", splits, lambda split: pairs_of(splits[split]), val_fraction, eval_split
+    )
 
 
 # --- CycleGAN's folders -----------------------------------------------------------------------------
@@ -199,20 +242,29 @@ class CycleGANIndex:
 
     train: tuple[list[str], list[str]]
     held_out: tuple[list[str], list[str]]
-    held_out_from: tuple[str, str]  # "testA"/"testB", or "val_fraction"
+    held_out_from: tuple[str, str]  # "testA"/"testB", "valA"/"valB", or "val_fraction"
 
 
-def index_cyclegan(path: str | os.PathLike, val_fraction: float = 0.1) -> CycleGANIndex:
-    """Find the images of ``path`` (a folder or .zip in CycleGAN's layout); one-line :class:`DataError` s."""
-    layout = set(CYCLEGAN_FOLDERS)
+def index_cyclegan(
+    path: str | os.PathLike, val_fraction: float = 0.1, eval_split: str = "auto"
+) -> CycleGANIndex:
+    """Find the images of ``path`` (a folder or .zip in CycleGAN's layout); one-line :class:`DataError` s.
+    Held out: ``eval_split``'s folders (test: testA/, testB/; val: valA/, valB/), each required; auto:
+    testA/ and testB/ where there, else ``val_fraction`` of the domain's training images."""
+    held = "val" if check_eval_split(eval_split) == "val" else "test"
+    used = ("trainA", "trainB", f"{held}A", f"{held}B")  # the folders read; any others are ignored
     p, prefix, listed = list_layout(
-        path, "unpaired image", "with trainA/ and trainB/", layout, CYCLEGAN_LAYOUT
+        path,
+        "unpaired image",
+        "with trainA/ and trainB/",
+        {*CYCLEGAN_FOLDERS, *CYCLEGAN_VAL},
+        CYCLEGAN_LAYOUT,
     )
     shown = p.resolve()
     groups: dict[str, list[str]] = {}
     others: set[str] = set()
     for name, parts in listed:
-        if len(parts) > 1 and parts[0] in CYCLEGAN_FOLDERS:
+        if len(parts) > 1 and parts[0] in used:
             groups.setdefault(parts[0], []).append(name)
         else:
             others.add(parts[0] if len(parts) > 1 else ".")
@@ -229,15 +281,20 @@ def index_cyclegan(path: str | os.PathLike, val_fraction: float = 0.1) -> CycleG
         log.warning(
             "%s: ignoring images outside %s (in %s)",
             shown,
-            ", ".join(f + "/" for f in CYCLEGAN_FOLDERS),
+            ", ".join(f + "/" for f in used),
             ", ".join(sorted(others)),
         )
     splits = []
     for side in DOMAINS:
-        test = groups.get(f"test{side}")
-        train, held = split_off(
+        test = groups.get(f"{held}{side}")
+        if test is None and eval_split != "auto":
+            raise DataError(
+                f"data.eval_split={eval_split}: {shown} has no {prefix}{held}{side}/ folder of held-out "
+                f"images of domain {side}; add it or use data.eval_split=auto."
+            )
+        train, held_out = split_off(
             sorted(groups[f"train{side}"]), None if test is None else sorted(test), val_fraction
         )
-        splits.append((train, held, "val_fraction" if test is None else f"test{side}"))
+        splits.append((train, held_out, "val_fraction" if test is None else f"{held}{side}"))
     (train_a, held_a, from_a), (train_b, held_b, from_b) = splits
     return CycleGANIndex((train_a, train_b), (held_a, held_b), (from_a, from_b))

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ganforge.data.base import mix_seed
-from ganforge.data.folder import fit_square, scale, to_tensor
+from ganforge.data.folder import fit_square, scale, to_tensor, warn_if_upsampled
 from ganforge.data.images import ImageFileOptions, ImageFiles
 from ganforge.data.layouts import (  # index_pairs and its types live there (re-exported)
     LAYOUTS,
@@ -26,6 +26,7 @@ from ganforge.data.layouts import (  # index_pairs and its types live there (re-
     SPLITS,  # noqa: F401
     Pair,
     PairIndex,
+    check_eval_split,
     index_pairs,
 )
 from ganforge.data.translation import (
@@ -82,16 +83,18 @@ class PairedImageDataset(ImageFiles, Dataset):
     def item_name(self, i: int) -> str:
         return self.pairs[i].name
 
-    def sizes(self, i: int) -> None:
-        """Read only the headers of pair ``i``: a :class:`DataError` when its images cannot pair."""
+    def sizes(self, i: int) -> tuple[int, int]:
+        """Read only the headers of pair ``i``: (width, height) of one of its images; a
+        :class:`DataError` when its images cannot pair."""
         pair = self.pairs[i]
         with self.open(pair.a) as a:
             size_a = a.size
         if pair.b is None:
             self._check_side_by_side(pair, size_a)
-            return
+            return size_a[0] // 2, size_a[1]
         with self.open(pair.b) as b:
             self._check_ab(pair, size_a, b.size)
+        return size_a
 
     def _check_ab(self, pair: Pair, size_a: tuple[int, int], size_b: tuple[int, int]) -> None:
         if size_a != size_b:
@@ -147,10 +150,12 @@ class PairedFolderDataModule(ImageFileOptions, PairedDataModule):
     pair by relative path without extension (at the top, or as ``train/A``, ``train/B``, ``val/A``,
     ... ); ``side_by_side``, pix2pix's AB images (left half A, right half B) in ``train/``, ``val/``,
     ``test/``. A single folder wrapping everything (``facades/``) is looked through. ``direction``
-    picks the source side. The held-out split is ``val/`` (else ``test/``), else the last
-    ``val_fraction`` of a permutation fixed by seed 0. Training pairs are resized to ``load_size``
-    (None: ``round(resolution * 286 / 256)``, pix2pix's jitter), randomly cropped to ``resolution``
-    and flipped (``flip``), identically for both images; held-out pairs are resized to ``resolution``.
+    picks the source side. The held-out split (metrics, grids) is ``eval_split``'s folder, ``val/`` or
+    ``test/``; ``auto``: ``val/``, else ``test/``, else the last ``val_fraction`` of a permutation fixed
+    by seed 0. Training pairs are resized to ``load_size`` (None: ``round(resolution * 286 / 256)``,
+    pix2pix's jitter), randomly cropped to ``resolution`` and flipped (``flip``), identically for both
+    images; held-out pairs are resized to ``resolution``. Images smaller than ``resolution`` get one
+    warning line; ``num_workers`` is auto by default (:func:`~ganforge.data.folder.auto_workers`).
     """
 
     def __init__(
@@ -164,9 +169,10 @@ class PairedFolderDataModule(ImageFileOptions, PairedDataModule):
         val_fraction: float = 0.1,
         channels: int = 3,
         max_bad_fraction: float = 0.01,
+        eval_split: str = "auto",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**self._take_workers(kwargs))
         if layout not in LAYOUTS:
             raise ConfigError(f"data.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}.")
         if direction not in DIRECTIONS:
@@ -174,15 +180,17 @@ class PairedFolderDataModule(ImageFileOptions, PairedDataModule):
         self._file_options(path, resolution, load_size, flip, val_fraction, channels, max_bad_fraction)
         self.layout = layout
         self.direction = direction
+        self.eval_split = check_eval_split(eval_split)
         self.source_shape = self.data_shape
         self._index: PairIndex | None = None
+        self._described = False  # the size warning and the summary line: once per module
         self._eval: PairedImageDataset | None = None
         self._held_out: PairedImageDataset | None = None
 
     # --- index ----------------------------------------------------------------------------------
     def _get_index(self) -> PairIndex:
         if self._index is None:
-            self._index = index_pairs(self.path, self.layout, self.val_fraction)
+            self._index = index_pairs(self.path, self.layout, self.val_fraction, self.eval_split)
         return self._index
 
     @property
@@ -216,19 +224,35 @@ class PairedFolderDataModule(ImageFileOptions, PairedDataModule):
         )
 
     def check(self, sample: int = 16) -> None:
-        """Index the pairs (one-line :class:`DataError` s) and read the sizes of ``sample`` of them."""
+        """Index the pairs (one-line :class:`DataError` s) and read the sizes of ``sample`` of them; the
+        first time, one line on what was found and a warning when the images are upsampled."""
         index = self._get_index()
+        found: list[tuple[int, int]] = []
         for pairs in (index.train, index.held_out):
             if not pairs:
                 continue
             ds = self._dataset(pairs, augment=False)
             for i in sorted(set(np.linspace(0, len(pairs) - 1, min(sample, len(pairs))).astype(int))):
                 try:
-                    ds.sizes(int(i))
+                    found.append(ds.sizes(int(i)))
                 except DataError:
                     raise
                 except Exception:  # an unreadable file: the loader skips it (max_bad_fraction)
                     continue
+        if not self._described:
+            self._described = True
+            where = str(os.path.abspath(self.path))
+            held = f"{index.held_out_from}/" if index.held_out_from != "val_fraction" else "val_fraction"
+            log.info(
+                "%s: %d training pairs, %d held-out pairs from %s (data.eval_split=%s), layout %s",
+                where,
+                len(index.train),
+                len(index.held_out),
+                held,
+                self.eval_split,
+                index.layout,
+            )
+            warn_if_upsampled(found, self.resolution, where, "pairs' images")
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:

@@ -29,12 +29,13 @@ from ganforge.data.digits_translation import (  # re-exported: unpaired.py was t
     stroke_kernel,  # noqa: F401
     transform,  # noqa: F401
 )
-from ganforge.data.folder import scale
+from ganforge.data.folder import scale, warn_if_upsampled
 from ganforge.data.images import ImageFileOptions, ImageFiles
 from ganforge.data.layouts import (  # index_cyclegan lives there (re-exported)
     CYCLEGAN_FOLDERS,  # noqa: F401
     CYCLEGAN_LAYOUT,  # noqa: F401
     CycleGANIndex,
+    check_eval_split,
     index_cyclegan,
 )
 from ganforge.data.translation import (
@@ -116,12 +117,14 @@ class UnpairedFolderDataModule(ImageFileOptions, UnpairedDataModule):
 
     ``trainA/`` and ``trainB/`` hold the training images of the two domains (searched recursively),
     ``testA/`` and ``testB/`` the held-out ones; a single folder wrapping everything
-    (``horse2zebra/``) is looked through. A domain without its test folder holds out the last
-    ``val_fraction`` of a permutation of its training images fixed by seed 0. Both domains are
-    converted to ``channels`` and ``resolution``. Training images are resized to ``load_size``
-    (None: ``round(resolution * 286 / 256)``, CycleGAN's resize-then-random-crop), randomly cropped
-    to ``resolution`` and flipped (``flip``), each domain by its own draws; held-out images are
-    resized to ``resolution``. Unlabelled: labels are -1, ``num_classes`` 0, no ground truth.
+    (``horse2zebra/``) is looked through. ``eval_split=val`` holds out ``valA/`` and ``valB/``
+    instead, ``test`` requires ``testA/`` and ``testB/``; with ``auto`` a domain without its test
+    folder holds out the last ``val_fraction`` of a permutation of its training images fixed by seed 0.
+    Both domains are converted to ``channels`` and ``resolution`` (one warning line when the images
+    are smaller). Training images are resized to ``load_size`` (None: ``round(resolution * 286 /
+    256)``, CycleGAN's resize-then-random-crop), randomly cropped to ``resolution`` and flipped
+    (``flip``), each domain by its own draws; held-out images are resized to ``resolution``.
+    Unlabelled: labels are -1, ``num_classes`` 0, no ground truth. ``num_workers``: auto by default.
     """
 
     def __init__(
@@ -133,16 +136,19 @@ class UnpairedFolderDataModule(ImageFileOptions, UnpairedDataModule):
         val_fraction: float = 0.1,
         channels: int = 3,
         max_bad_fraction: float = 0.01,
+        eval_split: str = "auto",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**self._take_workers(kwargs))
         self._file_options(path, resolution, load_size, flip, val_fraction, channels, max_bad_fraction)
+        self.eval_split = check_eval_split(eval_split)
         self.num_classes = 0
         self._index: CycleGANIndex | None = None
+        self._described = False  # the size warning and the summary line: once per module
 
     def _get_index(self) -> CycleGANIndex:
         if self._index is None:
-            self._index = index_cyclegan(self.path, self.val_fraction)
+            self._index = index_cyclegan(self.path, self.val_fraction, self.eval_split)
         return self._index
 
     @property
@@ -151,8 +157,26 @@ class UnpairedFolderDataModule(ImageFileOptions, UnpairedDataModule):
         return self._get_index().held_out_from
 
     def check(self) -> None:
-        """Index the images: one-line :class:`DataError` s for a missing path, layout or domain."""
-        self._get_index()
+        """Index the images: one-line :class:`DataError` s for a missing path, layout or domain; the
+        first time, one line on what was found and a warning when the training images are upsampled."""
+        index = self._get_index()
+        if self._described:
+            return
+        self._described = True
+        where = os.path.abspath(self.path)
+        parts = [
+            f"domain {side} {len(train)} training and {len(held)} held-out images "
+            f"({held_from + '/' if held_from != 'val_fraction' else 'val_fraction'})"
+            for side, train, held, held_from in zip(
+                ("A", "B"), index.train, index.held_out, index.held_out_from, strict=True
+            )
+        ]
+        log.info("%s: %s (data.eval_split=%s)", where, "; ".join(parts), self.eval_split)
+        sizes = []
+        for domain, members in enumerate(index.train):
+            files = self._domain(members, domain)
+            sizes += files.spread_sizes(lambda i, files=files: files.image_size(files.members[i]), 8)
+        warn_if_upsampled(sizes, self.resolution, where)
 
     def _domain(self, members: list[str], domain: int) -> ImageFileDomain:
         return ImageFileDomain(

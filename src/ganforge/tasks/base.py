@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -29,19 +29,23 @@ class Draw:
 
 @dataclass
 class Term:
-    """An extra generator term: its unweighted value (logged as ``train/g_<name>``) and its weight."""
+    """An extra generator term: its unweighted value (logged as ``train/g_<name>``) and its weight;
+    ``parts``, when the value is a sum, its summands by name (logged as ``train/g_<name>_<part>``)."""
 
     value: Tensor
     weight: float
+    parts: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Grid(NamedTuple):
     """What a sample grid shows: images in [-1, 1], images per row and, when each row is one class,
-    the class of each row (drawn as a label at its left)."""
+    the class of each row (drawn as a label at its left); ``headers``: (first row, column titles) of
+    each block of rows that gets a band of titles above it (translation grids: what each column is)."""
 
     images: Tensor
     nrow: int
     row_classes: list[int] | None = None
+    headers: list[tuple[int, tuple[str, ...]]] | None = None
 
 
 class Task(nn.Module):
@@ -96,6 +100,10 @@ class Task(nn.Module):
         raise NotImplementedError(f"task={self.name} has no class labels")
 
     shares_forward = False  # whether D's and G's updates of a step use one G forward (n_critic=1)
+
+    # per discriminator of ``judges`` (when there are several): the suffixes of its logged adversarial
+    # terms, D's (``train/d_adv_<d>``) and G's against it (``train/g_adv_<g>``); empty: one D, no split
+    judge_keys: tuple[tuple[str, str], ...] = ()
 
     @property
     def adversarial(self) -> bool:

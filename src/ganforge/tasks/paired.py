@@ -22,6 +22,7 @@ class PairedTask(Task):
     name = "paired"
 
     TEST_MODES = ("eval", "paper")
+    COLUMNS = ("source", "output", "target")  # the titles of a grid's columns
 
     # one G forward per step for D's and G's update, as pix2pix's and CycleGAN's authors' code does
     shares_forward = True
@@ -118,4 +119,4 @@ class PairedTask(Task):
         channels = max(output.shape[1], self.fixed_source.shape[1])
         parts = [as_rgb(t.float().cpu(), channels) for t in (self.fixed_source, output, self.fixed_target)]
         rows = torch.stack(parts, dim=1).flatten(0, 1)  # source_0, output_0, target_0, source_1, ...
-        return Grid(rows, 3)
+        return Grid(rows, 3, headers=[(0, self.COLUMNS)])

@@ -36,6 +36,11 @@ class UnpairedTask(Task):
     # one G forward per step for D's and G's update, as pix2pix's and CycleGAN's authors' code does
     shares_forward = True
 
+    # D_A judges G_BA's outputs, D_B G_AB's: train/d_adv_a, train/g_adv_ba, train/d_adv_b, train/g_adv_ab
+    judge_keys = (("a", "ba"), ("b", "ab"))
+    # the titles of a grid's columns: the rows of A's images, then those of B's
+    COLUMNS = (("a", "G_AB(a)", "G_BA(G_AB(a))"), ("b", "G_BA(b)", "G_AB(G_BA(b))"))
+
     def __init__(
         self,
         cycle_weight: float = 10.0,
@@ -83,13 +88,15 @@ class UnpairedTask(Task):
         return [(discriminator.a, slice(0, n // 2)), (discriminator.b, slice(n // 2, n))]
 
     def g_terms(self, net: nn.Module, part: tuple[Tensor, ...], fake: Tensor) -> dict[str, Term]:
+        """Cycle and identity terms, each the sum of its A and B parts (logged apart: ``_a``, ``_b``)."""
         a, b = part[0], part[1]
         fake_a, fake_b = halves(fake)  # G_BA(b), G_AB(a)
-        cycle = (net.ba(fake_b) - a).abs().mean() + (net.ab(fake_a) - b).abs().mean()
-        terms = {"cycle": Term(cycle, self.cycle_weight)}
+        cycle_a, cycle_b = (net.ba(fake_b) - a).abs().mean(), (net.ab(fake_a) - b).abs().mean()
+        terms = {"cycle": Term(cycle_a + cycle_b, self.cycle_weight, {"a": cycle_a, "b": cycle_b})}
         if self.identity_weight > 0:
-            identity = (net.ba(a) - a).abs().mean() + (net.ab(b) - b).abs().mean()
-            terms["identity"] = Term(identity, self.cycle_weight * self.identity_weight)
+            same_a, same_b = (net.ba(a) - a).abs().mean(), (net.ab(b) - b).abs().mean()
+            weight = self.cycle_weight * self.identity_weight
+            terms["identity"] = Term(same_a + same_b, weight, {"a": same_a, "b": same_b})
         return terms
 
     def translate(self, net: nn.Module, source: Tensor, direction: str | None = None) -> Tensor:
@@ -108,4 +115,4 @@ class UnpairedTask(Task):
             moved = module.translate(images, there)
             rows.append(torch.stack([images, moved, module.translate(moved, back)], dim=1).flatten(0, 1))
         grid = torch.cat(rows).float().cpu()
-        return Grid(grid, 3)
+        return Grid(grid, 3, headers=[(0, self.COLUMNS[0]), (len(self.fixed_a), self.COLUMNS[1])])
