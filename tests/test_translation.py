@@ -164,6 +164,10 @@ def test_sample_translates_a_folder_with_the_same_names(trained, tmp_path):
     assert grid.returncode == 0, grid.stderr[-2000:]
     with Image.open(tmp_path / "g.png") as img:
         assert img.size[1] > img.size[0]  # 4 rows of source | output | target
+        from ganforge.callbacks.samples import grid_image
+
+        plain = grid_image(torch.zeros(12, 1, 16, 16), 3)  # the same grid without its band of titles
+        assert img.size[0] == plain.size[0] and img.size[1] > plain.size[1]
     bad = command(
         "sample", f"ckpt_path={trained}/checkpoints/last.ckpt", f"input={tmp_path}/none", cwd=tmp_path
     )

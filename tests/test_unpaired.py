@@ -143,6 +143,10 @@ def test_sample_translates_a_folder_either_way_and_draws_cycle_rows(trained, tmp
     assert grid.returncode == 0, grid.stderr[-2000:]
     with Image.open(tmp_path / "rows.png") as img:  # 3 + 3 rows of a | G_AB(a) | G_BA(G_AB(a))
         assert img.size[1] > 1.5 * img.size[0]
+        from ganforge.callbacks.samples import grid_image
+
+        plain = grid_image(torch.zeros(18, 3, 16, 16), 3)  # without the two bands of titles
+        assert img.size[0] == plain.size[0] and img.size[1] > plain.size[1]
     bad = command("sample", ckpt, f"input={inputs}", "direction=sideways", f"out={tmp_path}/z", cwd=tmp_path)
     assert bad.returncode == 2 and "direction=sideways" in bad.stderr
 

@@ -151,7 +151,7 @@ def translation_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str)
         return path
     channels = max(source.shape[1], output.shape[1])
     rows = torch.stack([as_rgb(t, channels) for t in (source, output, target)], dim=1).flatten(0, 1)
-    grid_image(rows, 3).save(path)
+    grid_image(rows, 3, headers=[(0, module.task.COLUMNS)]).save(path)  # source | output | target
     return path
 
 
@@ -172,7 +172,8 @@ def cycle_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str) -> Pa
     if fmt == "npz":
         np.savez_compressed(path, **arrays)
     else:
-        grid_image(torch.cat(rows), 3).save(path)
+        headers = [(0, module.task.COLUMNS[0]), (len(rows[0]) // 3, module.task.COLUMNS[1])]
+        grid_image(torch.cat(rows), 3, headers=headers).save(path)
     return path
 
 

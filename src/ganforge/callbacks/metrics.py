@@ -134,7 +134,7 @@ class MetricsCallback(Callback):
         if checkpoint is not None:
             checkpoint.save_best(trainer, path, monitor, value)
         else:
-            save_checkpoint(trainer, path)
+            save_checkpoint(trainer, path, weights_only=True)  # as GANCheckpoint.save_best
 
     def _validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         """The other callbacks' ``on_validation_end`` after an evaluation during training (early stopping,
