@@ -95,3 +95,14 @@ def test_reference_all_is_every_digit_in_order_whatever_the_limit(tmp_path):
 def test_an_unknown_reference_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="choose train or all"):
         make_suite(MetricSettings(names=["fid"], reference="held"), DigitsDataModule(), str(tmp_path))
+
+
+def test_metrics_off_stays_off_under_a_preset_that_sets_metrics_every(tmp_path):
+    from helpers import compose_cfg
+
+    cfg = compose_cfg(tmp_path, "experiment=cyclegan_digits", "metrics=[]")
+    assert cfg.metrics.get("every") is not None  # what the preset set is still there ...
+    assert MetricSettings.from_config(cfg.metrics) is None  # ... and measures nothing
+    assert MetricSettings.from_config(
+        compose_cfg(tmp_path, "experiment=cyclegan_digits", "metrics=default").metrics
+    )

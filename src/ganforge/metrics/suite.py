@@ -88,8 +88,9 @@ class MetricSettings:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> MetricSettings | None:
-        """None when the config selects no metrics (``metrics=[]``)."""
-        if not cfg:
+        """None when the config selects no metrics (``metrics=[]``): then no option of the group, and so
+        not its shared settings (``base.yaml``), is there, only what a preset set (``metrics.every``)."""
+        if not cfg or "num_samples" not in cfg:
             return None
         names = [name for name in KNOWN if cfg.get(name)]
         known = {f.name for f in fields(cls)} - {"names", "classifier", "selfsup"}
