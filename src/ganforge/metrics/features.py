@@ -64,7 +64,19 @@ def extractor_input(x: Tensor, rgb: bool) -> Tensor:
     return x.expand(*x.shape[:-3], 3, *x.shape[-2:]) if rgb and channels == 1 else x
 
 
-class ClassifierExtractor(FeatureExtractorBase):
+class OwnNetExtractor(FeatureExtractorBase):
+    """A torch-fidelity extractor around a network of ganforge's (not compiled by torch-fidelity)."""
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> Tensor:
+        raise NotImplementedError
+
+
+class ClassifierExtractor(OwnNetExtractor):
     """torch-fidelity's view of the domain classifier: ``features`` (penultimate) and ``logits``.
 
     Built by torch-fidelity as ``cls(name, features_list, feature_extractor_weights_path=...)``;
@@ -88,14 +100,6 @@ class ClassifierExtractor(FeatureExtractorBase):
     @staticmethod
     def get_default_feature_layer_for_metric(metric: str) -> str:
         return "logits" if metric == "isc" else "features"
-
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> Tensor:
-        raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         feats, logits = self.net.features_and_logits(x)
@@ -151,7 +155,7 @@ class CleanResizeInception(FeatureExtractorInceptionV3):
         return tuple(feats[f] for f in self.features_list)
 
 
-class SelfSupExtractor(FeatureExtractorBase):
+class SelfSupExtractor(OwnNetExtractor):
     """torch-fidelity's view of the self-supervised network: ``features`` (its pooled encoder output,
     float64), the images first resized to the side it was trained at. No logits: no Inception Score."""
 
@@ -172,14 +176,6 @@ class SelfSupExtractor(FeatureExtractorBase):
     @staticmethod
     def get_default_feature_layer_for_metric(metric: str) -> str:
         return "features"
-
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> Tensor:
-        raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         return (self.net.features(resize_uint8(x, self.size)).double(),)
