@@ -95,7 +95,7 @@ def test_sweep_through_the_slurm_launcher(tmp_path):
         assert (job / "checkpoints" / "last.ckpt").is_file()
         (run,) = wandb_run(job)
         assert run.run_group == "sweep_on_slurm" and run.job_type == "train"
-        assert f"loss={loss}" in run.display_name and "model=mlp" in run.display_name
+        assert run.display_name == f"loss={loss}"  # what the sweep varies, not its fixed overrides
         assert list(run.tags) == ["dev"]
         runs[num] = run.run_id
     assert runs[0] != runs[1]

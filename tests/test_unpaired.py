@@ -159,7 +159,14 @@ def test_cyclegan_digits_keeps_the_digit(run):
     G_AB collapses to one digit (class accuracy 0.12, chance 0.1, PSNR_ab 17.3 dB); the identity map
     keeps the digit (0.99: the classifier learned both styles) but is far from T(a) (PSNR_ab 11.0 dB).
     So the class threshold separates the ablation and the PSNR threshold the identity map."""
-    summary, _ = run("cg", "experiment=cyclegan_digits", "train.steps=200", "metrics.every=0", "logger=[csv]")
+    summary, _ = run(
+        "cg",
+        "experiment=cyclegan_digits",
+        "train.steps=200",
+        "metrics=default",
+        "metrics.every=0",
+        "logger=[csv]",
+    )
     assert summary["status"] == "finished"
     assert summary["last"]["val/class_acc_ab"] > 0.6
     assert summary["last"]["val/psnr_ab"] > 20.0
