@@ -75,7 +75,6 @@ class DiscriminatorOverfit(Callback):
             return {}
         self._last_step = step
         judge = copy.deepcopy(pl_module.discriminator).train()
-        conditional = bool(getattr(pl_module.task, "num_classes", 0))
         boundary = BOUNDARIES.get(d_loss_name(pl_module))  # r_t's sign is about the loss's real/fake boundary
         values: dict[str, float] = {}
         batch = trainer.datamodule.batch_size
@@ -83,8 +82,8 @@ class DiscriminatorOverfit(Callback):
             for name, (x, y) in self.sets.items():
                 logits = []
                 for at in range(0, len(x), batch):
-                    xb = x[at : at + batch].to(pl_module.device)
-                    yb = y[at : at + batch].to(pl_module.device) if conditional else None
+                    part = (x[at : at + batch].to(pl_module.device), y[at : at + batch].to(pl_module.device))
+                    xb, yb = pl_module.task.real(part)  # the labels only for a conditional D, as in training
                     logits.append(pl_module.discriminate(xb, yb, net=judge)[0].float().flatten())
                 out = torch.cat(logits)
                 values[f"val/d_{name}"] = float(out.mean())

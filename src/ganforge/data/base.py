@@ -115,6 +115,14 @@ class InMemoryDataset(Dataset):
         return self._scale(self.images[idx]), self.labels[idx]
 
 
+def fetch(dataset: Dataset, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """Samples and labels of ``dataset`` at ``indices``: one batch read where it can (``__getitems__``)."""
+    if hasattr(dataset, "__getitems__"):
+        return dataset.__getitems__(list(indices))
+    xs, ys = zip(*(dataset[i] for i in indices), strict=True)
+    return torch.stack(xs), torch.as_tensor(ys)
+
+
 def identity_collate(batch: Any) -> Any:
     """Collate for datasets whose ``__getitems__`` already returns a batch."""
     return batch
@@ -210,10 +218,7 @@ class GANDataModule(pl.LightningDataModule):
         if self.dataset is None:
             self.setup("fit")
         assert self.dataset is not None
-        if hasattr(self.dataset, "__getitems__"):
-            return self.dataset.__getitems__(list(indices))
-        xs, ys = zip(*(self.dataset[i] for i in indices), strict=True)
-        return torch.stack(xs), torch.as_tensor(ys)
+        return fetch(self.dataset, indices)
 
     def held_out_items(self, n: int) -> tuple[Tensor, Tensor] | None:
         """The first ``n`` real items that training never shows (all when fewer), or None when the data
@@ -222,11 +227,7 @@ class GANDataModule(pl.LightningDataModule):
             self.setup("fit")
         if self.held_out is None or not len(self.held_out):  # type: ignore[arg-type]
             return None
-        indices = list(range(min(n, len(self.held_out))))  # type: ignore[arg-type]
-        if hasattr(self.held_out, "__getitems__"):
-            return self.held_out.__getitems__(indices)
-        xs, ys = zip(*(self.held_out[i] for i in indices), strict=True)
-        return torch.stack(xs), torch.as_tensor(ys)
+        return fetch(self.held_out, range(min(n, len(self.held_out))))  # type: ignore[arg-type]
 
     def train_labels(self) -> Tensor:
         """The class label of every training item (datasets keep them as a ``labels`` tensor)."""
