@@ -17,14 +17,13 @@ from ganforge.checkpoint_file import check_writable, write_text_atomically
 from ganforge.config import check_required
 from ganforge.errors import GanforgeError
 from ganforge.latents import check_truncation, truncation_value
-from ganforge.metrics.suite import MetricSettings, MetricSuite
-from ganforge.metrics.suites import make_suite
-from ganforge.restore import pick_device, restore
+from ganforge.metrics.settings import MetricSettings, check_request
+from ganforge.stored import StoredRun, pick_device, read_run
 from ganforge.targets import trusted_targets
 
 
 def evaluate(
-    ckpt_path: str,
+    ckpt_path: str | StoredRun,
     metrics: DictConfig | dict,
     cache_dir: str,
     device: str = "auto",
@@ -36,14 +35,21 @@ def evaluate(
     and fixed sample sequence), so with the settings of a training run it reproduces the ``val/*``
     values that run logged at the checkpoint's step. ``truncation`` ψ draws those latents truncated to
     [-ψ, ψ] (Brock et al. 2019; task=generation only), and the result says which ψ it used.
+
+    The checkpoint, its task and the request are checked first, with torch alone: Lightning and the
+    metric libraries, seconds of imports, come after (what depends on the data is checked once it is
+    built, before any feature network or sample).
     """
     psi = truncation_value(truncation)
+    run = ckpt_path if isinstance(ckpt_path, StoredRun) else read_run(ckpt_path)
+    settings = check_request(MetricSettings.from_config(metrics), run.task)
+    check_truncation(psi, run.task)
     dev = pick_device(device)
-    _, datamodule, module, _ = restore(ckpt_path, dev)
-    check_truncation(psi, module.task.name)
-    settings = MetricSettings.from_config(metrics)
-    if settings is None:
-        raise GanforgeError("no metrics selected: pass e.g. metrics=[fid,kid]")
+    from ganforge.metrics.suite import MetricSuite  # the heavy imports, now that the request is sound
+    from ganforge.metrics.suites import make_suite
+    from ganforge.restore import restore
+
+    _, datamodule, module, _ = restore(run, dev)
     settings.conditional = bool(module.task.num_classes)  # intra_fid, cas: refused before any work if not
     start = time.time()
     suite = make_suite(settings, datamodule, cache_dir, module.task)
@@ -63,7 +69,7 @@ def evaluate(
     else:  # generation: as many samples as the reference set holds (or the mode metrics' count)
         num_samples = info.get("n_fake") or info.get("n_modes", 0)
     return {
-        "checkpoint": str(ckpt_path),
+        "checkpoint": run.path,
         "g_step": module.g_step,
         "metrics": values,
         "truncation": psi,

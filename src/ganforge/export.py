@@ -24,13 +24,12 @@ from ganforge.checkpoint_file import (
     EXPORT_KEY,
     MB,
     check_writable,
-    is_export,
     tensor_bytes,
     write_atomically,
 )
 from ganforge.config import check_required
 from ganforge.errors import ConfigError, GanforgeError
-from ganforge.restore import restore
+from ganforge.stored import read_run
 from ganforge.targets import trusted_targets
 
 FORMAT_VERSION = 1
@@ -108,9 +107,12 @@ def export_generator(ckpt_path: str, out: str | Path) -> Path:
     source = Path(ckpt_path).expanduser()
     if path.exists() and source.exists() and path.resolve() == source.resolve():
         raise ConfigError(f"out={out}: is the checkpoint itself; write the generator to another file")
-    cfg, datamodule, module, saved = restore(ckpt_path, "cpu", exported=True)
-    if is_export(saved):
+    run = read_run(ckpt_path, exported=True)
+    if run.exported:
         raise ConfigError(f"ckpt_path={ckpt_path}: already an exported generator (G alone): share it as is")
+    from ganforge.restore import restore  # Lightning: seconds of imports, after the file is checked
+
+    cfg, datamodule, module, saved = restore(run, "cpu")
     metrics = (saved.get("ganforge") or {}).get("last_metrics") or {}
     payload = exported_generator(cfg, datamodule, module, metrics)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ganforge.data.base import mix_seed
 from ganforge.errors import ConfigError
+from ganforge.seeding import mix_seed
 
 # sample i of an evaluation (or of ganforge-sample's arrays) has the latent (and label) at row
 # i % LATENT_CHUNK of a draw seeded by (seed, i // LATENT_CHUNK): the same whatever the batch size,

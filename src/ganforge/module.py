@@ -22,12 +22,12 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from ganforge.data.base import mix_seed
 from ganforge.ema import ema_beta, ema_update, half_life_beta, has_batch_norm, standing_stats
 from ganforge.errors import ConfigError
 from ganforge.latents import truncation_space
 from ganforge.loggers import logger_fault
 from ganforge.losses import GANLoss, Through
+from ganforge.seeding import mix_seed
 from ganforge.settings import OptimizerFactory, Optimizers, Runtime, Schedule, Tricks
 from ganforge.tasks.base import Draw, Task
 from ganforge.tasks.generation import GenerationTask

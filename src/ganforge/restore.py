@@ -12,41 +12,34 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from ganforge.build import build
-from ganforge.checkpoint_file import checked_checkpoint, is_export, read_checkpoint, read_saved
 from ganforge.config import make
 from ganforge.errors import ConfigError
 from ganforge.module import GANModule
 from ganforge.nets.build import build_networks
 from ganforge.settings import Optimizers, Schedule
-from ganforge.targets import check_targets
+from ganforge.stored import StoredRun, read_run
 
 
 def restore(
-    path: str | Path, device: torch.device | str = "cpu", exported: bool = False
+    source: str | Path | StoredRun, device: torch.device | str = "cpu", exported: bool = False
 ) -> tuple[DictConfig, Any, Any, dict]:
     """(config, data module, GANModule with the checkpoint's weights in eval mode, checkpoint dict).
 
-    The stored config instantiates only targets ganforge writes (:mod:`ganforge.targets`), plus those
-    the command's ``allow_targets`` trusts; anything else is refused before any of it is built.
-    ``exported``: a file of ``ganforge-export`` is accepted too (:func:`restore_exported`: the data
-    module is an :class:`ExportedData`, the module holds G alone); otherwise it is refused in one line.
+    ``source``: a checkpoint's path, or what :func:`~ganforge.stored.read_run` read from it. The stored
+    config instantiates only targets ganforge writes (:mod:`ganforge.targets`), plus those the command's
+    ``allow_targets`` trusts; anything else is refused before any of it is built. ``exported``: a file of
+    ``ganforge-export`` is accepted too (:func:`restore_exported`: the data module is an
+    :class:`ExportedData`, the module holds G alone); otherwise it is refused in one line.
     """
-    saved = read_saved(path) if exported else read_checkpoint(path)
-    if exported and is_export(saved):
-        return restore_exported(saved, path, device)
-    ckpt = checked_checkpoint(saved, path)
-    config = ckpt.get("ganforge", {}).get("config")
-    if config is None:
-        raise ConfigError(
-            f"ckpt_path={path}: the checkpoint holds no ganforge config (written by another tool?)"
-        )
-    check_targets(config, f"ckpt_path={path}")
-    cfg = OmegaConf.create(config)
+    run = source if isinstance(source, StoredRun) else read_run(source, exported)
+    if run.exported:
+        return restore_exported(run.saved, run.path, device)
+    cfg = OmegaConf.create(run.config)
     datamodule, module = build(cfg)
-    module.load_state_dict(ckpt["state_dict"])
-    module.g_step = int(ckpt["ganforge"].get("g_step", 0))
+    module.load_state_dict(run.saved["state_dict"])
+    module.g_step = int(run.saved["ganforge"].get("g_step", 0))
     module.to(device).eval()
-    return cfg, datamodule, module, ckpt
+    return cfg, datamodule, module, run.saved
 
 
 class ExportedData:
@@ -104,13 +97,12 @@ def restore_exported(
     kept them, as its generator) and the task's buffers, in eval mode, the file's dict).
 
     The module samples and translates exactly as the checkpoint's did (no D, no loss, no optimizers);
-    the stored config is checked like a checkpoint's (:func:`~ganforge.targets.check_targets`)."""
+    its stored config was checked by :func:`~ganforge.stored.read_run` like a checkpoint's."""
     parts = [saved.get(key) for key in ("config", "data", "generator", "task")]
     config, facts, weights, buffers = parts
     examples = saved.get("examples") or {}
-    if not all(isinstance(part, dict) for part in (*parts, examples)) or "model" not in config:
+    if not all(isinstance(part, dict) for part in (*parts, examples)):
         raise ConfigError(f"ckpt_path={path}: an exported generator with parts missing (damaged?)")
-    check_targets(config, f"ckpt_path={path}")
     cfg = OmegaConf.create(config)
     try:
         data = ExportedData(facts, {**buffers, **examples}, batch_size=int(cfg.model.get("pack", 1)))
@@ -135,10 +127,3 @@ def restore_exported(
     module.g_step = int(saved.get("g_step", 0))
     module.to(device).eval()
     return cfg, data, module, saved
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)

@@ -18,16 +18,17 @@ from PIL import Image
 from torch import Tensor
 
 from ganforge import CONFIG_PACKAGE
-from ganforge.callbacks.samples import class_labels, grid_image, save_scatter
 from ganforge.checkpoint_file import check_writable, free_bytes, write_atomically
 from ganforge.config import check_required
-from ganforge.data.folder import list_images, load_image
 from ganforge.errors import ConfigError, GanforgeError, ResourceError
 from ganforge.latents import LatentSequence, check_truncation, grid_inputs, truncated_normal, truncation_value
 from ganforge.memory import GB, check_room
-from ganforge.restore import pick_device, restore
+from ganforge.stored import pick_device, read_run
 from ganforge.targets import trusted_targets
 from ganforge.tasks.base import as_rgb
+
+# Lightning (under the data modules and the grid callback) takes seconds to import: each command imports
+# it in the function that needs it, after the file and the request are checked with torch alone.
 
 
 def write_samples(
@@ -50,9 +51,13 @@ def write_samples(
     fmt = path.suffix.lstrip(".").lower() if fmt == "auto" else fmt
     if fmt not in ("png", "npz"):
         raise ConfigError(f"format={fmt}: choose png or npz (or name the file .png/.npz)")
+    run = read_run(ckpt_path, exported=True)
+    check_truncation(psi, run.task)
     dev = pick_device(device)
-    _, datamodule, module, _ = restore(ckpt_path, dev, exported=True)
-    check_truncation(psi, module.task.name)
+    from ganforge.callbacks.samples import class_labels, grid_image, save_scatter
+    from ganforge.restore import restore
+
+    _, datamodule, module, _ = restore(run, dev)
     z_psi = module.use_truncation(psi)  # None when ψ applies in W (StyleGAN), inside G
     torch.manual_seed(seed)  # what G draws itself (StyleGAN2 noise): same seed, same images
     if getattr(datamodule, "paired", False):
@@ -142,6 +147,8 @@ def write_npz_streaming(path: Path, arrays: dict[str, Any], scalars: dict[str, A
 
 def translation_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str) -> Path:
     """Rows of source | output | ground truth for the first ``n`` held-out pairs (npz: the arrays)."""
+    from ganforge.callbacks.samples import grid_image
+
     n = min(n, datamodule.num_val_items())
     source, target, _ = datamodule.val_items(list(range(n)))
     output = torch.cat([module.translate(chunk) for chunk in source.split(256)]).float().cpu()
@@ -157,6 +164,8 @@ def translation_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str)
 
 def cycle_grid(module: Any, datamodule: Any, n: int, path: Path, fmt: str) -> Path:
     """Rows a | G_AB(a) | G_BA(G_AB(a)) for ``n`` held-out A images, then the same from B."""
+    from ganforge.callbacks.samples import grid_image
+
     rows, arrays = [], {}
     for name, images, there, back in (
         ("a", datamodule.val_a(list(range(min(n, datamodule.num_val_a()))))[0], "AtoB", "BtoA"),
@@ -186,10 +195,9 @@ def translate_folder(
     center-cropped to the model's resolution; super-resolution models take the low-resolution image
     upsampled to that size, which this resize does).
     """
-    dev = pick_device(device)
-    _, datamodule, module, _ = restore(ckpt_path, dev, exported=True)
-    two_way = getattr(datamodule, "unpaired", False)
-    if not (getattr(datamodule, "paired", False) or two_way):
+    run = read_run(ckpt_path, exported=True)
+    two_way = run.task == "unpaired"
+    if run.task not in ("paired", "unpaired"):
         raise ConfigError(
             f"input={source}: ckpt_path={ckpt_path} is not an image-to-image model (task=paired or unpaired)"
         )
@@ -200,11 +208,18 @@ def translate_folder(
             f"direction={direction}: ckpt_path={ckpt_path} is a one-way model (task=paired), which maps "
             "its sources one way only; direction= is for task=unpaired (CycleGAN) checkpoints"
         )
+    if not Path(source).expanduser().exists():
+        raise ConfigError(f"input={source}: no such folder or zip")
+    dev = pick_device(device)
+    from ganforge.data.folder import list_images, load_image
+    from ganforge.restore import restore
+
+    _, datamodule, module, _ = restore(run, dev)
     shape = datamodule.data_shape if two_way else datamodule.source_shape
     channels, resolution = shape[0], shape[-1]
-    names = list_images(Path(source).expanduser()) if Path(source).expanduser().exists() else None
+    names = list_images(Path(source).expanduser())
     if not names:
-        raise ConfigError(f"input={source}: no such folder or zip, or it holds no images")
+        raise ConfigError(f"input={source}: the folder or zip holds no images")
     root = Path(source).expanduser()
     archive = zipfile.ZipFile(root) if root.is_file() else None
     target = Path(out).expanduser()

@@ -20,11 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ganforge.errors import ConfigError
-
-
-def mix_seed(*parts: int) -> int:
-    """A well-mixed 63-bit seed from several integers (seed, rank, batch index, ...)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+from ganforge.seeding import mix_seed
 
 
 class InfiniteBatchSampler(Sampler[list[int]]):

@@ -17,9 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ganforge.data.base import GANDataModule, mix_seed
+from ganforge.data.base import GANDataModule
 from ganforge.data.translation import HELD_OUT_SEED, PairedDataModule, check_val_fraction, held_out_split
 from ganforge.errors import ConfigError
+from ganforge.seeding import mix_seed
 
 DEGRADATIONS = ("super_resolution", "denoise", "colorize", "inpaint")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")

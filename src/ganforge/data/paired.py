@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ganforge.data.base import mix_seed
 from ganforge.data.folder import fit_square, scale, to_tensor, warn_if_upsampled
 from ganforge.data.images import ImageFileOptions, ImageFiles
 from ganforge.data.layouts import (  # index_pairs and its types live there (re-exported)
@@ -36,6 +35,7 @@ from ganforge.data.translation import (
     held_out_split,  # noqa: F401
 )
 from ganforge.errors import ConfigError, DataError
+from ganforge.seeding import mix_seed
 
 log = logging.getLogger(__name__)
 

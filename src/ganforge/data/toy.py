@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-from ganforge.data.base import GANDataModule, InMemoryDataset, mix_seed
+from ganforge.data.base import GANDataModule, InMemoryDataset
 from ganforge.errors import ConfigError
+from ganforge.seeding import mix_seed
 
 
 def sample_mixture(centers: Tensor, std: float, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from ganforge.data.base import GANDataModule, InfiniteBatchSampler, InMemoryDataset, mix_seed
+from ganforge.data.base import GANDataModule, InfiniteBatchSampler, InMemoryDataset
 from ganforge.errors import ConfigError, DataError
+from ganforge.seeding import mix_seed
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from ganforge.data.base import GANDataModule, mix_seed
+from ganforge.data.base import GANDataModule
 from ganforge.data.digits_translation import (  # re-exported: unpaired.py was their home
     INK,  # noqa: F401
     PAPER,  # noqa: F401
@@ -51,6 +51,7 @@ from ganforge.data.translation import (
     split_off,
 )
 from ganforge.errors import ConfigError, DataError
+from ganforge.seeding import mix_seed
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,6 @@ CLASSIFIER = "ganforge-classifier"
 SELFSUP = "ganforge-selfsup"
 INCEPTION = "inception-v3-compat"
 INCEPTION_CLEAN = "ganforge-inception-v3-clean"  # the same network behind clean-fid's resize
-RESIZES = ("torch_fidelity", "clean")  # metrics.resize: how images reach Inception's 299 px input
 INCEPTION_URL = URL_INCEPTION_V3  # torch-fidelity's release of the FID weights, what it downloads itself
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[-1]
 # pytorch-fid's copy of the same converted TensorFlow weights (same keys and shapes), also found in the cache

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from torch_fidelity.utils import extract_featuresdict_from_input_id_cached
 from torchmetrics import Metric
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 
-from ganforge.data.base import GANDataModule, Population, mix_seed
+from ganforge.data.base import GANDataModule, Population
 from ganforge.errors import ConfigError
 from ganforge.latents import LATENT_CHUNK, LatentSequence, truncated_normal  # noqa: F401 (re-exported)
 from ganforge.metrics.classifier import ClassifierSpec, cached_classifier, holdout_split
@@ -28,7 +28,6 @@ from ganforge.metrics.features import (
     CLASSIFIER,
     INCEPTION,
     INCEPTION_CLEAN,
-    RESIZES,
     SELFSUP,
     Extractor,
     FeatureLayer,
@@ -46,57 +45,20 @@ from ganforge.metrics.modes import (
     stacked_modes,
 )
 from ganforge.metrics.selfsup import SelfSupSpec, cached_selfsup, input_size, resize_uint8
+from ganforge.metrics.settings import (
+    CONDITIONAL_METRICS,
+    EXTRACTORS,  # noqa: F401 (re-exported)
+    IMAGE_METRICS,
+    KNOWN,  # noqa: F401 (re-exported)
+    REFERENCE_METRICS,
+    RESIZES,
+    MetricSettings,
+    check_task,
+    check_values,
+)
+from ganforge.seeding import mix_seed
 
 log = logging.getLogger(__name__)
-
-IMAGE_METRICS = ("fid", "kid", "is", "prc", "dc")
-PAIRED_ONLY = ("psnr", "ssim", "l1", "class_acc")  # image-to-image translation (metrics/translation.py)
-CONDITIONAL_METRICS = ("intra_fid", "cas")  # class-conditional generators on labelled data
-KNOWN = (*IMAGE_METRICS, *CONDITIONAL_METRICS, "modes", *PAIRED_ONLY)
-REFERENCE_METRICS = (
-    "fid",
-    "kid",
-    "prc",
-    "dc",
-    "intra_fid",
-)  # compared with a real reference set: a protocol tag
-
-
-@dataclass
-class MetricSettings:
-    """``metrics.*`` of the config. ``names`` None means: the metrics that fit the data."""
-
-    names: list[str] | None = None
-    num_samples: int = 2000
-    batch_size: int = 250
-    extractor: str = "auto"
-    weights_path: str | None = None
-    seed: int = 0
-    every: int = 500
-    monitor: str | None = None
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    isc_splits: int = 10
-    prc_neighborhood: int = 3
-    dc_neighborhood: int = 5  # density and coverage: k of the real k-NN balls (Naeem et al. 2020)
-    modes_num_samples: int | None = None  # None: what the data's literature uses (mode_samples)
-    resize: str = "torch_fidelity"  # Inception's input resize: torch_fidelity (TF1 bilinear) | clean
-    reference: str = "train"  # the real set: train (the training items) | all (the population they came from)
-    classifier: dict[str, Any] = field(default_factory=dict)
-    selfsup: dict[str, Any] = field(default_factory=dict)  # the self-supervised extractor's settings
-    conditional: bool | None = None  # the model is class-conditional (None: not known yet, see check)
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> MetricSettings | None:
-        """None when the config selects no metrics (``metrics=[]``): then no option of the group, and so
-        not its shared settings (``base.yaml``), is there, only what a preset set (``metrics.every``)."""
-        if not cfg or "num_samples" not in cfg:
-            return None
-        names = [name for name in KNOWN if cfg.get(name)]
-        known = {f.name for f in fields(cls)} - {"names", "classifier", "selfsup"}
-        plain = {k: v for k, v in dict(cfg).items() if k in known}
-        nets = {k: dict(cfg.get(k) or {}) for k in ("classifier", "selfsup")}
-        return cls(names=names or None, **nets, **plain)
 
 
 def is_mixture(datamodule: GANDataModule) -> bool:
@@ -117,11 +79,7 @@ def choose(settings: MetricSettings, datamodule: GANDataModule) -> list[str]:
         return names
     if not datamodule.is_image:
         raise ConfigError("metrics need image data or a Gaussian mixture with known centres; use metrics=[]")
-    paired_only = [n for n in settings.names or [] if n in PAIRED_ONLY]
-    if paired_only:
-        raise ConfigError(
-            f"metrics {paired_only} compare with a ground truth: they need paired data (task=paired)"
-        )
+    check_task(settings.names, "generation")
     names = settings.names or (["fid", "modes"] if is_stacked(datamodule) else ["fid", "kid"])
     if "modes" in names and not is_stacked(datamodule):
         raise ConfigError("metrics=[modes] needs data with known modes (ring8, grid25, stacked)")
@@ -158,22 +116,13 @@ def check_conditional(names: list[str], conditional: bool | None, datamodule: GA
         )
 
 
-EXTRACTORS = ("classifier", "inception", "selfsup")
-
-
 def extractor_kind(settings: MetricSettings, datamodule: GANDataModule, announce: bool = False) -> str:
     """``classifier``, ``inception`` or ``selfsup``. ``auto`` takes the classifier when the data has labels,
     else Inception when its weights are at hand (or can be fetched), else the self-supervised network
     (``announce``: say so in one log line)."""
     source = datamodule.labelled_source()
+    check_values(settings)
     kind = settings.extractor
-    if kind != "auto" and kind not in EXTRACTORS:
-        raise ConfigError(
-            f"metrics.extractor={settings.extractor}: choose classifier, inception or auto (or selfsup: a "
-            "network trained on the images themselves, for unlabelled data)"
-        )
-    if settings.resize not in RESIZES:
-        raise ConfigError(f"metrics.resize={settings.resize}: choose {' or '.join(RESIZES)}")
     why = ""
     if kind == "auto":
         kind, why = auto_extractor(settings, datamodule)

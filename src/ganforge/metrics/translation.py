@@ -14,10 +14,8 @@ from ganforge.data.base import GANDataModule
 from ganforge.errors import ConfigError
 from ganforge.metrics.features import inception_weights
 from ganforge.metrics.held_out import HeldOutSuite, chunks, fid_with_real, held_out_protocol
-from ganforge.metrics.suite import MetricSettings, extractor_kind, protocol_tag, selfsup_setup
-
-TRANSLATION_METRICS = ("psnr", "ssim", "l1", "fid", "class_acc")
-TRUTH_METRICS = ("psnr", "ssim", "class_acc")  # compare with a known answer
+from ganforge.metrics.settings import TRUTH_METRICS, MetricSettings, check_task
+from ganforge.metrics.suite import extractor_kind, protocol_tag, selfsup_setup
 
 
 def realism_extractor(settings: MetricSettings, datamodule: GANDataModule) -> str:
@@ -60,12 +58,7 @@ def choose_translation(
             f"metrics {missing} compare outputs with a known answer, which {type(datamodule).__name__} "
             "does not have (data=digits_translation has one); use metrics=[fid,l1]"
         )
-    wrong = [n for n in names if n not in TRANSLATION_METRICS]
-    if wrong:
-        raise ConfigError(
-            f"metrics {wrong} are for generation; image-to-image translation measures "
-            f"{', '.join(TRANSLATION_METRICS)} (metrics=[psnr,ssim,l1,fid,class_acc])"
-        )
+    check_task(names, "paired")
     if "class_acc" in names:
         if not labelled:
             raise ConfigError(
