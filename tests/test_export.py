@@ -214,7 +214,8 @@ for name, args in json.loads(sys.argv[1]):
             code = exc.code
     GlobalHydra.instance().clear()
     results.append([code, err.getvalue().strip().splitlines()])
-heavy = [m for m in ("pytorch_lightning", "torchmetrics", "torchvision", "torch_fidelity") if m in sys.modules]
+heavy = [m for m in ("pytorch_lightning", "torchmetrics", "torchvision", "torch_fidelity")
+         if m in sys.modules]
 print(json.dumps({"results": results, "heavy": heavy}))
 """
 
@@ -236,7 +237,7 @@ def test_mistakes_are_refused_before_lightning_is_imported(
     torch.save(saved, tampered)
     out = f"out={tmp_path}/x.json"
     cases = [
-        ("eval", [f"ckpt_path={best}", "metrics=[psnr]", out], "metrics ['psnr'] compare with a ground truth"),
+        ("eval", [f"ckpt_path={best}", "metrics=[psnr]", out], "metrics ['psnr'] compare with a ground"),
         ("eval", [f"ckpt_path={best}", "metrics.extractor=vgg", out], "metrics.extractor=vgg: choose"),
         ("eval", [f"ckpt_path={best}", "truncation=-1", out], "truncation=-1: give a positive threshold"),
         ("eval", [f"ckpt_path={exported}", out], "an exported generator (ganforge-export)"),
