@@ -243,6 +243,7 @@ def test_mistakes_are_refused_before_lightning_is_imported(
         ("eval", [f"ckpt_path={exported}", out], "an exported generator (ganforge-export)"),
         ("eval", [f"ckpt_path={tampered}", out], "model.generator._target_=os.system, which ganforge does"),
         ("eval", [f"ckpt_path={tmp_path}", out], f"ckpt_path={tmp_path}:"),
+        ("eval", [f"ckpt_path={best}", "eval_split=test", out], "(DigitsDataModule) has no held-out split"),
         ("sample", [f"ckpt_path={best}", f"input={tmp_path}", f"out={tmp_path}/t"], "not an image-to-image"),
         ("sample", [f"ckpt_path={best}", "n=0", f"out={tmp_path}/s.png"], "n must be a positive integer"),
         ("sample", [f"ckpt_path={tampered}", f"out={tmp_path}/s.png"], "which ganforge does not write"),

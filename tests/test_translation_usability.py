@@ -397,3 +397,15 @@ def test_a_run_measures_and_draws_the_test_split(tmp_path, folders):
     assert summary["metrics"]["held_out_pairs"] == SPLITS["test"]
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert sorted(blues(state["task.fixed_source"])) == [BLUE["test"] + 10 * i for i in range(SPLITS["test"])]
+    # ganforge-eval measures the run's split, or the one eval_split names
+    import json
+
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    for args, split in (([], "test"), (["eval_split=val"], "val"), (["eval_split=test"], "test")):
+        out = tmp_path / f"eval_{split}_{len(args)}.json"
+        res = entry_point("eval", f"ckpt_path={ckpt}", "metrics=[psnr,l1]", f"out={out}", *args, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-2000:]
+        result = json.loads(out.read_text())
+        assert result["held_out_pairs"] == SPLITS[split] and result["eval_split"] == split, result
+    res = entry_point("eval", f"ckpt_path={ckpt}", "metrics=[psnr]", "eval_split=train", cwd=tmp_path)
+    assert res.returncode == 2 and "data.eval_split must be auto" in res.stderr, res.stderr[-2000:]

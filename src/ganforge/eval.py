@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from ganforge import CONFIG_PACKAGE
 from ganforge.checkpoint_file import check_writable, write_text_atomically
 from ganforge.config import check_required
-from ganforge.errors import GanforgeError
+from ganforge.errors import ConfigError, GanforgeError
 from ganforge.latents import check_truncation, truncation_value
 from ganforge.metrics.settings import MetricSettings, check_request
 from ganforge.stored import StoredRun, pick_device, read_run
@@ -28,6 +28,7 @@ def evaluate(
     cache_dir: str,
     device: str = "auto",
     truncation: float | None = None,
+    eval_split: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of the generator in ``ckpt_path``; ``metrics`` is the ``metrics`` config group.
 
@@ -35,6 +36,8 @@ def evaluate(
     and fixed sample sequence), so with the settings of a training run it reproduces the ``val/*``
     values that run logged at the checkpoint's step. ``truncation`` ψ draws those latents truncated to
     [-ψ, ψ] (Brock et al. 2019; task=generation only), and the result says which ψ it used.
+    ``eval_split`` (val or test) measures image folders on that held-out split instead of the one the
+    run used (its ``data.eval_split``).
 
     The checkpoint, its task and the request are checked first, with torch alone: Lightning and the
     metric libraries, seconds of imports, come after (what depends on the data is checked once it is
@@ -44,6 +47,8 @@ def evaluate(
     run = ckpt_path if isinstance(ckpt_path, StoredRun) else read_run(ckpt_path)
     settings = check_request(MetricSettings.from_config(metrics), run.task)
     check_truncation(psi, run.task)
+    if eval_split is not None:
+        choose_split(run, eval_split)
     dev = pick_device(device)
     from ganforge.metrics.suite import MetricSuite  # the heavy imports, now that the request is sound
     from ganforge.metrics.suites import make_suite
@@ -73,11 +78,24 @@ def evaluate(
         "g_step": module.g_step,
         "metrics": values,
         "truncation": psi,
+        "eval_split": run.config["data"].get("eval_split"),
         "num_samples": num_samples,
         "seed": settings.seed,
         "time_s": round(time.time() - start, 3),
         **info,
     }
+
+
+def choose_split(run: StoredRun, split: str) -> None:
+    """The run's data config set to measure on ``split``; a ConfigError for data without that choice."""
+    data = run.config.get("data") or {}
+    if "eval_split" not in data:
+        name = str(data.get("_target_", "?")).rsplit(".", 1)[-1]
+        raise ConfigError(
+            f"eval_split={split}: the checkpoint's data ({name}) has no held-out split to choose; "
+            "eval_split is for paired and unpaired image folders (data.eval_split)"
+        )
+    data["eval_split"] = split  # checked (val, test) where the folder is indexed, against what it holds
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -108,6 +126,7 @@ def main(cfg: DictConfig) -> None:
                 cfg.paths.cache_dir,
                 cfg.device,
                 cfg.get("truncation"),
+                cfg.get("eval_split"),
             )
     except GanforgeError as err:
         print(f"ganforge-eval: error: {err}", file=sys.stderr)

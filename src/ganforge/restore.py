@@ -36,7 +36,12 @@ def restore(
         return restore_exported(run.saved, run.path, device)
     cfg = OmegaConf.create(run.config)
     datamodule, module = build(cfg)
-    module.load_state_dict(run.saved["state_dict"])
+    state = run.saved["state_dict"]
+    for key, tensor in state.items():  # the task's grid examples: the run's, whichever split is held out now
+        name = key.removeprefix("task.")
+        if name in module.task._buffers and module.task._buffers[name].shape != tensor.shape:
+            setattr(module.task, name, torch.empty_like(tensor))
+    module.load_state_dict(state)
     module.g_step = int(run.saved["ganforge"].get("g_step", 0))
     module.to(device).eval()
     return cfg, datamodule, module, run.saved

@@ -1,5 +1,4 @@
-"""LightningDataModules: endless, seeded, resumable streams of real batches."""
+"""LightningDataModules: endless, seeded, resumable streams of real batches (the contract: ``base``).
 
-from ganforge.data.base import GANDataModule, InfiniteBatchSampler
-
-__all__ = ["GANDataModule", "InfiniteBatchSampler"]
+Nothing is imported here, so that a light module of the package (``images``, ``layouts``) does not
+pull in Lightning."""
