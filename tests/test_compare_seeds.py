@@ -311,3 +311,17 @@ def test_a_row_of_many_seeds_is_short_in_the_table_and_whole_in_the_csv(tmp_path
     csv_row = read_csv(compare.write_csv(comp, tmp_path / "c.csv"))[0]
     assert csv_row["run"] == ", ".join(map(str, range(8))) and csv_row["seed"] == "{0, 1, 2, 3, 4, 5, 6, 7}"
     assert float(csv_row["val/fid best std"]) == statistics.stdev(fids)
+
+
+def test_a_collapsed_row_puts_the_plots_on_a_log_axis(tmp_path):
+    """A collapsed run (FID 3000 beside FIDs of 3) would flatten every other row: with positive values
+    that span 100× or more the metric panels use a log axis; otherwise they stay linear."""
+    for name, fids, scale in (("wide", {"hinge": [3.0, 3.5], "minimax": [3000.0, 2500.0]}, "log"),
+                              ("narrow", {"hinge": [3.0, 3.5], "wgan": [5.0, 6.0]}, "linear")):  # fmt: skip
+        seed_sweep(tmp_path / name, fids)
+        comp = compare.compare([tmp_path / name], out=tmp_path / f"out_{name}", show=False)["comparison"]
+        for fig in (
+            compare.spread_figure(comp.groups, comp.metrics),
+            compare.metrics_figure(comp.runs, comp.metrics, comp.groups),
+        ):
+            assert fig.axes[comp.metrics.index("val/fid")].get_yscale() == scale, name

@@ -96,6 +96,17 @@ def _limit_axes(ax: Any, values: Sequence[float]) -> None:
     )
 
 
+LOG_SPAN = 100.0  # positive values whose largest is this many times the smallest: a log axis
+
+
+def _log_if_wide(ax: Any, values: Sequence[float]) -> None:
+    """A log y axis when the values are positive and span :data:`LOG_SPAN` or more (a collapsed run's FID
+    of 200 beside FIDs of 3 would flatten every other row into one line)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and min(finite) > 0 and max(finite) >= LOG_SPAN * min(finite):
+        ax.set_yscale("log")
+
+
 def _colors(n: int) -> list[Any]:
     from matplotlib import colormaps
 
@@ -196,6 +207,7 @@ def metrics_figure(
     items: Sequence[Any] = runs if groups is None else groups
     colors = _colors(len(items))
     for ax, name in zip(axes, metrics, strict=True):
+        _log_if_wide(ax, [v for run in runs for _, v in run.series.get(name, [])])
         for item, color in zip(items, colors, strict=True):
             if isinstance(item, Group) and item.n > 1:
                 xs, means, stds = _mean_curve(item.runs, name)
@@ -230,6 +242,7 @@ def spread_figure(groups: Sequence[Group], metrics: Sequence[str]) -> Any | None
     fig, axes, height = _panels(len(metrics))
     colors = _colors(len(groups))
     for ax, name in zip(axes, metrics, strict=True):
+        _log_if_wide(ax, [v for group in groups for v in group.values(name)])
         for x, (group, color) in enumerate(zip(groups, colors, strict=True)):
             values = group.values(name)
             if not values:
