@@ -14,16 +14,18 @@ import torch
 from helpers import DDP_CPU, command
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-# per-rank batch 32: 2 ranks see the same global batch of 64 as one process with data.batch_size=64
+# per-rank batch 32: 2 ranks see the same global batch of 64 as one process with data.batch_size=64;
+# two D steps per G step, a sample grid and a checkpoint every 10 (what test_ddp_two_cpu_processes counts)
 DDP_ARGS = (
     "model=mlp",
     "data.batch_size=32",
     "train.steps=20",
+    "train.n_critic=2",
     "train.log_every=1",
-    "train.sample_every=0",
-    "train.ckpt_every=0",
+    "train.sample_every=10",
+    "train.ckpt_every=10",
     "logger=[csv]",
-    "metrics=[]",
+    "metrics=[]",  # metrics under DDP: tests/test_metrics_run.py
 )
 
 

@@ -50,6 +50,22 @@ class CrashAt(pl.Callback):
             raise RuntimeError(f"injected crash at generator step {pl_module.g_step}")
 
 
+class KeepCheckpoint(pl.Callback):
+    """Copies ``src`` (the run's last.ckpt) to ``to`` when generator step ``step + 1`` starts, on rank 0:
+    the checkpoint written at ``step`` is complete then, and it is what a run that crashed after
+    ``step`` resumes from (a straight run keeps it, so no second run has to crash to make one)."""
+
+    def __init__(self, step: int, src: str, to: str) -> None:
+        self.step, self.src, self.to = step, Path(src), Path(to)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if trainer.is_global_zero and pl_module.g_step == self.step and not self.to.exists():
+            import shutil
+
+            self.to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.src, self.to)
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a uint8 array in the big-endian IDX format (magic 2051 for 3-D images, 2049 for labels)."""
     magic = 0x0800 + array.ndim  # type code 8 = unsigned byte

@@ -15,22 +15,10 @@ from helpers import DDP_CPU, command
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 
 
-def test_ddp_two_cpu_processes(tmp_path):
-    out = tmp_path / "run"
-    res = command(
-        "train",
-        *DDP_CPU,
-        "train.steps=6",
-        "train.n_critic=2",
-        "train.log_every=2",
-        "train.sample_every=3",
-        "train.ckpt_every=3",
-        "logger=[csv]",
-        "metrics=[]",  # metrics under DDP: tests/test_metrics_run.py
-        f"hydra.run.dir={out}",
-        cwd=tmp_path,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
+def test_ddp_two_cpu_processes(local_ddp_run):
+    """The session's 2-process run of ``DDP_ARGS`` (20 steps, n_critic 2, a grid and a checkpoint every
+    10): it finishes, counts G and D steps right, and only rank 0 writes the run's outputs."""
+    out = local_ddp_run
     # one run dir, written once: rank 1 only adds Hydra's log of its own process
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == [
@@ -40,18 +28,18 @@ def test_ddp_two_cpu_processes(tmp_path):
         "checkpoints/last.ckpt",
         "hparams.yaml",
         "metrics.csv",
-        "samples/step_0000003.png",
-        "samples/step_0000006.png",
+        "samples/step_0000010.png",
+        "samples/step_0000020.png",
         "summary.json",
         "train.log",
         "train_ddp_process_1.log",
     ]
-    assert list(tmp_path.iterdir()) == [out]  # no second timestamped dir from the relaunched rank
+    assert list(out.parent.iterdir()) == [out]  # no second timestamped dir from the relaunched rank
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["g_steps"] == 6 and summary["d_steps"] == 12
+    assert summary["status"] == "finished" and summary["g_steps"] == 20 and summary["d_steps"] == 40
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["global_step"] == 6 * 3
-    assert (out / "metrics.csv").read_text().count("\n") == 4
+    assert ckpt["global_step"] == 20 * 3
+    assert (out / "metrics.csv").read_text().count("\n") == 21  # the header and one row per step
 
 
 # Two ranks with batch 32 each see the same real samples as one process with batch 64 (the data
@@ -103,11 +91,11 @@ def test_ddp_paired_translation(tmp_path):
         assert summary["last"][key] == pytest.approx(alone[key], rel=1e-5), key
 
 
-def eval_alone(out: Path, metrics: str, tmp_path: Path) -> dict[str, float]:
+def eval_alone(out: Path, metrics: str, tmp_path: Path, *more: str) -> dict[str, float]:
     """``val/*`` of ganforge-eval (one process, no DDP) on the last checkpoint of the run in ``out``."""
     res = command(
         "eval", f"ckpt_path={out}/checkpoints/last.ckpt", f"metrics={metrics}", f"out={tmp_path}/e.json",
-        cwd=tmp_path,
+        *more, cwd=tmp_path,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads((tmp_path / "e.json").read_text())["metrics"]
@@ -118,7 +106,7 @@ def assert_metrics_match_one_process(out: Path, metrics: str, tmp_path: Path) ->
     (ganforge-eval on the run's last checkpoint, same step, no DDP)."""
     summary = json.loads((out / "summary.json").read_text())
     assert (out / "checkpoints" / "best.ckpt").is_file()
-    alone = eval_alone(out, metrics, tmp_path)
+    alone = eval_alone(out, metrics, tmp_path, "allow_targets=[helpers.KeepCheckpoint]")  # a test callback
     keys = [k for k in alone if k.startswith(("val/cycle_l1", "val/fid_"))]
     assert {"val/cycle_l1", "val/fid_ab", "val/fid_ba"} <= set(keys)
     for key in keys:
@@ -158,14 +146,17 @@ def wgan_gp_straight(tmp_path_factory) -> Path:
 
 
 def test_ddp_resume_gives_every_rank_its_own_random_stream(wgan_gp_straight):
-    first = ddp_train(wgan_gp_straight.parent / "first", "train.steps=4")
-    saved = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["ganforge"]["rng"]
-    assert len(saved["per_rank"]) == 2 and not torch.equal(
-        saved["per_rank"][0]["cpu"], saved["per_rank"][1]["cpu"]
-    )
-    resumed = ddp_train(
-        wgan_gp_straight.parent / "resumed", "train.steps=8", f"ckpt_path={first}/checkpoints/last.ckpt"
-    )
+    """A 2-rank run that crashes after its step-4 checkpoint (both ranks stop, exit code non-zero)
+    resumes with ckpt_path=auto to the very weights of the straight run."""
+    first = wgan_gp_straight.parent / "first"
+    crash = ("train.ckpt_every=4", "+callbacks.crash={_target_:helpers.CrashAt,step:5}")
+    res = command("train", *WGAN_GP_DDP, "train.steps=8", *crash, f"hydra.run.dir={first}",
+                  cwd=first.parent, env=PROBE_ENV)  # fmt: skip
+    assert res.returncode != 0 and "injected crash" in res.stderr, res.stderr[-3000:]
+    saved = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["ganforge"]
+    assert saved["g_step"] == 4 and len(saved["rng"]["per_rank"]) == 2
+    assert not torch.equal(saved["rng"]["per_rank"][0]["cpu"], saved["rng"]["per_rank"][1]["cpu"])
+    resumed = ddp_train(first, "train.steps=8", "train.ckpt_every=4", "ckpt_path=auto")
     straight, again = weights(wgan_gp_straight), weights(resumed)
     assert straight.keys() == again.keys()
     for key, value in straight.items():
@@ -184,9 +175,11 @@ def test_ddp_logged_training_scalars_are_the_mean_over_ranks(wgan_gp_straight):
     assert any(abs(a["train/d_fake"] - b["train/d_fake"]) > 1e-3 for a, b in zip(*ranks, strict=True))
 
 
-# Per-rank state beyond the RNG: CycleGAN's image pools and ADA's accumulator. A 2-rank run that dies
-# after its step-3 checkpoint continues (ckpt_path=auto) to the very weights of a straight run.
-# CycleGAN's runs also measure both directions (each rank its share of the held-out images).
+# Per-rank state beyond the RNG: CycleGAN's image pools and ADA's accumulator. A straight 2-rank run keeps
+# its step-3 checkpoint (what a run that crashed after step 3 resumes from; a real crash under DDP:
+# test_ddp_resume_gives_every_rank_its_own_random_stream); a run resumed from it (ckpt_path=auto)
+# reaches the very weights of the straight run. CycleGAN's straight run also measures both directions
+# (each rank its share of the held-out images).
 PER_RANK_CASES = {
     "cyclegan_pools": (
         "experiment=cyclegan_digits", "model.generator.width=8", "model.generator.n_blocks=1",
@@ -214,16 +207,18 @@ def test_ddp_resume_restores_each_ranks_own_state(tmp_path, case):
     def train(out: Path, *more: str):
         return command("train", *args, *more, f"hydra.run.dir={out}", cwd=tmp_path, env=PROBE_ENV)
 
-    res = train(tmp_path / "straight")
+    kept = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
+    src = tmp_path / "straight" / "checkpoints" / "last.ckpt"
+    keep = f"+callbacks.keep={{_target_:helpers.KeepCheckpoint,step:3,src:{src},to:{kept}}}"
+    res = train(tmp_path / "straight", keep)
     assert res.returncode == 0, res.stderr[-3000:]
     if "metrics=[l1,fid]" in args:
         assert_metrics_match_one_process(tmp_path / "straight", "[l1,fid]", tmp_path)
-    res = train(tmp_path / "crashed", "+callbacks.crash={_target_:helpers.CrashAt,step:4}")
-    assert res.returncode != 0 and "injected crash" in res.stderr, res.stderr[-3000:]
-    saved = torch.load(tmp_path / "crashed" / "checkpoints" / "last.ckpt", weights_only=True)["ganforge"]
+    saved = torch.load(kept, weights_only=True)["ganforge"]
     assert saved["g_step"] == 3 and len(saved["per_rank_state"]) == 2
     res = train(tmp_path / "crashed", "ckpt_path=auto")
     assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((tmp_path / "crashed" / "summary.json").read_text())["resumed_from"] == str(kept)
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "crashed")
     assert a.keys() == b.keys()
     same = lambda x, y: torch.equal(torch.as_tensor(x), torch.as_tensor(y))  # noqa: E731
