@@ -195,3 +195,46 @@ def test_translation_fids_state_their_held_out_reference():
     tags = two_way.info["protocol_tags"]
     assert f"ref=val_b:{two_way.info['held_out_b']}" in tags["val/fid_ab"]
     assert f"ref=val_a:{two_way.info['held_out_a']}" in tags["val/fid_ba"]
+
+
+TRAIN_ONCE = """
+import sys, time
+from pathlib import Path
+import torch
+from ganforge.metrics.classifier import ClassifierSpec, cached_classifier
+
+cache, me = Path(sys.argv[1]), sys.argv[2]
+(cache / f"ready_{me}").touch()
+while not (cache / "go").exists():
+    time.sleep(0.01)
+
+def load():
+    time.sleep(1.0)  # slow data: without the lock both processes would be training by now
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=g), torch.arange(64) % 2
+
+spec = ClassifierSpec(in_channels=1, num_classes=2, width=4, steps=5, batch_size=16)
+print(cached_classifier(load, spec, "fingerprint", cache)[2])
+"""
+
+
+def test_processes_starting_together_train_the_classifier_once(tmp_path):
+    """Two processes (a sweep's jobs starting at once) need the same classifier: one trains it under the
+    cache file's lock, the other waits and reads it from the cache."""
+    import subprocess
+    import sys
+    import time
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TRAIN_ONCE, str(tmp_path), name], stdout=subprocess.PIPE, text=True
+        )
+        for name in ("a", "b")
+    ]
+    deadline = time.time() + 120
+    while not all((tmp_path / f"ready_{n}").exists() for n in ("a", "b")) and time.time() < deadline:
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    cached = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert cached == ["False", "True"]  # trained once, read once
+    assert len(list((tmp_path / "classifiers").glob("*.pt"))) == 1

@@ -3,13 +3,15 @@ one) and writing outputs atomically (a temporary name, then a rename; a full dis
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import pickle
 import re
 import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,20 @@ def write_atomically(
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise write_error(path, exc, needed) from None
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold ``flock`` on ``<path>.lock`` for the block (released by the kernel however the process ends):
+    processes that would each make the same cached file (the jobs of a sweep starting together) make it
+    once, the others wait and then read it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge.checkpoint_file import file_lock
+
 log = logging.getLogger(__name__)
 
 
@@ -173,12 +175,13 @@ def cached_classifier(
     """Path of the classifier for this data and spec, training it on first use on ``load()``'s
     (uint8 images, labels). Returns (path, held-out accuracy, whether it came from the cache)."""
     path = Path(cache_dir).expanduser() / "classifiers" / f"{data_fingerprint}-{spec.digest()}.pt"
-    if path.is_file():
-        _, record = load_classifier(path)
-        return path, float(record["accuracy"]), True
-    start = time.time()
-    net, accuracy = fit_classifier(*load(), spec, device)
-    save_classifier(net, spec, accuracy, path)
+    with file_lock(path):  # processes starting together: one trains, the others wait and read it
+        if path.is_file():
+            _, record = load_classifier(path)
+            return path, float(record["accuracy"]), True
+        start = time.time()
+        net, accuracy = fit_classifier(*load(), spec, device)
+        save_classifier(net, spec, accuracy, path)
     log.info(
         "trained the feature classifier in %.1f s: held-out accuracy %.3f", time.time() - start, accuracy
     )

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge.checkpoint_file import file_lock
 from ganforge.metrics.classifier import write_record
 
 log = logging.getLogger(__name__)
@@ -194,20 +195,21 @@ def cached_selfsup(
     """Path of the extractor for this data and spec, trained on first use on ``load()``'s uint8 images
     (at ``spec.size``). Returns (path, its record, whether it came from the cache)."""
     path = Path(cache_dir).expanduser() / "selfsup" / f"{data_fingerprint}-{spec.digest()}.pt"
-    if path.is_file():
-        return path, load_selfsup(path)[1], True
-    start = time.time()
-    images = load()
-    log.info(
-        "metrics: training the self-supervised extractor on %d reference images (%d steps, once per data "
-        "set; cached at %s)",
-        len(images),
-        spec.steps,
-        path,
-    )
-    net, top1 = train_selfsup(images, spec, device)
-    record = {"top1": top1, "num_images": len(images)}
-    save_selfsup(net, spec, record, path)
+    with file_lock(path):  # processes starting together: one trains, the others wait and read it
+        if path.is_file():
+            return path, load_selfsup(path)[1], True
+        start = time.time()
+        images = load()
+        log.info(
+            "metrics: training the self-supervised extractor on %d reference images (%d steps, once per "
+            "data set; cached at %s)",
+            len(images),
+            spec.steps,
+            path,
+        )
+        net, top1 = train_selfsup(images, spec, device)
+        record = {"top1": top1, "num_images": len(images)}
+        save_selfsup(net, spec, record, path)
     log.info(
         "metrics: trained the self-supervised extractor in %.1f s: top-1 %.3f", time.time() - start, top1
     )
