@@ -98,6 +98,7 @@ def _calls_slow_code(func: Any) -> bool:
     return any(call in body for call in SLOW_CALLS)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist, which groups by the marks this hook adds (--dist loadgroup)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = getattr(item, "_fixtureinfo", None)
@@ -116,6 +117,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # hands work out in this order, so the end of a run is short tests that even out the workers'
     # loads instead of one worker running a long group alone (stable: files keep their order inside)
     items.sort(key=_start_order)
+
+
+@pytest.hookimpl(trylast=True)  # after xdist's hook, which should have given grouped tests "@group" ids
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On an xdist worker with ``--dist loadgroup``: a usage error when the groups did not take (the ids
+    of grouped tests lack their ``@group`` suffix, as with pytest 9.2 and pytest-xdist 3.8), instead of
+    DDP and Slurm tests silently running side by side."""
+    if not (hasattr(session.config, "workerinput") and session.config.getvalue("loadgroup")):
+        return
+    lost = [i.nodeid for i in session.items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+    if lost:
+        raise pytest.UsageError(
+            f"--dist loadgroup did not group {lost[0]} (and {len(lost) - 1} more): this pytest and "
+            "pytest-xdist do not work together (pytest-xdist#1386); install the dev extras' pytest (< 9.2)"
+        )
 
 
 def _start_order(item: pytest.Item) -> int:

@@ -155,10 +155,11 @@ def test_sample_translates_a_folder_either_way_and_draws_cycle_rows(trained, tmp
 def test_cyclegan_digits_keeps_the_digit(run):
     """The benchmark's point: 150 steps of the preset (its nets and settings, ~40 s), and G_AB(a) both
     reads as a's digit and is close to the answer T(a). Measured at 150 steps (seed 42): class accuracy
-    0.78, PSNR_ab 24.0 dB (at 100 steps 0.67 and 22.4 dB: too close to the bar; at 200, 0.92 and 25.6). For scale (experiments/translation, 2,000 steps): without the cycle term
-    G_AB collapses to one digit (class accuracy 0.12, chance 0.1, PSNR_ab 17.3 dB); the identity map
-    keeps the digit (0.99: the classifier learned both styles) but is far from T(a) (PSNR_ab 11.0 dB).
-    So the class threshold separates the ablation and the PSNR threshold the identity map."""
+    0.78, PSNR_ab 24.0 dB (at 100 steps 0.67 and 22.4 dB: too close to the bar; at 200, 0.92 and 25.6).
+    For scale (experiments/translation, 2,000 steps): without the cycle term G_AB collapses to one digit
+    (class accuracy 0.12, chance 0.1, PSNR_ab 17.3 dB); the identity map keeps the digit (0.99: the
+    classifier learned both styles) but is far from T(a) (PSNR_ab 11.0 dB). So the class threshold
+    separates the ablation and the PSNR threshold the identity map."""
     summary, _ = run(
         "cg",
         "experiment=cyclegan_digits",
