@@ -1,5 +1,9 @@
 """User-facing errors: raised before training starts, printed as one readable paragraph."""
 
+import contextlib
+import sys
+from collections.abc import Iterator
+
 
 class GanforgeError(Exception):
     """A mistake in the user's setup (config, data, paths) that no traceback would explain better."""
@@ -39,3 +43,14 @@ class ResourceError(GanforgeError):
     memory, or a run dir that cannot be written (exit code 4; resume with ``ckpt_path=auto`` once fixed)."""
 
     exit_code = 4
+
+
+@contextlib.contextmanager
+def one_line_errors(command: str) -> Iterator[None]:
+    """A GanforgeError in the block ends ``command`` (``ganforge-eval``, ...) with its one line on stderr
+    and its exit code, as every entry point's mistakes do."""
+    try:
+        yield
+    except GanforgeError as err:
+        print(f"{command}: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)

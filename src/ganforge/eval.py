@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from ganforge import CONFIG_PACKAGE
 from ganforge.checkpoint_file import check_writable, write_text_atomically
 from ganforge.config import check_required
-from ganforge.errors import ConfigError, GanforgeError
+from ganforge.errors import ConfigError, one_line_errors
 from ganforge.latents import check_truncation, truncation_value
 from ganforge.metrics.settings import MetricSettings, check_request
 from ganforge.stored import StoredRun, pick_device, read_run
@@ -115,7 +115,7 @@ def print_table(result: dict[str, Any]) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-eval``: mistakes exit with one line and code 2."""
-    try:
+    with one_line_errors("ganforge-eval"):
         check_required(cfg)
         out = Path(cfg.out) if cfg.out else Path(cfg.ckpt_path).expanduser().parent / "eval.json"
         check_writable(out, "out")  # before the measurement, not after it
@@ -128,15 +128,8 @@ def main(cfg: DictConfig) -> None:
                 cfg.get("truncation"),
                 cfg.get("eval_split"),
             )
-    except GanforgeError as err:
-        print(f"ganforge-eval: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    result["config"] = OmegaConf.to_container(cfg.get("metrics") or {}, resolve=True)
-    try:
-        write_text_atomically(out, json.dumps(result, indent=2) + "\n")
-    except GanforgeError as err:  # e.g. the disk filled during the measurement
-        print(f"ganforge-eval: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        result["config"] = OmegaConf.to_container(cfg.get("metrics") or {}, resolve=True)
+        write_text_atomically(out, json.dumps(result, indent=2) + "\n")  # e.g. a disk filled meanwhile
     print_table(result)
     print(f"wrote {out}", file=sys.stderr)
 

@@ -28,7 +28,7 @@ from ganforge.checkpoint_file import (
     write_atomically,
 )
 from ganforge.config import check_required
-from ganforge.errors import ConfigError, GanforgeError
+from ganforge.errors import ConfigError, one_line_errors
 from ganforge.stored import read_run
 from ganforge.targets import trusted_targets
 
@@ -124,15 +124,12 @@ def export_generator(ckpt_path: str, out: str | Path) -> Path:
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="export")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-export``: mistakes exit with one line and code 2."""
-    try:
+    with one_line_errors("ganforge-export"):
         check_required(cfg)
         out = Path(cfg.out) if cfg.get("out") else default_out(cfg.ckpt_path)
         check_writable(out, "out")  # before the checkpoint is read
         with trusted_targets(cfg.get("allow_targets")):
             path = export_generator(cfg.ckpt_path, out)
-    except GanforgeError as err:
-        print(f"ganforge-export: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
     print(f"wrote {path} ({path.stat().st_size / MB:.1f} MB)", file=sys.stderr)
 
 

@@ -37,14 +37,19 @@ def restore(
     cfg = OmegaConf.create(run.config)
     datamodule, module = build(cfg)
     state = run.saved["state_dict"]
-    for key, tensor in state.items():  # the task's grid examples: the run's, whichever split is held out now
-        name = key.removeprefix("task.")
-        if name in module.task._buffers and module.task._buffers[name].shape != tensor.shape:
-            setattr(module.task, name, torch.empty_like(tensor))
+    task_buffers = {k[len("task.") :]: v for k, v in state.items() if k.startswith("task.")}
+    adopt_buffers(module.task, {k: v for k, v in task_buffers.items() if k in module.task._buffers})
     module.load_state_dict(state)
     module.g_step = int(run.saved["ganforge"].get("g_step", 0))
     module.to(device).eval()
     return cfg, datamodule, module, run.saved
+
+
+def adopt_buffers(task: Any, buffers: dict[str, Tensor]) -> None:
+    """The task's buffers set to the saved ones, assigned, not copied: their shapes are the saved run's
+    (its fixed grid examples come from the held-out split it used), not those the rebuilt data gives."""
+    for name, tensor in buffers.items():
+        setattr(task, name, tensor)
 
 
 class ExportedData:
@@ -127,8 +132,7 @@ def restore_exported(
         raise ConfigError(
             f"ckpt_path={path}: the exported weights do not fit its config ({why[:300]})"
         ) from None
-    for name, tensor in buffers.items():  # shapes set by the data (fixed examples): assigned, not copied
-        setattr(task, name, tensor)
+    adopt_buffers(task, buffers)
     module.g_step = int(saved.get("g_step", 0))
     module.to(device).eval()
     return cfg, data, module, saved

@@ -20,7 +20,7 @@ from torch import Tensor
 from ganforge import CONFIG_PACKAGE
 from ganforge.checkpoint_file import check_writable, free_bytes, write_atomically
 from ganforge.config import check_required
-from ganforge.errors import ConfigError, GanforgeError, ResourceError
+from ganforge.errors import ConfigError, ResourceError, one_line_errors
 from ganforge.latents import LatentSequence, check_truncation, grid_inputs, truncated_normal, truncation_value
 from ganforge.memory import GB, check_room
 from ganforge.stored import pick_device, read_run
@@ -276,7 +276,7 @@ def translate_folder(
 @hydra.main(version_base="1.3", config_path=CONFIG_PACKAGE, config_name="sample")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``ganforge-sample``: mistakes exit with one line and code 2."""
-    try:
+    with one_line_errors("ganforge-sample"):
         check_required(cfg)
         check_writable(Path(cfg.out), "out")  # before the checkpoint is read and the samples drawn
         psi = truncation_value(cfg.get("truncation"))
@@ -292,9 +292,6 @@ def main(cfg: DictConfig) -> None:
                 path = write_samples(
                     cfg.ckpt_path, cfg.n, cfg.out, cfg.format, cfg.seed, cfg.nrow, cfg.device, psi
                 )
-    except GanforgeError as err:
-        print(f"ganforge-sample: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
     print(f"wrote {path}", file=sys.stderr)
 
 

@@ -74,6 +74,15 @@ class OwnNetExtractor(FeatureExtractorBase):
     def get_dummy_input_for_compile() -> Tensor:
         raise NotImplementedError
 
+    @staticmethod
+    def weights_path(kwargs: dict[str, Any], what: str, network: str) -> str:
+        """The ``feature_extractor_weights_path`` torch-fidelity passes; a ConfigError naming the ``what``
+        extractor and the ``network`` it needs when it is missing."""
+        path = kwargs.get("feature_extractor_weights_path")
+        if not path:
+            raise ConfigError(f"the {what} extractor needs feature_extractor_weights_path ({network})")
+        return str(path)
+
 
 class ClassifierExtractor(OwnNetExtractor):
     """torch-fidelity's view of the domain classifier: ``features`` (penultimate) and ``logits``.
@@ -85,12 +94,7 @@ class ClassifierExtractor(OwnNetExtractor):
 
     def __init__(self, name: str, features_list: list[str], **kwargs: Any) -> None:
         super().__init__(name, features_list)
-        path = kwargs.get("feature_extractor_weights_path")
-        if not path:
-            raise ConfigError(
-                "the classifier extractor needs feature_extractor_weights_path (a trained classifier)"
-            )
-        self.net, _ = load_classifier(path)
+        self.net, _ = load_classifier(self.weights_path(kwargs, "classifier", "a trained classifier"))
 
     @staticmethod
     def get_provided_features_list() -> tuple[str, ...]:
@@ -160,12 +164,7 @@ class SelfSupExtractor(OwnNetExtractor):
 
     def __init__(self, name: str, features_list: list[str], **kwargs: Any) -> None:
         super().__init__(name, features_list)
-        path = kwargs.get("feature_extractor_weights_path")
-        if not path:
-            raise ConfigError(
-                "the selfsup extractor needs feature_extractor_weights_path (a trained network)"
-            )
-        self.net, record = load_selfsup(path)
+        self.net, record = load_selfsup(self.weights_path(kwargs, "selfsup", "a trained network"))
         self.size = int(record["spec"]["size"])
 
     @staticmethod

@@ -47,9 +47,7 @@ from ganforge.metrics.modes import (
 from ganforge.metrics.selfsup import SelfSupSpec, cached_selfsup, input_size, resize_uint8
 from ganforge.metrics.settings import (
     CONDITIONAL_METRICS,
-    EXTRACTORS,  # noqa: F401 (re-exported)
     IMAGE_METRICS,
-    KNOWN,  # noqa: F401 (re-exported)
     REFERENCE_METRICS,
     RESIZES,
     MetricSettings,
