@@ -16,7 +16,7 @@ from ganforge.errors import ConfigError
 from ganforge.metrics.suite import MetricSettings
 from ganforge.metrics.suites import make_suite
 from ganforge.restore import restore
-from helpers import assert_refused_before_training, train_run
+from helpers import ROOT, assert_refused_before_training, train_run
 from test_resume import final_state, same
 
 LIMIT = 100
@@ -97,12 +97,20 @@ def test_an_unknown_reference_is_refused(tmp_path):
         make_suite(MetricSettings(names=["fid"], reference="held"), DigitsDataModule(), str(tmp_path))
 
 
-def test_metrics_off_stays_off_under_a_preset_that_sets_metrics_every(tmp_path):
+PRESETS_WITH_METRICS = sorted(
+    p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if "\nmetrics:" in p.read_text()
+)
+
+
+@pytest.mark.parametrize("preset", PRESETS_WITH_METRICS)
+def test_metrics_off_stays_off_under_a_preset_that_sets_metrics_values(tmp_path, preset):
+    """``metrics=[]`` measures nothing, also under a preset that sets ``metrics.every`` or
+    ``metrics.num_samples`` (four presets set the latter; it used to switch the metrics back on)."""
     from helpers import compose_cfg
 
-    cfg = compose_cfg(tmp_path, "experiment=cyclegan_digits", "metrics=[]")
-    assert cfg.metrics.get("every") is not None  # what the preset set is still there ...
+    cfg = compose_cfg(tmp_path, f"experiment={preset}", "metrics=[]")
+    assert cfg.metrics  # what the preset set is still there ...
     assert MetricSettings.from_config(cfg.metrics) is None  # ... and measures nothing
     assert MetricSettings.from_config(
-        compose_cfg(tmp_path, "experiment=cyclegan_digits", "metrics=default").metrics
+        compose_cfg(tmp_path, f"experiment={preset}", "metrics=default").metrics
     )

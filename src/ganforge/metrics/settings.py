@@ -3,10 +3,14 @@ need neither the data nor the metric libraries: an entry point runs them before 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from ganforge import CONFIG_DIR
 from ganforge.errors import ConfigError
 
 IMAGE_METRICS = ("fid", "kid", "is", "prc", "dc")
@@ -47,14 +51,21 @@ class MetricSettings:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> MetricSettings | None:
         """None when the config selects no metrics (``metrics=[]``): then no option of the group, and so
-        not its shared settings (``base.yaml``), is there, only what a preset set (``metrics.every``)."""
-        if not cfg or "num_samples" not in cfg:
+        not all of its shared settings (``base.yaml``), is there, only what a preset set (``metrics.every``,
+        ``metrics.num_samples``)."""
+        if not cfg or not shared_settings() <= set(cfg):
             return None
         names = [name for name in KNOWN if cfg.get(name)]
         known = {f.name for f in fields(cls)} - {"names", "classifier", "selfsup"}
         plain = {k: v for k, v in dict(cfg).items() if k in known}
         nets = {k: dict(cfg.get(k) or {}) for k in ("classifier", "selfsup")}
         return cls(names=names or None, **nets, **plain)
+
+
+@functools.cache
+def shared_settings() -> frozenset[str]:
+    """The settings of ``metrics/base.yaml``, which every option of the group includes."""
+    return frozenset(str(key) for key in OmegaConf.load(CONFIG_DIR / "metrics" / "base.yaml"))
 
 
 def check_values(settings: MetricSettings) -> None:
