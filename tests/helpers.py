@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -133,6 +134,45 @@ def entry_point(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
                 handler.close()
         root.setLevel(level)
     return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
+
+
+FRESH_MAINS = """
+import contextlib, importlib, io, json, sys
+from hydra.core.global_hydra import GlobalHydra
+
+results = []
+for name, args in json.loads(sys.argv[1]):
+    main = importlib.import_module(f"ganforge.{name}").main
+    sys.argv, out, err = [f"ganforge-{name}", *args], io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    GlobalHydra.instance().clear()
+    results.append([code, out.getvalue(), err.getvalue()])
+heavy = ["pytorch_lightning", "torchmetrics", "torchvision", "torch_fidelity"]
+heavy = [m for m in heavy if m in sys.modules]
+print(json.dumps({"results": results, "heavy": heavy}))
+"""
+
+
+def mains_in_a_fresh_process(
+    cases: list[tuple[str, list[str]]], cwd: Path
+) -> tuple[list[subprocess.CompletedProcess], list[str]]:
+    """Each ``(name, args)`` of ``cases`` through ``ganforge.<name>.main`` (``ganforge-<name> *args``), one
+    after the other in one new interpreter: what each returned and printed, and which of the heavy
+    libraries (Lightning, the metric libraries) that process imported by the end."""
+    code = [sys.executable, "-c", FRESH_MAINS, json.dumps(cases)]
+    res = subprocess.run(code, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    done = [
+        subprocess.CompletedProcess([f"ganforge-{name}", *args], code, out, err)
+        for (name, args), (code, out, err) in zip(cases, report["results"], strict=True)
+    ]
+    return done, report["heavy"]
 
 
 def bench(name: str, *args: str, cwd: Path, timeout: int = 600):

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ganforge.ada import AdaptiveAugment, augment, color, rotate90, translate, xflip
+from ganforge.build import build
 from ganforge.errors import ConfigError
-from ganforge.train import build
 from helpers import assert_refused_before_training, compose_cfg
 from test_resume import assert_same_training_state, final_state
 from test_steps import bare_trainer

@@ -19,8 +19,32 @@ def cli(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProces
     return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
-def test_help_lists_the_config_groups(tmp_path):
-    res = cli("--help", cwd=tmp_path)
+# ganforge-train's answers that need no training, all from one new interpreter (which must not have
+# imported Lightning or the metric libraries by the end: a refusal, --help and --cfg answer without them)
+TRAIN_CASES = {
+    "help": ["--help"],
+    "cfg": ["data=ring8", "model=mlp", "loss=wgan_gp", "train.steps=2000", "--cfg", "job"],
+    "steps_0": ["train.steps=0", "logger=[csv]", "hydra.run.dir={tmp}/run"],
+    "unknown_option": ["loss=no_such_loss"],
+    "file_as_run_dir": ["logger=[csv]", "hydra.run.dir={tmp}/taken"],
+    "typo": ["data=ring8", "train.stepz=5", "hydra.run.dir={tmp}/run"],
+}
+
+
+@pytest.fixture(scope="module")
+def train_answers(tmp_path_factory) -> tuple[dict[str, subprocess.CompletedProcess], list[str], Path]:
+    """(what ganforge-train answered to each of TRAIN_CASES, the heavy libraries imported, its tmp dir)."""
+    from helpers import mains_in_a_fresh_process
+
+    tmp = tmp_path_factory.mktemp("cli")
+    (tmp / "taken").write_text("a file")
+    cases = [("train", [arg.format(tmp=tmp) for arg in args]) for args in TRAIN_CASES.values()]
+    done, heavy = mains_in_a_fresh_process(cases, tmp)
+    return dict(zip(TRAIN_CASES, done, strict=True)), heavy, tmp
+
+
+def test_help_lists_the_config_groups(train_answers):
+    res = train_answers[0]["help"]
     assert res.returncode == 0
     for group in ("data:", "model:", "loss:", "optim:", "trainer:", "logger:", "callbacks:", "experiment:"):
         assert group in res.stdout, group
@@ -38,11 +62,24 @@ def test_help_lists_the_config_groups(tmp_path):
         assert option in res.stdout, option
 
 
-def test_cfg_job_prints_the_composed_config(tmp_path):
-    res = cli("data=ring8", "model=mlp", "loss=wgan_gp", "train.steps=2000", "--cfg", "job", cwd=tmp_path)
+def test_cfg_job_prints_the_composed_config(train_answers):
+    res = train_answers[0]["cfg"]
     assert res.returncode == 0
     assert "ganforge.data.toy.RingDataModule" in res.stdout and "steps: 2000" in res.stdout
     assert "gradient_penalty" in res.stdout
+
+
+def test_refusals_help_and_cfg_do_not_import_lightning(train_answers):
+    """A config mistake is refused (one line, exit 2, no run dir left) before Lightning and the metric
+    libraries are imported (seconds), and so are --help and --cfg answered."""
+    answers, heavy, tmp = train_answers
+    res = answers["steps_0"]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
+    assert res.returncode == 2 and errors == [
+        "ganforge-train: error: train.steps must be a positive integer, got 0"
+    ]
+    assert not (tmp / "run").exists()
+    assert heavy == []
 
 
 @pytest.mark.parametrize(
@@ -84,8 +121,8 @@ def test_a_user_mistake_through_the_command_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()  # failed before training
 
 
-def test_unknown_group_option_is_hydras_message(tmp_path):
-    res = cli("loss=no_such_loss", cwd=tmp_path)
+def test_unknown_group_option_is_hydras_message(train_answers):
+    res = train_answers[0]["unknown_option"]
     assert res.returncode != 0
     assert "Could not find 'loss/no_such_loss'" in res.stderr
 
@@ -158,17 +195,16 @@ def test_metric_settings_that_cannot_work_are_refused(tmp_path, args, message):
     assert info.value.exit_code == 2 and "\n" not in str(info.value)
 
 
-def test_a_run_dir_that_is_a_file_is_one_line(tmp_path):
-    (tmp_path / "taken").write_text("a file")
-    res = cli("logger=[csv]", f"hydra.run.dir={tmp_path}/taken", cwd=tmp_path)
+def test_a_run_dir_that_is_a_file_is_one_line(train_answers):
+    res, tmp = train_answers[0]["file_as_run_dir"], train_answers[2]
     assert res.returncode == 2, res.stderr[-2000:]
     assert res.stderr.strip().splitlines() == [
-        f"ganforge-train: error: hydra.run.dir={tmp_path}/taken: {tmp_path}/taken is a file, not a directory"
+        f"ganforge-train: error: hydra.run.dir={tmp}/taken: {tmp}/taken is a file, not a directory"
     ]
 
 
-def test_a_key_typo_gets_a_did_you_mean_line(tmp_path):
-    res = cli("data=ring8", "train.stepz=5", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+def test_a_key_typo_gets_a_did_you_mean_line(train_answers):
+    res = train_answers[0]["typo"]
     assert res.returncode == 1  # Hydra's own message and exit code, then the hint
     assert "Key 'stepz' is not in struct" in res.stderr
     assert res.stderr.strip().splitlines()[-1] == (
@@ -177,21 +213,21 @@ def test_a_key_typo_gets_a_did_you_mean_line(tmp_path):
 
 
 def test_read_only_places_are_one_line_each(read_only_dir, tmp_path):
-    """Under load: generous timeouts (the commands import torch and Lightning first), and only the tool's
-    own lines compared (a library may warn on stderr before the refusal)."""
+    """The entry points in this process (their one line and exit code are what is under test); only the
+    tool's own lines compared (a library may warn on stderr before the refusal)."""
     from ganforge.errors import ConfigError
-    from helpers import command, train_run
+    from helpers import command, entry_point, train_run
 
     def own(stderr: str, tool: str) -> list[str]:
         return [line for line in stderr.strip().splitlines() if line.startswith(f"{tool}:")]
 
-    res = cli("logger=[csv]", f"hydra.run.dir={read_only_dir}/run", cwd=tmp_path, timeout=900)
+    res = entry_point("train", "logger=[csv]", f"hydra.run.dir={read_only_dir}/run", cwd=tmp_path)
     assert res.returncode == 2, res.stderr[-2000:]
     assert own(res.stderr, "ganforge-train") == [
         f"ganforge-train: error: hydra.run.dir={read_only_dir}/run: cannot write in {read_only_dir} "
         "(read-only, or no permission)"
     ], res.stderr[-2000:]
-    res = command("sample", "ckpt_path=x.ckpt", f"out={read_only_dir}/grid.png", cwd=tmp_path, timeout=900)
+    res = command("sample", "ckpt_path=x.ckpt", f"out={read_only_dir}/grid.png", cwd=tmp_path)
     assert res.returncode == 2 and own(res.stderr, "ganforge-sample") == [
         f"ganforge-sample: error: out={read_only_dir}/grid.png: cannot write in {read_only_dir} "
         "(read-only, or no permission)"

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from ganforge.ada import translate, xflip
+from ganforge.build import build
 from ganforge.errors import ConfigError
 from ganforge.losses import ConsistencyRegularization
-from ganforge.train import build
 from helpers import compose_cfg, train_run
 
 

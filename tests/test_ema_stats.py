@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from ganforge.build import build
 from ganforge.ema import standing_stats
 from ganforge.errors import ConfigError
-from ganforge.train import build
 from helpers import assert_refused_before_training, compose_cfg, train_run
 from test_resume import assert_same_training_state, final_state
 from test_steps import bare_trainer

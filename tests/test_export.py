@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import command, entry_point, train_run
+from helpers import command, entry_point, mains_in_a_fresh_process, train_run
 
 # digits DCGAN with an EMA G (its batch norm gets standing statistics) and a FID that picks best.ckpt
 DCGAN = [
@@ -198,38 +198,12 @@ def test_export_mistakes_are_one_line(dcgan: Path, tmp_path: Path) -> None:
         assert message in errors(res, "export")[0]
 
 
-CHECK_ONLY = """
-import contextlib, io, json, sys
-from hydra.core.global_hydra import GlobalHydra
-import ganforge.eval, ganforge.export, ganforge.sample
-
-results = []
-for name, args in json.loads(sys.argv[1]):
-    sys.argv, err = [f"ganforge-{name}", *args], io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            getattr(ganforge, name).main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-    GlobalHydra.instance().clear()
-    results.append([code, err.getvalue().strip().splitlines()])
-heavy = [m for m in ("pytorch_lightning", "torchmetrics", "torchvision", "torch_fidelity")
-         if m in sys.modules]
-print(json.dumps({"results": results, "heavy": heavy}))
-"""
-
-
 def test_mistakes_are_refused_before_lightning_is_imported(
     dcgan: Path, exported: Path, tmp_path: Path
 ) -> None:
     """eval, sample and export read the checkpoint and check the request with torch alone: each of these
     mistakes is one line and exit 2 in a process that never imports Lightning or the metric libraries
     (seconds of imports: what ganforge-eval's start-up was mostly made of)."""
-    import json
-    import subprocess
-    import sys
-
     best = str(dcgan / "checkpoints" / "best.ckpt")
     saved = torch.load(best, weights_only=True)
     saved["ganforge"]["config"]["model"]["generator"]["_target_"] = "os.system"
@@ -251,12 +225,10 @@ def test_mistakes_are_refused_before_lightning_is_imported(
     ]
     if not torch.cuda.is_available():
         cases.append(("eval", [f"ckpt_path={best}", "device=cuda", out], "device=cuda: this machine has no"))
-    code = [sys.executable, "-c", CHECK_ONLY, json.dumps([[name, args] for name, args, _ in cases])]
-    res = subprocess.run(code, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    report = json.loads(res.stdout.strip().splitlines()[-1])
-    for (name, args, message), (exit_code, lines) in zip(cases, report["results"], strict=True):
-        assert exit_code == 2 and len(lines) == 1, (name, args, lines)
+    done, heavy = mains_in_a_fresh_process([(name, args) for name, args, _ in cases], tmp_path)
+    for (name, args, message), res in zip(cases, done, strict=True):
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1, (name, args, lines)
         assert lines[0].startswith(f"ganforge-{name}: error: ") and message in lines[0], (name, args, lines)
-    assert report["heavy"] == []
+    assert heavy == []
     assert not list(tmp_path.glob("x.json")) and not (tmp_path / "t").exists()

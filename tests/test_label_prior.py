@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ganforge.build import build
 from ganforge.metrics.suite import LatentSequence
 from ganforge.module import GANModule
 from ganforge.restore import restore
 from ganforge.settings import Optimizers
 from ganforge.tasks.generation import GenerationTask
-from ganforge.train import build
 from helpers import compose_cfg, train_run
 
 COUNTS = {"a": 6, "b": 3, "c": 1}  # an imbalanced labelled folder: 60 %, 30 %, 10 %

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.build import build
 from ganforge.errors import ConfigError
 from ganforge.losses import GANLoss, PathLengthPenalty, nonsaturating_d, nonsaturating_g, r1_penalty
 from ganforge.module import GANModule, lazy_rates
 from ganforge.settings import Optimizers, Schedule
-from ganforge.train import build
 from helpers import compose_cfg
 from test_simultaneous import Recording  # a small MLP that keeps every batch it is given
 from test_steps import bare_trainer

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ganforge.build import build
 from ganforge.errors import ConfigError
 from ganforge.losses import LeCam
-from ganforge.train import build
 from helpers import compose_cfg, train_run
 
 

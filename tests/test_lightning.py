@@ -76,7 +76,7 @@ def test_checkpoints_become_wandb_artifacts_with_log_model(tmp_path):
     train_run(
         out, *TINY, "train.steps=6", "train.ckpt_every=3", "logger=[wandb]", "logger.wandb.log_model=true"
     )
-    from ganforge.loggers import finish_wandb
+    from ganforge.process import finish_wandb
 
     finish_wandb()
     (path,) = out.glob("wandb/offline-run-*/run-*.wandb")

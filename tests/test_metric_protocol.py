@@ -147,7 +147,8 @@ def test_frechet_distance_agrees_with_pytorch_fid():
 
 WANDB_SCRIPT = """
 import sys
-from ganforge.loggers import WandbLogger, finish_wandb
+from ganforge.loggers import WandbLogger
+from ganforge.process import finish_wandb
 logger = WandbLogger(project="ganforge-test", save_dir=sys.argv[1], offline=True)
 logger.log_protocols({"val/fid": sys.argv[2]})
 finish_wandb()

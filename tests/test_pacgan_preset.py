@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from ganforge.build import build
 from ganforge.errors import ConfigError
 from ganforge.nets.mlp import Maxout, MLPDiscriminator, MLPGenerator
-from ganforge.train import build
 from helpers import compose_cfg
 
 # From the authors' config.py / pacgan_task.py

@@ -20,7 +20,7 @@ import torch
 
 from ddp_runs import metrics_rows
 from ganforge.callbacks.preemption import exit_after_preemption, requeued_ckpt_path
-from ganforge.loggers import finish_wandb
+from ganforge.process import finish_wandb
 from helpers import DDP_CPU, command
 from test_resume import assert_same_training_state
 from wandb_records import read_records

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from ganforge.build import build
 from ganforge.errors import ConfigError
 from ganforge.nets.mlp import Maxout, MLPDiscriminator
 from ganforge.nets.packing import Packed
-from ganforge.train import build
 from helpers import compose_cfg, train_run
 
 PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml"))

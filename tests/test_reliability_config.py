@@ -23,7 +23,7 @@ def error_lines(stderr: str) -> list[str]:
 # --- disk -----------------------------------------------------------------------------------------------
 def test_a_log_file_that_hits_a_full_disk_is_dropped_with_one_warning(capsys):
     """A real FileHandler on /dev/full (every write: ENOSPC), as train.log on a full disk."""
-    from ganforge.train import drop_log_files_on_full_disk
+    from ganforge.fit import drop_log_files_on_full_disk
 
     logger = logging.getLogger("ganforge.test_full_log")
     handler, other = logging.FileHandler("/dev/full"), logging.NullHandler()  # other: the terminal's
@@ -63,7 +63,8 @@ def test_a_real_full_disk_mid_run_prints_no_logging_error(tiny_tmpfs, tmp_path):
 
 
 class FillDiskAt:
-    """After generator step 25, a file takes all the space left on the run dir's filesystem."""
+    """After generator step 25, a file takes all the space left on the run dir's filesystem; then a log
+    line longer than a page is written (train.log's last page may still hold a short one)."""
 
     def __new__(cls, path: str):  # a Lightning callback built lazily (the test module imports no Lightning)
         import pytorch_lightning as pl
@@ -78,6 +79,7 @@ class FillDiskAt:
                                 f.flush()
                         except OSError:
                             pass
+                    logging.getLogger(__name__).warning("the disk is full now: %s", "x" * 8192)
 
         return _Fill()
 

@@ -70,7 +70,7 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
             from pathlib import Path
-            from ganforge.train import lock_run_dir
+            from ganforge.run_dir import lock_run_dir
             assert lock_run_dir(Path({str(out)!r}))
             print("locked", flush=True)
             time.sleep(600)

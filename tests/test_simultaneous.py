@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.build import build
 from ganforge.errors import ConfigError
 from ganforge.module import GANModule
 from ganforge.settings import Optimizers, Schedule
-from ganforge.train import build
 from helpers import compose_cfg
 from test_steps import bare_trainer
 

@@ -87,7 +87,7 @@ def test_channels_last_trains_like_contiguous_and_resumes_exactly(run):
 
 
 def test_channels_last_puts_conv_weights_in_that_order(tmp_path):
-    from ganforge.train import build
+    from ganforge.build import build
 
     cfg = compose_cfg(tmp_path, *DIGITS, "model.channels_last=true")
     datamodule, module = build(cfg)
@@ -120,7 +120,7 @@ def test_compile_with_a_gradient_penalty_is_a_config_error(run):
 
 def test_the_fast_run_recipe_composes(tmp_path):
     """README's "A fast run" command line: every key exists and reaches the data module and the module."""
-    from ganforge.train import build
+    from ganforge.build import build
 
     recipe = "trainer=gpu model.channels_last=true model.compile=true data.num_workers=4 data.pin_memory=true"
     cfg = compose_cfg(tmp_path, *recipe.split())

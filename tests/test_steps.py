@@ -8,9 +8,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from ganforge.build import build
 from ganforge.module import GANModule
 from ganforge.settings import Optimizers, Schedule
-from ganforge.train import build
 from helpers import compose_cfg
 
 

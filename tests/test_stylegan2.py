@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
+from ganforge.build import build
 from ganforge.ema import half_life_beta
-from ganforge.train import build
 from helpers import compose_cfg, train_run
 from test_resume import assert_same_training_state, final_state
 

@@ -89,7 +89,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
 
 
 def test_train_returns_optimized_metric(tmp_path, capsys):
-    from ganforge.loggers import finish_wandb
+    from ganforge.process import finish_wandb
     from ganforge.train import run_job
 
     task = run_job.__wrapped__  # the function under @hydra.main

@@ -164,7 +164,7 @@ def test_translation_runs_g_once_per_step_for_both_updates(tmp_path: Path) -> No
     """As pix2pix's authors' code: one G forward per step (one dropout mask, one batch-norm update);
     D's update judges that output detached, G's update the same output with its graph. With the
     preset's U-Net (dropout on) two forwards would give different images."""
-    from ganforge.train import build
+    from ganforge.build import build
     from helpers import compose_cfg
     from test_steps import bare_trainer
 

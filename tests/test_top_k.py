@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ganforge.build import build
 from ganforge.errors import ConfigError
 from ganforge.losses import GANLoss, nonsaturating_d, nonsaturating_g
-from ganforge.train import build
 from helpers import compose_cfg, train_run
 
 

@@ -15,6 +15,7 @@ from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import Tensor, nn
 
 from ganforge import losses
+from ganforge.build import build
 from ganforge.callbacks.guard import DivergenceGuard
 from ganforge.errors import ConfigError
 from ganforge.losses import GANLoss
@@ -22,7 +23,6 @@ from ganforge.module import GANModule
 from ganforge.settings import Optimizers, Schedule
 from ganforge.tasks.base import Draw
 from ganforge.tasks.generation import GenerationTask
-from ganforge.train import build
 from helpers import compose_cfg
 from test_penalty_math import ClassLinearD, LabelledG, batch
 from test_steps import bare_trainer

@@ -76,7 +76,7 @@ def test_l1_only_baseline_is_gradient_descent_on_100_l1(tmp_path):
     out here from the step's pair; no adversarial term reaches G."""
     import copy
 
-    from ganforge.train import build
+    from ganforge.build import build
     from helpers import compose_cfg
     from test_steps import bare_trainer
 

@@ -196,7 +196,7 @@ def test_cyclegan_per_domain_terms_are_recomputed_from_the_nets(tmp_path, folder
     """Step 0's logged terms against the paper's formulas on the nets before the step (D's and the cycle
     and identity terms), and G_AB's adversarial term against D_B after D's update (G's update judges
     with it); the same real batch the loader gives, the pool returning the fakes as they are."""
-    from ganforge.train import build
+    from ganforge.build import build
     from test_steps import bare_trainer
 
     cfg = compose_cfg(tmp_path, *CG, f"data.path={folders.cg}", "train.steps=1")
@@ -279,7 +279,7 @@ def test_translation_runs_draw_titled_grids_and_caption_them(tmp_path, folders):
 
 # --- 6. task.adversarial=false: no D at all ------------------------------------------------------------
 def test_l1_only_baseline_never_runs_or_steps_d_and_g_learns(tmp_path, folders):
-    from ganforge.train import build
+    from ganforge.build import build
     from test_steps import bare_trainer
 
     steps = 30

@@ -10,11 +10,11 @@ import pytorch_lightning as pl
 import torch
 
 from ganforge.augment import DiffAugment, InstanceNoise, cutout, translation
+from ganforge.build import build
 from ganforge.ema import ema_beta
 from ganforge.errors import ConfigError
 from ganforge.optim import Extragradient, OptimisticAdam, SubgradientDescent
 from ganforge.settings import Optimizers, Tricks
-from ganforge.train import build
 from helpers import compose_cfg
 from test_resume import assert_same_training_state, final_state
 from test_steps import RecordingModule, bare_trainer

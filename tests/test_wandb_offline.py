@@ -284,7 +284,7 @@ CRASH_AT, CKPT_STEP = 14, 10  # the crash comes after step 14 was logged and ste
 @pytest.fixture(scope="module")
 def resumed_segments(tmp_path_factory) -> tuple[Path, list[Path]]:
     """Crash at generator step 14, resume with ``ckpt_path=auto``: (run dir, .wandb files by start time)."""
-    from ganforge.loggers import finish_wandb
+    from ganforge.process import finish_wandb
 
     out = tmp_path_factory.mktemp("wandb_resume") / "run"
     with pytest.raises(RuntimeError, match="injected crash"):
@@ -364,7 +364,7 @@ def test_run_id_of_each_start(tmp_path):
 
 @pytest.mark.slow
 def test_overwrite_starts_a_new_wandb_run(tmp_path):
-    from ganforge.loggers import finish_wandb
+    from ganforge.process import finish_wandb
     from ganforge.resolvers import wandb_id
 
     out = tmp_path / "run"

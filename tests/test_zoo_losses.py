@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from ganforge import losses
+from ganforge.build import build
 from ganforge.errors import ConfigError
 from ganforge.losses import GANLoss
 from ganforge.settings import Optimizers, Schedule
-from ganforge.train import build
 from helpers import compose_cfg
 from test_losses import batch, grad_norms_loop, logits, tiny_d
 from test_steps import RecordingModule, bare_trainer

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ganforge.build import build
 from ganforge.errors import ConfigError
 from ganforge.nets.conditional import ConditionalNorm
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -19,7 +20,6 @@ from ganforge.nets.packing import Packed, packed_shape
 from ganforge.nets.resnet import ResNetDiscriminator, ResNetGenerator
 from ganforge.settings import Optimizers, Schedule
 from ganforge.tasks.generation import GenerationTask
-from ganforge.train import build
 from helpers import compose_cfg
 from test_steps import RecordingModule, bare_trainer
 

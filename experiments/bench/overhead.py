@@ -229,7 +229,7 @@ def cyclegan_step(cfg, datamodule, module, nets, gen, device):
 
 def ganforge_run(cfg) -> float:
     """Seconds of ``trainer.fit`` (the summary's wall time: start-up and final checkpoint included)."""
-    from ganforge.loggers import finish_wandb
+    from ganforge.process import finish_wandb
     from ganforge.train import train
 
     summary = train(cfg)

@@ -9,6 +9,7 @@ class GanforgeError(Exception):
     """A mistake in the user's setup (config, data, paths) that no traceback would explain better."""
 
     exit_code = 2
+    refused = False  # set when raised before training started: the run dir is left as it was found
 
 
 class ConfigError(GanforgeError):

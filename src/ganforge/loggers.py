@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -210,21 +209,6 @@ def build_loggers(cfg: DictConfig | None, resuming: bool = False) -> list[Logger
             continue
         loggers.append(logger)
     return loggers
-
-
-def finish_wandb(exit_code: int = 0, preempting: bool = False) -> None:
-    """Close the W&B run if one is open (also after an error), so its files are complete.
-
-    ``preempting``: the run stopped to be requeued and will continue (W&B shows it as preempted).
-    """
-    wandb: Any = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        try:
-            if preempting:
-                wandb.run.mark_preempting()
-            wandb.finish(exit_code=exit_code)
-        except Exception as exc:  # noqa: BLE001
-            warnings.warn(f"wandb.finish failed: {exc}", stacklevel=2)
 
 
 def hydra_choices() -> dict[str, Any]:
