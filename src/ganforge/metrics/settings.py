@@ -50,12 +50,14 @@ class MetricSettings:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> MetricSettings | None:
-        """None when the config selects no metrics (``metrics=[]``): then no option of the group, and so
-        not all of its shared settings (``base.yaml``), is there, only what a preset set (``metrics.every``,
-        ``metrics.num_samples``)."""
-        if not cfg or not shared_settings() <= set(cfg):
+        """None when the config selects no metrics (``metrics=[]``): then no metric is named and, as no
+        option of the group is there, not all of its shared settings (``base.yaml``) are, only what a
+        preset set (``metrics.every``, ``metrics.num_samples``)."""
+        if not cfg:
             return None
         names = [name for name in KNOWN if cfg.get(name)]
+        if not names and not shared_settings() <= set(cfg):
+            return None
         known = {f.name for f in fields(cls)} - {"names", "classifier", "selfsup"}
         plain = {k: v for k, v in dict(cfg).items() if k in known}
         nets = {k: dict(cfg.get(k) or {}) for k in ("classifier", "selfsup")}
