@@ -101,12 +101,14 @@ def eval_alone(out: Path, metrics: str, tmp_path: Path, *more: str) -> dict[str,
     return json.loads((tmp_path / "e.json").read_text())["metrics"]
 
 
-def assert_metrics_match_one_process(out: Path, metrics: str, tmp_path: Path) -> None:
+def assert_metrics_match_one_process(out: Path, metrics: str, tmp_path: Path, *more: str) -> None:
     """The ranks' shares of the held-out items, reduced, give what one process measures on all of them
-    (ganforge-eval on the run's last checkpoint, same step, no DDP)."""
+    (ganforge-eval on the last checkpoint, same step, no DDP; ``more``: the run's metrics.* settings)."""
     summary = json.loads((out / "summary.json").read_text())
     assert (out / "checkpoints" / "best.ckpt").is_file()
-    alone = eval_alone(out, metrics, tmp_path, "allow_targets=[helpers.KeepCheckpoint]")  # a test callback
+    alone = eval_alone(
+        out, metrics, tmp_path, "allow_targets=[helpers.KeepCheckpoint]", *more
+    )  # a test callback
     keys = [k for k in alone if k.startswith(("val/cycle_l1", "val/fid_"))]
     assert {"val/cycle_l1", "val/fid_ab", "val/fid_ba"} <= set(keys)
     for key in keys:
@@ -184,7 +186,7 @@ PER_RANK_CASES = {
     "cyclegan_pools": (
         "experiment=cyclegan_digits", "model.generator.width=8", "model.generator.n_blocks=1",
         "model.discriminator.width=8", "data.batch_size=2", "task.pool_size=3", "metrics=[l1,fid]",
-        "metrics.every=2",
+        "metrics.every=2", "metrics.classifier.steps=50",
     ),
     # StyleGAN2 with ADA stopped mid-interval (its accumulator per rank), lazy R1, path length (pl_mean),
     # style mixing, w_avg and the EMA half-life
@@ -213,7 +215,8 @@ def test_ddp_resume_restores_each_ranks_own_state(tmp_path, case):
     res = train(tmp_path / "straight", keep)
     assert res.returncode == 0, res.stderr[-3000:]
     if "metrics=[l1,fid]" in args:
-        assert_metrics_match_one_process(tmp_path / "straight", "[l1,fid]", tmp_path)
+        settings = [arg for arg in args if arg.startswith("metrics.classifier.")]
+        assert_metrics_match_one_process(tmp_path / "straight", "[l1,fid]", tmp_path, *settings)
     saved = torch.load(kept, weights_only=True)["ganforge"]
     assert saved["g_step"] == 3 and len(saved["per_rank_state"]) == 2
     res = train(tmp_path / "crashed", "ckpt_path=auto")

@@ -183,7 +183,7 @@ def test_translation_fids_state_their_held_out_reference():
     from ganforge.data.unpaired import DigitsTranslationDataModule
     from ganforge.metrics.suites import make_suite
 
-    settings = MetricSettings(names=["fid"], num_samples=50, batch_size=50)
+    settings = MetricSettings(names=["fid"], num_samples=50, batch_size=50, classifier={"steps": 50})
     paired = make_suite(settings, DigitsTranslationPairs(), CACHE)
     paired.prepare(torch.device("cpu"))
     n = paired.info["held_out_pairs"]
