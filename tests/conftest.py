@@ -61,11 +61,21 @@ def read_only_dir(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def local_ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 2-process local DDP run of ``ddp_runs.DDP_ARGS``, trained once per session."""
+def local_ddp_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The 2-process local DDP run of ``ddp_runs.DDP_ARGS`` (read-only for the tests), trained once per
+    session: under xdist in the session's base temp dir, which all workers share (the DDP and the Slurm
+    group ask for it from two workers: the first trains it under a lock, the other waits and reads it)."""
     from ddp_runs import run_local_ddp
+    from ganforge.checkpoint_file import file_lock
 
-    return run_local_ddp(tmp_path_factory.mktemp("local_ddp") / "run")
+    if worker_id == "master":  # no xdist
+        return run_local_ddp(tmp_path_factory.mktemp("local_ddp") / "run")
+    out = tmp_path_factory.getbasetemp().parent / "local_ddp" / "run"
+    with file_lock(out):
+        if not (out / "summary.json").is_file():
+            shutil.rmtree(out, ignore_errors=True)  # a run cut short by a failed worker: trained again
+            run_local_ddp(out)
+    return out
 
 
 # --- which tests are slow, and which must run one at a time --------------------------------------------

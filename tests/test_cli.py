@@ -28,6 +28,7 @@ TRAIN_CASES = {
     "unknown_option": ["loss=no_such_loss"],
     "file_as_run_dir": ["logger=[csv]", "hydra.run.dir={tmp}/taken"],
     "typo": ["data=ring8", "train.stepz=5", "hydra.run.dir={tmp}/run"],
+    "missing_ckpt": ["ckpt_path={tmp}/none.ckpt", "hydra.run.dir={tmp}/run"],
 }
 
 
@@ -70,14 +71,16 @@ def test_cfg_job_prints_the_composed_config(train_answers):
 
 
 def test_refusals_help_and_cfg_do_not_import_lightning(train_answers):
-    """A config mistake is refused (one line, exit 2, no run dir left) before Lightning and the metric
-    libraries are imported (seconds), and so are --help and --cfg answered."""
+    """A config mistake or a checkpoint that is not there is refused (one line, exit 2, no run dir left)
+    before Lightning and the metric libraries are imported (seconds), and so are --help and --cfg answered."""
     answers, heavy, tmp = train_answers
-    res = answers["steps_0"]
-    errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
-    assert res.returncode == 2 and errors == [
-        "ganforge-train: error: train.steps must be a positive integer, got 0"
-    ]
+    for case, message in (
+        ("steps_0", "train.steps must be a positive integer, got 0"),
+        ("missing_ckpt", f"ckpt_path={tmp}/none.ckpt: no such file"),
+    ):
+        res = answers[case]
+        errors = [line for line in res.stderr.splitlines() if line.startswith("ganforge-train: error:")]
+        assert res.returncode == 2 and len(errors) == 1 and message in errors[0], res.stderr[-2000:]
     assert not (tmp / "run").exists()
     assert heavy == []
 

@@ -19,8 +19,8 @@ import pytorch_lightning as pl
 import torch
 
 from ddp_runs import metrics_rows
-from ganforge.callbacks.preemption import exit_after_preemption, requeued_ckpt_path
-from ganforge.process import finish_wandb
+from ganforge.callbacks.preemption import exit_after_preemption
+from ganforge.process import finish_wandb, requeued_ckpt_path
 from helpers import DDP_CPU, command
 from test_resume import assert_same_training_state
 from wandb_records import read_records

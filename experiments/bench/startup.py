@@ -1,5 +1,6 @@
-"""Where ``ganforge-eval``'s start-up goes, and how soon a mistake is refused: each figure in fresh
-processes (one torch thread), the median of ``--repeat`` runs, one JSON line each.
+"""Where ``ganforge-eval``'s start-up goes, and how soon a mistake is refused (by ``ganforge-eval`` and by
+``ganforge-train``): each figure in fresh processes (one torch thread), the median of ``--repeat`` runs,
+one JSON line each.
 
 - ``imports``: ``python -c pass``, ``import torch``, ``import pytorch_lightning`` (it pulls torchmetrics,
   torchvision and scipy), ``import torch_fidelity``, ``import ganforge.eval`` (what the command's start
@@ -8,8 +9,9 @@ processes (one torch thread), the median of ``--repeat`` runs, one JSON line eac
   alone, the heavy imports, building data and nets, the metric suite's preparation (feature network and
   reference features: cached after the first call), the measurement;
 - ``commands``: the whole ``ganforge-eval`` (features cached) and the time to its refusal of a mistake
-  (``metrics=[psnr]`` on a generation checkpoint), for each tree given with ``--src`` side by side
-  (``--src old=/path/to/old/checkout``: its ``src/`` goes first on ``PYTHONPATH``).
+  (``metrics=[psnr]`` on a generation checkpoint); ``ganforge-train``'s refusal of ``train.steps=0`` and
+  its ``--help``; for each tree given with ``--src`` side by side (``--src old=/path/to/old/checkout``:
+  its ``src/`` goes first on ``PYTHONPATH``).
 
     python experiments/bench/startup.py                         # trains a tiny digits checkpoint first
     python experiments/bench/startup.py --src old=../ganforge-old --repeat 5
@@ -121,7 +123,12 @@ def main() -> None:
             full = [timed([*eval_cmd, *metrics], env_for(src), tmp)[0] for _ in range(args.repeat)]
             wrong = [*eval_cmd, "metrics=[psnr]", f"paths.cache_dir={cache}"]
             refused = [timed(wrong, env_for(src), tmp, ok=(2,))[0] for _ in range(args.repeat)]
+            train = [sys.executable, "-m", "ganforge.train"]
+            steps_0 = [*train, "train.steps=0", f"hydra.run.dir={tmp}/refused"]
+            train_refused = [timed(steps_0, env_for(src), tmp, ok=(2,))[0] for _ in range(args.repeat)]
+            train_help = [timed([*train, "--help"], env_for(src), tmp)[0] for _ in range(args.repeat)]
             line = {"kind": "commands", "tree": label, "eval_s": median(full), "refusal_s": median(refused)}
+            line |= {"train_refusal_s": median(train_refused), "train_help_s": median(train_help)}
             print(json.dumps(line | {"load_before": round(os.getloadavg()[0], 2)}), flush=True)
 
 

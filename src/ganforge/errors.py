@@ -55,3 +55,14 @@ def one_line_errors(command: str) -> Iterator[None]:
     except GanforgeError as err:
         print(f"{command}: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """A GanforgeError raised in the block refuses the run before training started: it is marked so (the
+    command leaves the run dir as it found it)."""
+    try:
+        yield
+    except GanforgeError as err:
+        err.refused = True
+        raise

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -28,26 +27,23 @@ from ganforge.callbacks.checkpoint import GANCheckpoint, ResumedLearningRates
 from ganforge.callbacks.guard import DivergenceGuard
 from ganforge.callbacks.health import health_issues
 from ganforge.callbacks.metrics import MetricsCallback
-from ganforge.callbacks.preemption import Preemption, lightning_plugins, requeued_ckpt_path
+from ganforge.callbacks.preemption import Preemption, lightning_plugins
 from ganforge.callbacks.progress import to_log_files
 from ganforge.callbacks.samples import SampleGrid
 from ganforge.checkpoint_file import (
     check_free_space,
-    check_writable,
     checkpoint_bytes,
     read_checkpoint,
     write_error,
     write_text_atomically,
 )
-from ganforge.config import make, resolve_ckpt_path
+from ganforge.config import make
 from ganforge.cpu import apply_cpu_threads
-from ganforge.errors import CollapsedError, DataError, DivergedError, GanforgeError, ResourceError
+from ganforge.errors import CollapsedError, DataError, DivergedError, GanforgeError, ResourceError, refusals
 from ganforge.loggers import build_loggers, hydra_choices, wandb_location
 from ganforge.memory import check_step_memory, out_of_memory
-from ganforge.process import requeued
-from ganforge.run_dir import check_fresh_run_dir, check_requeued_run_dir
+from ganforge.run_dir import RunStart
 from ganforge.signals import take_early_signal
-from ganforge.targets import check_targets
 
 QUIET_WARNINGS = (
     r".*does not have many workers.*",
@@ -82,16 +78,15 @@ def config_digest(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def fit(cfg: DictConfig, out: Path) -> dict[str, Any]:
-    """Train the GAN of ``cfg`` into ``out`` (checked and locked by the caller); returns the run summary.
-    A :class:`~ganforge.errors.GanforgeError` raised before training starts is marked as a refusal."""
+def fit(cfg: DictConfig, out: Path, start: RunStart) -> dict[str, Any]:
+    """Train the GAN of ``cfg`` into ``out``, starting as ``start`` says (checked, and the run dir locked,
+    by the caller: :func:`ganforge.train.train`); returns the run summary. A
+    :class:`~ganforge.errors.GanforgeError` raised before training starts is marked as a refusal."""
     quiet_lightning()
     drop_log_files_on_full_disk()
-    try:
-        datamodule, module, callbacks, ckpt_path, dev_run = prepare(cfg, out)
-    except GanforgeError as err:
-        err.refused = True
-        raise
+    ckpt_path, dev_run = start.ckpt_path, start.dev_run
+    with refusals():
+        datamodule, module, callbacks = prepare(cfg, out, start)
     loggers = [] if dev_run else build_loggers(cfg.get("logger"), resuming=ckpt_path is not None)
     trainer: pl.Trainer = make(
         cfg.trainer,
@@ -169,23 +164,10 @@ def fit(cfg: DictConfig, out: Path) -> dict[str, Any]:
     return summary
 
 
-def prepare(cfg: DictConfig, out: Path) -> tuple[Any, Any, list[Any], Path | None, bool]:
-    """Everything that can refuse the run, before any logger starts: the data, the nets, the callbacks."""
-    rerun = run_dir_source()
-    if rerun is not None:  # a run dir's config read back (-cd <run>/.hydra -cn config): data, not code
-        check_targets(cfg, f"{rerun}/config.yaml", cfg.get("allow_targets") or ())
-    if cfg.get("metrics"):  # the metrics' classifier and reference features are cached there
-        check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir", folder=True)
-    ckpt_path = resolve_ckpt_path(requeued_ckpt_path(cfg.ckpt_path, out), out, cfg)
-    is_requeued = requeued()  # a requeued job continues its run dir
-    dev_run = bool(cfg.trainer.get("fast_dev_run"))  # a quick check of the setup: nothing written but the log
-    fresh_ok = (
-        is_requeued or dev_run or cfg.train.get("overwrite", False) or cfg.ckpt_path in ("auto", "last")
-    )
-    if ckpt_path is None and not fresh_ok:
-        check_fresh_run_dir(out)
-    if ckpt_path is None and is_requeued and not cfg.train.get("overwrite", False):
-        check_requeued_run_dir(out)
+def prepare(cfg: DictConfig, out: Path, start: RunStart) -> tuple[Any, Any, list[Any]]:
+    """Everything that can refuse the run once Lightning is imported, before any logger starts: the data,
+    the nets, the callbacks."""
+    ckpt_path, dev_run = start.ckpt_path, start.dev_run
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
     devices = cfg.trainer.get("devices", 1)
     processes = devices if accelerator == "cpu" and isinstance(devices, int) and devices > 0 else 1
@@ -206,23 +188,7 @@ def prepare(cfg: DictConfig, out: Path) -> tuple[Any, Any, list[Any], Path | Non
             check_free_space(callback.dirpath, checkpoint_bytes(module))
     check_step_memory(cfg, datamodule, module)  # a batch that cannot fit: one line, not the OOM killer
     check_finite_data(datamodule, cfg.seed)
-    return datamodule, module, callbacks, ckpt_path, dev_run
-
-
-def run_dir_source() -> Path | None:
-    """The ``.hydra`` folder of an earlier run this job's config was read from, if any (a folder of
-    the config search path that holds Hydra's ``hydra.yaml`` and ``overrides.yaml``)."""
-    if not HydraConfig.initialized():
-        return None
-    for source in HydraConfig.get().runtime.config_sources:
-        folder = Path(source.path)
-        if (
-            source.schema == "file"
-            and (folder / "hydra.yaml").is_file()
-            and (folder / "overrides.yaml").is_file()
-        ):
-            return folder
-    return None
+    return datamodule, module, callbacks
 
 
 def check_finite_data(datamodule: Any, seed: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -34,6 +35,14 @@ def is_rank_zero() -> bool:
 def requeued() -> bool:
     """Whether this is a Slurm job that has been requeued (it continues its own run dir)."""
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
+def requeued_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``auto`` in a requeued Slurm job whose run dir has a ``last.ckpt`` (it continues); else ``ckpt_path``.
+
+    Whatever ``ckpt_path`` the job was submitted with, its second start must continue its own run.
+    """
+    return "auto" if requeued() and (output_dir / "checkpoints" / "last.ckpt").is_file() else ckpt_path
 
 
 def in_multirun() -> bool:

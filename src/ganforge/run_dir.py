@@ -1,5 +1,7 @@
-"""A run dir's lock (one ``ganforge-train`` process at a time), the checks that keep a fresh start from
-overwriting a run, and what a run refused before training leaves behind (nothing of its own)."""
+"""A run dir's lock (one ``ganforge-train`` process at a time), how a run starts in it (fresh or from
+which checkpoint) and the checks that keep a fresh start from overwriting a run, and what a run refused
+before training leaves behind (nothing of its own). Lightning is not imported here: these refusals come
+before its seconds of imports."""
 
 from __future__ import annotations
 
@@ -10,10 +12,17 @@ import os
 import shutil
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from ganforge.checkpoint_file import check_writable
+from ganforge.config import resolve_ckpt_path
 from ganforge.errors import ConfigError, RunDirInUseError
-from ganforge.process import is_rank_zero
+from ganforge.process import is_rank_zero, requeued, requeued_ckpt_path
+from ganforge.targets import check_targets
 
 LOCK_NAME = ".ganforge.lock"
 HYDRA_ONLY = {".hydra", "train.log", LOCK_NAME}  # what a run dir holds before its run writes anything
@@ -77,6 +86,53 @@ def unlock_run_dir(out: Path) -> None:
             out.rmdir()
         except OSError:
             pass
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """How a run starts in its run dir: the checkpoint it continues (None: a fresh start) and whether it
+    is a ``trainer.fast_dev_run`` (a quick check of the setup: nothing written but the log)."""
+
+    ckpt_path: Path | None
+    dev_run: bool
+
+
+def check_run_start(cfg: DictConfig, out: Path) -> RunStart:
+    """How the run of ``cfg`` starts in ``out``, refused (a ConfigError) when it cannot: a config read back
+    from a run dir that names targets ganforge does not write, a cache dir it cannot write, a checkpoint
+    that is missing, foreign or of another setup (or, in a requeued job, already finished), a fresh start
+    over an earlier run."""
+    rerun = run_dir_source()
+    if rerun is not None:  # a run dir's config read back (-cd <run>/.hydra -cn config): data, not code
+        check_targets(cfg, f"{rerun}/config.yaml", cfg.get("allow_targets") or ())
+    if cfg.get("metrics"):  # the metrics' classifier and reference features are cached there
+        check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir", folder=True)
+    ckpt_path = resolve_ckpt_path(requeued_ckpt_path(cfg.ckpt_path, out), out, cfg)
+    is_requeued = requeued()  # a requeued job continues its run dir
+    dev_run = bool(cfg.trainer.get("fast_dev_run"))
+    overwrite = cfg.train.get("overwrite", False)
+    fresh_ok = is_requeued or dev_run or overwrite or cfg.ckpt_path in ("auto", "last")
+    if ckpt_path is None and not fresh_ok:
+        check_fresh_run_dir(out)
+    if ckpt_path is None and is_requeued and not overwrite:
+        check_requeued_run_dir(out)
+    return RunStart(ckpt_path, dev_run)
+
+
+def run_dir_source() -> Path | None:
+    """The ``.hydra`` folder of an earlier run this job's config was read from, if any (a folder of
+    the config search path that holds Hydra's ``hydra.yaml`` and ``overrides.yaml``)."""
+    if not HydraConfig.initialized():
+        return None
+    for source in HydraConfig.get().runtime.config_sources:
+        folder = Path(source.path)
+        if (
+            source.schema == "file"
+            and (folder / "hydra.yaml").is_file()
+            and (folder / "overrides.yaml").is_file()
+        ):
+            return folder
+    return None
 
 
 def check_fresh_run_dir(out: Path) -> None:

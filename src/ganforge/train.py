@@ -25,9 +25,9 @@ from omegaconf import DictConfig
 from ganforge import CONFIG_PACKAGE
 from ganforge.checkpoint_file import check_writable
 from ganforge.config import check_config, key_hints
-from ganforge.errors import ConfigError, GanforgeError, NothingToTrainError, RunDirInUseError
+from ganforge.errors import ConfigError, GanforgeError, NothingToTrainError, RunDirInUseError, refusals
 from ganforge.process import finish_wandb, in_multirun, is_rank_zero, process_rank, requeued
-from ganforge.run_dir import RunDirState, leave_as_found, lock_run_dir, unlock_run_dir
+from ganforge.run_dir import RunDirState, check_run_start, leave_as_found, lock_run_dir, unlock_run_dir
 
 INTERRUPTED_EXIT = 128 + 2  # as a shell reports a process ended by SIGINT
 
@@ -41,16 +41,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     handlers = saved_signal_handlers()
     out = Path(cfg.paths.output_dir)
     try:
-        try:
+        with refusals():
             check_config(cfg)
             locked = lock_run_dir(out)
-        except GanforgeError as err:
-            err.refused = True
-            raise
         try:
-            from ganforge.fit import fit  # Lightning's imports: only for a config that passed its checks
+            with refusals():
+                start = check_run_start(cfg, out)
+            from ganforge.fit import fit  # Lightning's imports: only for a run that passed these checks
 
-            return fit(cfg, out)
+            return fit(cfg, out, start)
         finally:
             if locked:
                 unlock_run_dir(out)

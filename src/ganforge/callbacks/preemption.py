@@ -18,7 +18,6 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -127,15 +126,6 @@ def will_requeue(max_requeues: int | None) -> bool:
         return False
     restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     return max_requeues is None or restarts < max_requeues
-
-
-def requeued_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
-    """``auto`` in a requeued Slurm job whose run dir has a ``last.ckpt`` (it continues); else ``ckpt_path``.
-
-    Whatever ``ckpt_path`` the job was submitted with, its second start must continue its own run.
-    """
-    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
-    return "auto" if requeued and (output_dir / "checkpoints" / "last.ckpt").is_file() else ckpt_path
 
 
 def lightning_plugins() -> list[Any]:
