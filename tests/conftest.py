@@ -71,9 +71,10 @@ def local_ddp_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> P
     if worker_id == "master":  # no xdist
         return run_local_ddp(tmp_path_factory.mktemp("local_ddp") / "run")
     out = tmp_path_factory.getbasetemp().parent / "local_ddp" / "run"
-    with file_lock(out):
+    with file_lock(out.parent):  # <base>/local_ddp.lock: the run's folder holds the run alone
         if not (out / "summary.json").is_file():
             shutil.rmtree(out, ignore_errors=True)  # a run cut short by a failed worker: trained again
+            out.parent.mkdir(parents=True, exist_ok=True)
             run_local_ddp(out)
     return out
 

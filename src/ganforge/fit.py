@@ -136,12 +136,13 @@ def fit(cfg: DictConfig, out: Path, start: RunStart) -> dict[str, Any]:
             raise KeyboardInterrupt from None
         raise
     finally:
+        elapsed = time.time() - start  # this segment; the total adds the earlier ones
         summary.update(
             g_steps=module.g_step,
             d_steps=module.g_step * cfg.train.n_critic,
             steps_target=cfg.train.steps,
-            wall_time_s=round(time.time() - start, 3),  # this segment; the total adds the earlier ones
-            wall_time_total_s=round(module.wall_time_before + time.time() - start, 3),
+            wall_time_s=round(elapsed, 3),
+            wall_time_total_s=round(module.wall_time_before + elapsed, 3),
             last=module.last_metrics,
             **metrics_summary(callbacks),
             config_digest=config_digest(cfg),

@@ -2,9 +2,10 @@
 
 It reads ``module.last_metrics`` (host floats the module refreshes every ``log_every`` steps), so
 drawing it never syncs the device. When the output is not a terminal (a Slurm log, a file) there
-is no live bar: one plain line is printed every ``log_fraction`` of the run instead. Either way that
-line also goes to the run's log files (Hydra's ``train.log``), which otherwise hold only what the
-code logs (a translation run on an unlabelled folder logs nothing else).
+is no live bar (no rich display, no refresh thread): one plain line is printed every ``log_fraction``
+of the run instead. Either way that line also goes to the run's log files (Hydra's ``train.log``),
+which otherwise hold only what the code logs (a translation run on an unlabelled folder logs nothing
+else).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.callbacks.progress.rich_progress import RichProgressBarTheme
+from rich import get_console, reconfigure
 from rich.progress import ProgressColumn, Task
 from rich.style import Style
 from rich.text import Text
@@ -58,21 +60,25 @@ class GANProgressBar(RichProgressBar):
         self._mark = (0.0, 0)  # (time, generator step) of the last line, or of this run's start
 
     def _init_progress(self, trainer: pl.Trainer) -> None:
-        super()._init_progress(trainer)
-        self._terminal = bool(self._console is not None and self._console.is_terminal)  # asked once
-        if self.progress is not None and not self._terminal:
-            self.progress.live.transient = True  # a log file gets the plain lines only, not the bar too
+        if self.is_disabled:
+            return
+        reconfigure(**self._console_kwargs)
+        self._terminal = get_console().is_terminal  # asked once
+        if self._terminal:
+            super()._init_progress(trainer)
+        else:  # plain lines only: no live display (it would be cleared again, and its refresh thread
+            self._console = get_console()  # takes up to a refresh period to stop at the end of the run)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        if self.is_disabled or self.progress is None:
+        if self.is_disabled:
             return
         # start at the resumed step, so that steps/s and the ETA count only this run's steps
         total, done = pl_module.total_steps, pl_module.g_step
-        if self.train_progress_bar_id is None:
+        if self.progress is not None and self.train_progress_bar_id is None:
             self.train_progress_bar_id = self.progress.add_task(
                 "train", total=total, completed=done, first_step=done
             )
-        else:
+        elif self.progress is not None:
             self.progress.reset(
                 self.train_progress_bar_id, total=total, completed=done, description="train", first_step=done
             )
@@ -84,10 +90,11 @@ class GANProgressBar(RichProgressBar):
         return max(1, math.ceil(pl_module.total_steps * self.log_fraction))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
-        if self.is_disabled or self.progress is None or self.train_progress_bar_id is None:
+        if self.is_disabled or self._console is None:
             return
-        self.progress.update(self.train_progress_bar_id, completed=pl_module.g_step)
-        self._update_metrics(trainer, pl_module)
+        if self.progress is not None and self.train_progress_bar_id is not None:
+            self.progress.update(self.train_progress_bar_id, completed=pl_module.g_step)
+            self._update_metrics(trainer, pl_module)
         step = pl_module.g_step
         last = step >= pl_module.total_steps and step > self._mark[1]  # the final step gets a line too
         if step >= self._next_line or last:
