@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,10 @@ def check_config(cfg: DictConfig) -> None:
     check_groups(cfg)
 
 
+@functools.cache
 def default_train() -> dict[str, Any]:
-    """The ``train`` node of the shipped ``train.yaml``: the settings ``train.*`` can hold."""
+    """The ``train`` node of the shipped ``train.yaml``: the settings ``train.*`` can hold (read once;
+    not to be changed by callers)."""
     return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "train.yaml").train, resolve=False)
 
 
