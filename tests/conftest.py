@@ -127,11 +127,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif "ddp" in item.nodeid.lower() or "local_ddp_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ddp)
             item.add_marker(pytest.mark.xdist_group("ddp"))
-        elif any(
-            d.scope == "module" and _calls_slow_code(d.func) for defs_ in defs for d in defs_ if d.baseid
-        ):
-            # a module fixture that trains: its tests on one worker, so that it trains once, not per worker
-            item.add_marker(pytest.mark.xdist_group(f"fixture:{item.module.__name__}"))
     # the long serial groups (DDP, Slurm) first, then the other slow tests, the quick ones last: xdist
     # hands work out in this order, so the end of a run is short tests that even out the workers'
     # loads instead of one worker running a long group alone (stable: files keep their order inside)
@@ -154,6 +149,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _start_order(item: pytest.Item) -> int:
-    if item.get_closest_marker("ddp") is not None or item.get_closest_marker("slurm") is not None:
+    if item.get_closest_marker("xdist_group") is not None:
         return 0
     return 1 if item.get_closest_marker("slow") is not None else 2
