@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from ganforge import CONFIG_DIR
+from main_call import call_main
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -106,55 +106,30 @@ def command(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None,
 def entry_point(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """``ganforge-<name> *args`` through ``ganforge.<name>.main`` (Hydra included) in this process, from
     ``cwd``: its exit code and what it printed, as a finished subprocess would give them."""
-    import contextlib
-    import importlib
-    import io
     import logging
 
-    main = importlib.import_module(f"ganforge.{name}").main
-    out, err, argv, here = io.StringIO(), io.StringIO(), sys.argv, os.getcwd()
-    root = logging.getLogger()
+    here, root = os.getcwd(), logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    sys.argv = [f"ganforge-{name}", *args]
     os.chdir(cwd)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main()
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code, out, err = call_main(name, list(args))
     finally:
-        GlobalHydra.instance().clear()  # an early exit (--help, --cfg) leaves Hydra initialised
-        sys.argv = argv
         os.chdir(here)
         for handler in root.handlers[:]:  # what Hydra's job logging added goes with the job
             if handler not in handlers:
                 root.removeHandler(handler)
                 handler.close()
         root.setLevel(level)
-    return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess([f"ganforge-{name}", *args], code, out, err)
 
 
 FRESH_MAINS = """
-import contextlib, importlib, io, json, sys
-from hydra.core.global_hydra import GlobalHydra
+import json, sys
+from main_call import call_main
 
-results = []
-for name, args in json.loads(sys.argv[1]):
-    main = importlib.import_module(f"ganforge.{name}").main
-    sys.argv, out, err = [f"ganforge-{name}", *args], io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    GlobalHydra.instance().clear()
-    results.append([code, out.getvalue(), err.getvalue()])
+results = [call_main(name, args) for name, args in json.loads(sys.argv[1])]
 heavy = ["pytorch_lightning", "torchmetrics", "torchvision", "torch_fidelity"]
-heavy = [m for m in heavy if m in sys.modules]
-print(json.dumps({"results": results, "heavy": heavy}))
+print(json.dumps({"results": results, "heavy": [m for m in heavy if m in sys.modules]}))
 """
 
 
@@ -165,7 +140,11 @@ def mains_in_a_fresh_process(
     after the other in one new interpreter: what each returned and printed, and which of the heavy
     libraries (Lightning, the metric libraries) that process imported by the end."""
     code = [sys.executable, "-c", FRESH_MAINS, json.dumps(cases)]
-    res = subprocess.run(code, cwd=cwd, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    res = subprocess.run(code, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(res.stdout.strip().splitlines()[-1])
     done = [
