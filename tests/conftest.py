@@ -16,7 +16,6 @@ import pytest
 # cores (set before torch is imported; subprocesses and DDP ranks inherit it).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-
 # One cache for the whole session (metrics classifier, reference features), also for subprocesses:
 # trained once, reused by every test, never the user's own cache.
 if "GANFORGE_CACHE_DIR" not in os.environ:
@@ -28,9 +27,8 @@ if "GANFORGE_CACHE_DIR" not in os.environ:
 def run(tmp_path: Path):
     """``run(name, *overrides)`` trains into ``tmp_path/name`` and returns (summary, output dir)."""
 
-    from helpers import (
-        train_run,  # here, not at the top: pytest-xdist's controller then never imports Lightning
-    )
+    # imported here, not at the top: pytest-xdist's controller then never imports Lightning
+    from helpers import train_run
 
     def _run(name: str, *overrides: str) -> tuple[dict[str, Any], Path]:
         out = tmp_path / name

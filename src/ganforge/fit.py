@@ -102,7 +102,7 @@ def fit(cfg: DictConfig, out: Path, start: RunStart) -> dict[str, Any]:
         logger.log_hyperparams(hparams)
 
     summary: dict[str, Any] = {"status": "running", "output_dir": str(out)}
-    start = time.time()
+    began = time.time()
     failure: BaseException | None = None
     preemption = next((cb for cb in callbacks if isinstance(cb, Preemption)), None)
     early = take_early_signal(preemption)
@@ -136,7 +136,7 @@ def fit(cfg: DictConfig, out: Path, start: RunStart) -> dict[str, Any]:
             raise KeyboardInterrupt from None
         raise
     finally:
-        elapsed = time.time() - start  # this segment; the total adds the earlier ones
+        elapsed = time.time() - began  # this segment; the total adds the earlier ones
         summary.update(
             g_steps=module.g_step,
             d_steps=module.g_step * cfg.train.n_critic,
